@@ -1,0 +1,36 @@
+//! The sample user service. With no configuration it runs on the embedded broker, seeds a few
+//! `command.user.create` events and logs each handled and published event until Ctrl-C:
+//!
+//! ```text
+//! cargo run --example user_service
+//! ```
+//!
+//! With `KAUFMANN_BROKERS` set it joins that Kafka cluster and seeds nothing. A service with
+//! nothing to seed needs only `kaufmann::run!();` as its `main`.
+
+// The handlers live in the sample's library; this links them into the binary.
+use kaufmann_examples::demo_commands;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    kaufmann::init_logging();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> kaufmann::Result<()> {
+    let config = kaufmann::Config::from_env()?;
+    let service = kaufmann::Service::start(config).await?;
+    if service.embedded_brokers().is_some() {
+        for command in demo_commands() {
+            let meta = service.publisher().publish(command).await?;
+            tracing::info!(message_id = %meta.message_id, "seeded demo command.user.create");
+        }
+    }
+    service.run_until_signal().await
+}

@@ -1,0 +1,24 @@
+//! Procedural macros of Kaufmann. An implementation detail: depend on `kaufmann`, which re-exports
+//! them.
+
+mod given_event;
+mod naming;
+mod schemas;
+
+use proc_macro::TokenStream;
+
+/// Generates one typed Rust item per Avro named type of every `.avsc` file in a folder (relative to
+/// the crate's `Cargo.toml`), and a `kaufmann::EventSchema` impl per file (event = file name).
+#[proc_macro]
+pub fn schemas(input: TokenStream) -> TokenStream {
+    let dir = syn::parse_macro_input!(input as syn::LitStr);
+    schemas::expand(&dir)
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Registers an `async fn(Event<T>, Context) -> kaufmann::Result<()>` as the handler of an event.
+#[proc_macro_attribute]
+pub fn given_event(args: TokenStream, item: TokenStream) -> TokenStream {
+    given_event::expand(&args.into(), item.into()).into()
+}

@@ -1,0 +1,79 @@
+//! Rust names for Avro names: `UpperCamel` types, `snake_case` fields, `r#` for keywords.
+
+use proc_macro2::{Ident, Span};
+
+/// `command.user.create` -> `CommandUserCreate`; `user_id` -> `UserId`.
+pub fn type_name(avro: &str) -> String {
+    let mut out = String::with_capacity(avro.len());
+    let mut upper = true;
+    for c in avro.chars() {
+        if c.is_ascii_alphanumeric() {
+            if upper {
+                out.push(c.to_ascii_uppercase());
+            } else {
+                out.push(c);
+            }
+            upper = false;
+        } else {
+            upper = true;
+        }
+    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
+        out.insert(0, 'T');
+    }
+    out
+}
+
+/// `userId` -> `user_id`; `Name` -> `name`.
+pub fn field_name(avro: &str) -> String {
+    let mut out = String::with_capacity(avro.len() + 4);
+    let mut prev_lower = false;
+    for c in avro.chars() {
+        if c.is_ascii_uppercase() {
+            if prev_lower {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+            prev_lower = false;
+        } else if c.is_ascii_alphanumeric() || c == '_' {
+            out.push(c);
+            prev_lower = c.is_ascii_lowercase() || c.is_ascii_digit();
+        } else {
+            out.push('_');
+            prev_lower = false;
+        }
+    }
+    if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
+        out.insert(0, '_');
+    }
+    out
+}
+
+/// An identifier for `name`, raw (`r#type`) when it is a keyword.
+pub fn ident(name: &str) -> Ident {
+    const STRICT: &[&str] = &["crate", "self", "super", "Self"];
+    if STRICT.contains(&name) {
+        return Ident::new(&format!("{name}_"), Span::call_site());
+    }
+    if syn::parse_str::<Ident>(name).is_ok() {
+        Ident::new(name, Span::call_site())
+    } else {
+        Ident::new_raw(name, Span::call_site())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert_eq!(type_name("command.user.create"), "CommandUserCreate");
+        assert_eq!(type_name("user_status"), "UserStatus");
+        assert_eq!(field_name("userId"), "user_id");
+        assert_eq!(field_name("created_at"), "created_at");
+        assert_eq!(ident("type").to_string(), "r#type");
+        assert_eq!(ident("self").to_string(), "self_");
+        assert_eq!(ident("name").to_string(), "name");
+    }
+}

@@ -1,0 +1,157 @@
+//! The event envelope: the metadata every event carries beside its payload.
+//!
+//! With the Confluent wire format the payload is the Kafka value and the metadata travels in Kafka
+//! headers named after `KaufmannEx`'s metadata fields (`message_id`, `message_name`, ...), so that
+//! any Confluent consumer can read the payload with the registry alone.
+
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+
+/// Header names of the envelope's metadata fields.
+pub mod header {
+    /// The unique id of the message.
+    pub const MESSAGE_ID: &str = "message_id";
+    /// The event name.
+    pub const MESSAGE_NAME: &str = "message_name";
+    /// The service that emitted the event.
+    pub const EMITTER_SERVICE: &str = "emitter_service";
+    /// The id of the emitting service instance.
+    pub const EMITTER_SERVICE_ID: &str = "emitter_service_id";
+    /// The `message_id` of the event this one answers (correlation).
+    pub const CALLBACK_ID: &str = "callback_id";
+    /// When the event was emitted, milliseconds since the Unix epoch.
+    pub const TIMESTAMP: &str = "timestamp";
+}
+
+/// The metadata of an event (`KaufmannEx`'s `event_metadata`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metadata {
+    /// The unique id of the message.
+    pub message_id: String,
+    /// The event name, for example `command.user.create`.
+    pub message_name: String,
+    /// The service that emitted the event.
+    pub emitter_service: String,
+    /// The id of the emitting service instance.
+    pub emitter_service_id: String,
+    /// The `message_id` of the event this one answers, when it answers one.
+    pub callback_id: Option<String>,
+    /// When the event was emitted, milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+}
+
+impl Metadata {
+    /// Fresh metadata for a new event emitted by `service` (instance `instance`).
+    pub fn new(message_name: &str, service: &str, instance: &str) -> Self {
+        Self {
+            message_id: uuid::Uuid::new_v4().simple().to_string(),
+            message_name: message_name.to_owned(),
+            emitter_service: service.to_owned(),
+            emitter_service_id: instance.to_owned(),
+            callback_id: None,
+            timestamp_ms: now_ms(),
+        }
+    }
+
+    /// Sets the correlation id (the `message_id` of the event being answered).
+    #[must_use]
+    pub fn with_callback_id(mut self, callback_id: Option<String>) -> Self {
+        self.callback_id = callback_id;
+        self
+    }
+
+    /// The metadata as Kafka headers.
+    pub fn to_headers(&self) -> OwnedHeaders {
+        let timestamp = self.timestamp_ms.to_string();
+        let mut headers = OwnedHeaders::new_with_capacity(6);
+        let fields = [
+            (header::MESSAGE_ID, Some(self.message_id.as_str())),
+            (header::MESSAGE_NAME, Some(self.message_name.as_str())),
+            (header::EMITTER_SERVICE, Some(self.emitter_service.as_str())),
+            (
+                header::EMITTER_SERVICE_ID,
+                Some(self.emitter_service_id.as_str()),
+            ),
+            (header::CALLBACK_ID, self.callback_id.as_deref()),
+            (header::TIMESTAMP, Some(timestamp.as_str())),
+        ];
+        for (key, value) in fields {
+            if let Some(value) = value {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value),
+                });
+            }
+        }
+        headers
+    }
+
+    /// Reads the metadata from Kafka headers; missing fields stay empty.
+    pub fn from_headers<H: Headers>(headers: Option<&H>) -> Self {
+        let mut meta = Self::default();
+        let Some(headers) = headers else { return meta };
+        for h in headers.iter() {
+            let Some(value) = h.value.and_then(|v| std::str::from_utf8(v).ok()) else {
+                continue;
+            };
+            let value = value.to_owned();
+            match h.key {
+                header::MESSAGE_ID => meta.message_id = value,
+                header::MESSAGE_NAME => meta.message_name = value,
+                header::EMITTER_SERVICE => meta.emitter_service = value,
+                header::EMITTER_SERVICE_ID => meta.emitter_service_id = value,
+                header::CALLBACK_ID => meta.callback_id = Some(value),
+                header::TIMESTAMP => meta.timestamp_ms = value.parse().unwrap_or_default(),
+                _ => {}
+            }
+        }
+        meta
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// Where a consumed event came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Origin {
+    /// The topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// The Kafka key, if the record had one.
+    pub key: Option<Vec<u8>>,
+}
+
+/// An event as a handler receives it: the typed payload, its metadata and where it came from.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Event<T> {
+    /// The decoded payload.
+    pub payload: T,
+    /// The envelope's metadata.
+    pub meta: Metadata,
+    /// Where the event was read from.
+    pub origin: Origin,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_round_trips_through_headers() {
+        let meta = Metadata::new("event.user.created", "users", "users-1")
+            .with_callback_id(Some("abc".to_owned()));
+        let headers = meta.to_headers();
+        assert_eq!(Metadata::from_headers(Some(&headers)), meta);
+        let none: Option<&OwnedHeaders> = None;
+        assert_eq!(Metadata::from_headers(none), Metadata::default());
+    }
+}

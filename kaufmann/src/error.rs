@@ -1,0 +1,152 @@
+//! Errors of the Kaufmann runtime, one enum per concern.
+
+use std::time::Duration;
+
+/// The result type of handlers and of the Kaufmann API.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Any error the Kaufmann runtime reports.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The configuration is missing a value or holds an invalid one.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Encoding or decoding a message failed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The schema registry could not answer.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// The broker could not be reached or refused a request.
+    #[error("kafka error while {action}: {source}")]
+    Kafka {
+        /// What Kaufmann was doing.
+        action: String,
+        /// The error librdkafka reported.
+        #[source]
+        source: rdkafka::error::KafkaError,
+    },
+    /// Two handlers claim the same event.
+    #[error(
+        "two handlers claim event `{event}`: `{first}` and `{second}`; remove one of them \
+         (one event has exactly one handler per service)"
+    )]
+    DuplicateHandler {
+        /// The event name both handlers claim.
+        event: String,
+        /// The first handler's name and source location.
+        first: String,
+        /// The second handler's name and source location.
+        second: String,
+    },
+    /// The service could not start.
+    #[error("the service could not start: {0}")]
+    Startup(String),
+    /// A handler failed; the message names the handler's own error.
+    #[error("{0}")]
+    Handler(String),
+    /// Starting or stopping the service took longer than allowed.
+    #[error("{what} did not finish within {limit:?}")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// The time allowed.
+        limit: Duration,
+    },
+}
+
+impl Error {
+    /// An error a handler returns: any message, for the error policy and the logs.
+    pub fn handler(message: impl std::fmt::Display) -> Self {
+        Self::Handler(message.to_string())
+    }
+
+    pub(crate) fn kafka(action: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {
+        Self::Kafka {
+            action: action.into(),
+            source,
+        }
+    }
+}
+
+/// A configuration value is missing or invalid.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A value could not be parsed.
+    #[error("config key `{key}` has the invalid value {value:?}: expected {expected}")]
+    Invalid {
+        /// The key, as the user writes it (for example `KAUFMANN_DEMAND`).
+        key: String,
+        /// The value found.
+        value: String,
+        /// What the key accepts.
+        expected: String,
+    },
+}
+
+/// A message could not be encoded or decoded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CodecError {
+    /// The value is shorter than the 5-byte Confluent header.
+    #[error("message of {len} bytes is too short for the Confluent wire format (5-byte header)")]
+    TooShort {
+        /// The length of the value.
+        len: usize,
+    },
+    /// The first byte is not the Confluent magic byte 0.
+    #[error("message starts with byte {found:#04x}, not the Confluent magic byte 0x00")]
+    BadMagic {
+        /// The byte found.
+        found: u8,
+    },
+    /// The message has no value at all.
+    #[error("message has no value (tombstone); Kaufmann events always carry a payload")]
+    NoPayload,
+    /// Avro could not encode or decode the payload.
+    #[error("avro {action} failed for `{event}` (schema id {schema_id:?}): {source}")]
+    Avro {
+        /// `encode` or `decode`.
+        action: &'static str,
+        /// The event name.
+        event: String,
+        /// The schema id, when known.
+        schema_id: Option<u32>,
+        /// The Avro error.
+        #[source]
+        source: Box<apache_avro::Error>,
+    },
+}
+
+/// The schema registry could not answer.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// No schema has this id.
+    #[error("schema id {id} is not in registry `{registry}` (Confluent error 40403)")]
+    SchemaNotFound {
+        /// The id asked for.
+        id: u32,
+        /// The registry's URL.
+        registry: String,
+    },
+    /// The schema text is not a valid Avro schema.
+    #[error("subject `{subject}`: invalid Avro schema (Confluent error 42201): {reason}")]
+    InvalidSchema {
+        /// The subject.
+        subject: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The registry URL has a scheme this build does not speak.
+    #[error(
+        "registry URL `{url}` is not supported: use `mock://<scope>` (in-memory registry); \
+         the HTTP client arrives with the message-contract work"
+    )]
+    UnsupportedUrl {
+        /// The URL.
+        url: String,
+    },
+}

@@ -1,0 +1,184 @@
+//! Handler registration (through `inventory`) and the typed view of an incoming message.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use apache_avro::Schema;
+
+use crate::envelope::{Event, Metadata, Origin};
+use crate::error::{Error, Result};
+use crate::publisher::Context;
+use crate::schema::{decode_body, EventSchema};
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The function `#[given_event]` generates around a user's handler.
+pub type HandlerFn = fn(Incoming, Context) -> BoxFuture<'static, Result<()>>;
+
+/// A handler registered by `#[given_event]`: its event, name, source location and entry point.
+#[derive(Debug)]
+pub struct HandlerRegistration {
+    /// The event name the handler answers.
+    pub event: &'static str,
+    /// The handler function's name.
+    pub name: &'static str,
+    /// The source file of the handler.
+    pub file: &'static str,
+    /// The source line of the handler.
+    pub line: u32,
+    /// The generated entry point.
+    pub call: HandlerFn,
+}
+
+impl HandlerRegistration {
+    /// Records a handler; `#[given_event]` calls this with `file!()` and `line!()`.
+    pub const fn new(
+        event: &'static str,
+        name: &'static str,
+        file: &'static str,
+        line: u32,
+        call: HandlerFn,
+    ) -> Self {
+        Self {
+            event,
+            name,
+            file,
+            line,
+            call,
+        }
+    }
+
+    /// `name (file:line)`, for logs and errors.
+    pub fn describe(&self) -> String {
+        format!("{} ({}:{})", self.name, self.file, self.line)
+    }
+}
+
+inventory::collect!(HandlerRegistration);
+
+/// The handlers of this binary, by event name.
+#[derive(Debug, Clone)]
+pub struct HandlerTable {
+    by_event: HashMap<&'static str, &'static HandlerRegistration>,
+}
+
+impl HandlerTable {
+    /// Collects every handler registered in this binary; two handlers for one event are an error
+    /// naming both.
+    pub fn collect() -> Result<Self> {
+        Self::from_registrations(inventory::iter::<HandlerRegistration>)
+    }
+
+    fn from_registrations(
+        registrations: impl IntoIterator<Item = &'static HandlerRegistration>,
+    ) -> Result<Self> {
+        let mut by_event: HashMap<&'static str, &'static HandlerRegistration> = HashMap::new();
+        for registration in registrations {
+            if let Some(first) = by_event.insert(registration.event, registration) {
+                let (first, second) = ordered(first, registration);
+                return Err(Error::DuplicateHandler {
+                    event: registration.event.to_owned(),
+                    first: first.describe(),
+                    second: second.describe(),
+                });
+            }
+        }
+        Ok(Self { by_event })
+    }
+
+    /// The handler for an event name, if there is one.
+    pub fn get(&self, event: &str) -> Option<&'static HandlerRegistration> {
+        self.by_event.get(event).copied()
+    }
+
+    /// Every handler, sorted by event name.
+    pub fn iter(&self) -> impl Iterator<Item = &'static HandlerRegistration> {
+        let mut all: Vec<_> = self.by_event.values().copied().collect();
+        all.sort_by_key(|r| r.event);
+        all.into_iter()
+    }
+
+    /// The number of handlers.
+    pub fn len(&self) -> usize {
+        self.by_event.len()
+    }
+
+    /// Whether there are no handlers.
+    pub fn is_empty(&self) -> bool {
+        self.by_event.is_empty()
+    }
+}
+
+fn ordered<'a>(
+    a: &'a HandlerRegistration,
+    b: &'a HandlerRegistration,
+) -> (&'a HandlerRegistration, &'a HandlerRegistration) {
+    if (a.file, a.line) <= (b.file, b.line) {
+        (a, b)
+    } else {
+        (b, a)
+    }
+}
+
+/// A consumed message whose writer schema is known, before it is decoded into a handler's type.
+#[derive(Debug)]
+pub struct Incoming {
+    pub(crate) writer: Arc<Schema>,
+    pub(crate) schema_id: u32,
+    pub(crate) value: Vec<u8>,
+    pub(crate) meta: Metadata,
+    pub(crate) origin: Origin,
+}
+
+impl Incoming {
+    /// Decodes the payload (written with the writer's schema) into `T`, resolving to `T`'s schema.
+    pub fn decode<T: EventSchema>(self) -> Result<Event<T>> {
+        let body = &self.value[crate::schema::wire::HEADER_LEN..];
+        let payload = decode_body::<T>(&self.writer, Some(self.schema_id), body)?;
+        Ok(Event {
+            payload,
+            meta: self.meta,
+            origin: self.origin,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noop(_: Incoming, _: Context) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    static A: HandlerRegistration = HandlerRegistration::new("e.one", "a", "src/a.rs", 3, noop);
+    static B: HandlerRegistration = HandlerRegistration::new("e.two", "b", "src/b.rs", 9, noop);
+    static C: HandlerRegistration = HandlerRegistration::new("e.one", "c", "src/c.rs", 1, noop);
+
+    #[test]
+    fn a_duplicate_event_names_both_handlers() {
+        let err = HandlerTable::from_registrations([&C, &B, &A])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`e.one`"), "{err}");
+        assert!(
+            err.contains("a (src/a.rs:3)") && err.contains("c (src/c.rs:1)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn distinct_events_are_collected() {
+        let table = HandlerTable::from_registrations([&A, &B]).unwrap();
+        assert_eq!(table.len(), 2);
+        assert_eq!(table.get("e.two").map(|r| r.name), Some("b"));
+        assert!(table.get("e.three").is_none());
+        assert_eq!(
+            table.iter().map(|r| r.event).collect::<Vec<_>>(),
+            ["e.one", "e.two"]
+        );
+    }
+}

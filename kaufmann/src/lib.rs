@@ -1,0 +1,139 @@
+//! Kaufmann: Kafka-backed microservices with Avro messages and a Confluent-compatible schema
+//! registry, in a few lines of Rust.
+//!
+//! A service is its schemas, its handlers and one line to run them. This example starts a service
+//! on the embedded broker (librdkafka's in-process mock cluster), publishes one command and waits
+//! until its handler has answered it:
+//!
+//! ```
+//! use kaufmann::{Context, Event};
+//!
+//! kaufmann::schemas!("../schemas"); // typed structs from ../schemas/*.avsc
+//!
+//! #[kaufmann::given_event("command.user.create")]
+//! async fn create_user(event: Event<CommandUserCreate>, ctx: Context) -> kaufmann::Result<()> {
+//!     let command = event.payload;
+//!     ctx.publish(EventUserCreated { id: command.id, name: command.name, email: command.email })
+//!         .await
+//! }
+//!
+//! # #[tokio::main(flavor = "multi_thread")]
+//! # async fn main() -> kaufmann::Result<()> {
+//! let mut config = kaufmann::Config::new("users");
+//! config.group_id = format!("doc-{}", std::process::id());
+//! let service = kaufmann::Service::start(config).await?;
+//! let command = CommandUserCreate { id: "u1".into(), name: "Ada".into(), email: "ada@example.org".into() };
+//! service.publisher().publish(command).await?;
+//! while service.stats().handled() < 1 {
+//!     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+//! }
+//! service.shutdown().await
+//! # }
+//! ```
+//!
+//! A binary needs no `main` of its own: `kaufmann::run!();` reads the configuration from
+//! `KAUFMANN_*` environment variables, runs every handler of the binary and stops cleanly on
+//! Ctrl-C or SIGTERM.
+
+pub mod config;
+pub mod embedded;
+pub mod envelope;
+pub mod error;
+pub mod handler;
+pub mod offsets;
+pub mod publisher;
+pub mod schema;
+pub mod service;
+
+pub use config::Config;
+pub use envelope::{Event, Metadata, Origin};
+pub use error::{Error, Result};
+pub use publisher::{Context, Publisher};
+pub use schema::EventSchema;
+pub use service::{RunningService, Service, Stats};
+
+#[cfg(feature = "macros")]
+pub use kaufmann_macros::{given_event, schemas};
+
+/// Logs to standard error, filtered by `RUST_LOG` (default `info`). `run!()` calls it; a service
+/// with its own `main` calls it first. Calling it again does nothing.
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .try_init();
+}
+
+/// Expands to a `main` that runs this binary's handlers as a service until Ctrl-C or SIGTERM.
+///
+/// ```no_run
+/// kaufmann::run!();
+/// ```
+#[macro_export]
+macro_rules! run {
+    () => {
+        fn main() -> ::std::process::ExitCode {
+            $crate::__private::run_main()
+        }
+    };
+}
+
+/// Not public API: paths used by the code the macros generate.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::handler::{BoxFuture, HandlerRegistration, Incoming};
+    pub use crate::schema::parse_validated;
+    pub use apache_avro;
+    pub use inventory;
+    pub use serde;
+    pub use std::sync::OnceLock;
+
+    /// Compares two strings in a const context (for the compile-time event name check).
+    pub const fn str_eq(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+
+    /// The body of the `main` that `run!()` expands to.
+    pub fn run_main() -> std::process::ExitCode {
+        crate::init_logging();
+        let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(err) => {
+                eprintln!("error: cannot start the tokio runtime: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        let result = runtime.block_on(async {
+            let config = crate::Config::from_env()?;
+            crate::Service::start(config)
+                .await?
+                .run_until_signal()
+                .await
+        });
+        match result {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(err) => {
+                tracing::error!("{err}");
+                eprintln!("error: {err}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+}

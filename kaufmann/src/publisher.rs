@@ -1,0 +1,182 @@
+//! Publishing typed events: encode with the event's schema, frame, add the envelope, produce.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+
+use crate::envelope::{Metadata, Origin};
+use crate::error::{Error, Result};
+use crate::schema::{encode_body, subject_for, wire, EventSchema, SchemaRegistry};
+
+/// Publishes typed events for a service. Cheap to clone.
+#[derive(Clone)]
+pub struct Publisher {
+    inner: Arc<PublisherInner>,
+}
+
+struct PublisherInner {
+    producer: FutureProducer,
+    registry: Arc<dyn SchemaRegistry>,
+    schema_ids: Mutex<HashMap<&'static str, u32>>,
+    service: String,
+    instance: String,
+    default_topic: String,
+    send_timeout: Duration,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("service", &self.inner.service)
+            .field("default_topic", &self.inner.default_topic)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where and how one event is published.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Route<'a> {
+    pub(crate) topic: Option<&'a str>,
+    pub(crate) key: Option<&'a [u8]>,
+    pub(crate) callback_id: Option<String>,
+}
+
+impl Publisher {
+    pub(crate) fn new(
+        producer: FutureProducer,
+        registry: Arc<dyn SchemaRegistry>,
+        service: &str,
+        default_topic: &str,
+    ) -> Self {
+        Self {
+            inner: Arc::new(PublisherInner {
+                producer,
+                registry,
+                schema_ids: Mutex::default(),
+                service: service.to_owned(),
+                instance: format!("{service}-{}", uuid::Uuid::new_v4().simple()),
+                default_topic: default_topic.to_owned(),
+                send_timeout: Duration::from_secs(30),
+            }),
+        }
+    }
+
+    /// Publishes `value` to the default topic with fresh metadata; returns the metadata sent.
+    pub async fn publish<T: EventSchema>(&self, value: T) -> Result<Metadata> {
+        self.publish_routed(&value, Route::default()).await
+    }
+
+    /// Publishes `value` to `topic` with the Kafka key `key`.
+    pub async fn publish_to<T: EventSchema>(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: T,
+    ) -> Result<Metadata> {
+        let route = Route {
+            topic: Some(topic),
+            key,
+            callback_id: None,
+        };
+        self.publish_routed(&value, route).await
+    }
+
+    /// Waits (up to the send timeout) until every produced event is delivered.
+    pub fn flush(&self) {
+        if let Err(err) = self.inner.producer.flush(self.inner.send_timeout) {
+            tracing::warn!("producer flush failed: {err}");
+        }
+    }
+
+    pub(crate) async fn publish_routed<T: EventSchema>(
+        &self,
+        value: &T,
+        route: Route<'_>,
+    ) -> Result<Metadata> {
+        let inner = &self.inner;
+        let schema_id = self.schema_id::<T>().await?;
+        let body = encode_body(T::EVENT_NAME, T::schema(), value)?;
+        let framed = wire::frame(schema_id, &body);
+        let meta = Metadata::new(T::EVENT_NAME, &inner.service, &inner.instance)
+            .with_callback_id(route.callback_id);
+        let topic = route.topic.unwrap_or(&inner.default_topic);
+        let mut record = FutureRecord::to(topic)
+            .payload(&framed)
+            .headers(meta.to_headers());
+        if let Some(key) = route.key {
+            record = record.key(key);
+        }
+        inner
+            .producer
+            .send(record, inner.send_timeout)
+            .await
+            .map_err(|(source, _)| {
+                Error::kafka(
+                    format!("publishing `{}` to topic `{topic}`", T::EVENT_NAME),
+                    source,
+                )
+            })?;
+        tracing::debug!(event = T::EVENT_NAME, topic, message_id = %meta.message_id, "published");
+        Ok(meta)
+    }
+
+    async fn schema_id<T: EventSchema>(&self) -> Result<u32> {
+        let cached = self
+            .inner
+            .schema_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(T::EVENT_NAME)
+            .copied();
+        if let Some(id) = cached {
+            return Ok(id);
+        }
+        let id = self
+            .inner
+            .registry
+            .register(&subject_for(T::EVENT_NAME), T::schema())
+            .await?;
+        self.inner
+            .schema_ids
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(T::EVENT_NAME, id);
+        Ok(id)
+    }
+}
+
+/// What a handler gets beside its event: publishing, correlated with the event being handled.
+#[derive(Debug, Clone)]
+pub struct Context {
+    publisher: Publisher,
+    incoming: Metadata,
+    origin: Origin,
+}
+
+impl Context {
+    pub(crate) fn new(publisher: Publisher, incoming: Metadata, origin: Origin) -> Self {
+        Self {
+            publisher,
+            incoming,
+            origin,
+        }
+    }
+
+    /// Publishes `value` to the default topic, keyed like the event being handled and carrying its
+    /// `message_id` as `callback_id`.
+    pub async fn publish<T: EventSchema>(&self, value: T) -> Result<()> {
+        let route = Route {
+            topic: None,
+            key: self.origin.key.as_deref(),
+            callback_id: Some(self.incoming.message_id.clone()),
+        };
+        self.publisher.publish_routed(&value, route).await.map(drop)
+    }
+
+    /// The publisher, for events that are not correlated with the event being handled.
+    pub fn publisher(&self) -> &Publisher {
+        &self.publisher
+    }
+}

@@ -1,0 +1,199 @@
+//! The whole path on a real broker (tansu): 1,000 `command.user.create` events produced here go
+//! through the sample's handler and come back as 1,000 `event.user.created` events, and the group
+//! commits exactly the end of the input.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kaufmann::schema::{decode_body, encode_body, open_registry, subject_for, wire};
+use kaufmann::{EventSchema, Metadata};
+use kaufmann_examples::{CommandUserCreate, EventUserCreated};
+use kaufmann_tests::{broker, create_topics, unique};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+const COUNT: usize = 1_000;
+const PARTITIONS: i32 = 4;
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn command(i: usize) -> CommandUserCreate {
+    CommandUserCreate {
+        id: i.to_string(),
+        name: format!("Name {i}"),
+        email: format!("User{i}@Example.ORG"),
+    }
+}
+
+/// What the test produced: each command's `message_id`, and the end offset of each partition.
+struct Produced {
+    index_by_message_id: HashMap<String, usize>,
+    ends: HashMap<i32, i64>,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn thousand_commands_become_thousand_events_and_offsets_reach_the_end() {
+    let Some(brokers) = broker() else { return };
+    let (input, output, group) = (unique("e2e-in"), unique("e2e-out"), unique("e2e-group"));
+    create_topics(&brokers, &[(&input, PARTITIONS), (&output, PARTITIONS)]).await;
+    let registry_url = format!("mock://{}", unique("e2e"));
+    let produced = produce_commands(&brokers, &input, &registry_url).await;
+
+    // Run the sample's handlers as a service on the input topic, publishing to the output topic.
+    let mut config = kaufmann::Config::new("e2e-users");
+    config.brokers = Some(brokers.clone());
+    config.group_id.clone_from(&group);
+    config.topics = vec![input.clone()];
+    config.default_topic.clone_from(&output);
+    config.registry_url.clone_from(&registry_url);
+    config.commit_interval = Duration::from_millis(200);
+    let demand = config.demand;
+    let started = Instant::now();
+    let service = kaufmann::Service::start(config).await.unwrap();
+
+    read_and_check_events(&brokers, &output, &registry_url, &produced, started).await;
+    let expected: HashMap<i32, i64> = (0..PARTITIONS)
+        .map(|p| (p, produced.ends.get(&p).copied().unwrap_or(0)))
+        .collect();
+    let committed = wait_for_commits(&brokers, &group, &input, &expected, started).await;
+    assert_eq!(
+        committed, expected,
+        "committed offsets against the end of the input"
+    );
+
+    let handled = service.stats().handled();
+    let max_in_flight = service.stats().max_in_flight();
+    service.shutdown().await.unwrap();
+    assert_eq!(handled, COUNT as u64);
+    assert!(
+        max_in_flight <= demand,
+        "in flight peaked at {max_in_flight} > demand {demand}"
+    );
+}
+
+/// Produces the commands: Confluent framing, metadata headers, 16 keys.
+async fn produce_commands(brokers: &str, topic: &str, registry_url: &str) -> Produced {
+    let registry = open_registry(registry_url).unwrap();
+    let subject = subject_for(CommandUserCreate::EVENT_NAME);
+    let schema_id = registry
+        .register(&subject, CommandUserCreate::schema())
+        .await
+        .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let mut index_by_message_id = HashMap::new();
+    let mut deliveries = Vec::with_capacity(COUNT);
+    for i in 0..COUNT {
+        let schema = CommandUserCreate::schema();
+        let body = encode_body(CommandUserCreate::EVENT_NAME, schema, &command(i)).unwrap();
+        let value = wire::frame(schema_id, &body);
+        let meta = Metadata::new(CommandUserCreate::EVENT_NAME, "e2e-test", "e2e-test-1");
+        let key = format!("user-{}", i % 16);
+        let record = FutureRecord::to(topic)
+            .payload(&value)
+            .key(&key)
+            .headers(meta.to_headers());
+        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        index_by_message_id.insert(meta.message_id, i);
+    }
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for delivery in deliveries {
+        let delivery = delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+        let end = ends.entry(delivery.partition).or_default();
+        *end = (*end).max(delivery.offset + 1);
+    }
+    Produced {
+        index_by_message_id,
+        ends,
+    }
+}
+
+/// Reads `COUNT` events from every partition of `topic` and checks each one against its command.
+async fn read_and_check_events(
+    brokers: &str,
+    topic: &str,
+    registry_url: &str,
+    produced: &Produced,
+    started: Instant,
+) {
+    let registry = open_registry(registry_url).unwrap();
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("e2e-reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    reader.assign(&assignment).unwrap();
+    let mut seen = vec![false; COUNT];
+    for n in 0..COUNT {
+        let left = DEADLINE.saturating_sub(started.elapsed());
+        let message = tokio::time::timeout(left, reader.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {n} of {COUNT} events arrived within {DEADLINE:?}"))
+            .unwrap();
+        let meta = Metadata::from_headers(message.headers());
+        assert_eq!(meta.message_name, EventUserCreated::EVENT_NAME);
+        assert_eq!(meta.emitter_service, "e2e-users");
+        let (id, body) = wire::split(message.payload().unwrap()).unwrap();
+        let writer = registry.schema_by_id(id).await.unwrap();
+        let event: EventUserCreated = decode_body(&writer.schema, Some(id), body).unwrap();
+        let callback = meta.callback_id.as_deref().expect("callback_id is set");
+        let i = produced.index_by_message_id[callback];
+        assert_eq!(event.id, format!("user-{i}"));
+        assert_eq!(event.name, format!("Name {i}"));
+        assert_eq!(event.email, format!("user{i}@example.org"));
+        let key = format!("user-{}", i % 16);
+        assert_eq!(
+            message.key(),
+            Some(key.as_bytes()),
+            "the command's key is kept"
+        );
+        assert!(!seen[i], "command {i} was answered twice");
+        seen[i] = true;
+    }
+    assert!(seen.iter().all(|s| *s));
+}
+
+/// Polls the group's committed offsets of `topic` until they equal `expected` or time runs out.
+async fn wait_for_commits(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    expected: &HashMap<i32, i64>,
+    started: Instant,
+) -> HashMap<i32, i64> {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut partitions = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        partitions.add_partition(topic, p);
+    }
+    loop {
+        let asked = partitions.clone();
+        let list =
+            tokio::task::block_in_place(|| probe.committed_offsets(asked, Duration::from_secs(10)))
+                .unwrap();
+        let committed: HashMap<i32, i64> = list
+            .elements()
+            .iter()
+            .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1)))
+            .collect();
+        if &committed == expected || started.elapsed() > DEADLINE {
+            return committed;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
