@@ -79,6 +79,12 @@ macro_rules! run {
             $crate::__private::run_main()
         }
     };
+    ($($anything:tt)+) => {
+        ::core::compile_error!(
+            "`run!()` takes no arguments: configure the service with KAUFMANN_* environment variables"
+        );
+        fn main() {}
+    };
 }
 
 /// Not public API: paths used by the code the macros generate.
@@ -90,6 +96,22 @@ pub mod __private {
     pub use inventory;
     pub use serde;
     pub use std::sync::OnceLock;
+
+    /// What a handler returns: `kaufmann::Result<()>`.
+    #[diagnostic::on_unimplemented(
+        message = "handlers return `kaufmann::Result<()>`, not `{Self}`",
+        label = "change this to `kaufmann::Result<()>`"
+    )]
+    pub trait HandlerReturn {
+        /// The handler's result.
+        fn into_result(self) -> crate::Result<()>;
+    }
+
+    impl HandlerReturn for crate::Result<()> {
+        fn into_result(self) -> crate::Result<()> {
+            self
+        }
+    }
 
     /// Compares two strings in a const context (for the compile-time event name check).
     pub const fn str_eq(a: &str, b: &str) -> bool {

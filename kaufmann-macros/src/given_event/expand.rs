@@ -26,10 +26,18 @@ pub fn expand(handler: &Handler) -> TokenStream {
             ),
         );
     };
+    // A wrong return type is reported once, on the user's return type.
+    let returns = match &func.sig.output {
+        syn::ReturnType::Type(_, ty) => ty.span(),
+        syn::ReturnType::Default => func.sig.ident.span(),
+    };
     let call = if *takes_context {
-        quote! { #name(event, ctx).await }
+        quote_spanned! {returns=> #name(event, ctx).await }
     } else {
-        quote! { { drop(ctx); #name(event).await } }
+        quote_spanned! {returns=> { drop(ctx); #name(event).await } }
+    };
+    let result = quote_spanned! {returns=>
+        let result = ::kaufmann::__private::HandlerReturn::into_result(#call);
     };
     quote! {
         #func
@@ -44,7 +52,8 @@ pub fn expand(handler: &Handler) -> TokenStream {
             ) -> ::kaufmann::__private::BoxFuture<'static, ::kaufmann::Result<()>> {
                 ::std::boxed::Box::pin(async move {
                     let event = incoming.decode::<#payload>()?;
-                    #call
+                    #result
+                    result
                 })
             }
 

@@ -9,8 +9,10 @@ use quote::quote;
 
 /// One schema file, read and parsed.
 pub struct SchemaFile {
-    /// The absolute path (for `include_bytes!` and errors).
+    /// The absolute path (for `include_bytes!`).
     pub path: PathBuf,
+    /// The path as the user wrote it: the macro's folder argument joined with the file name.
+    pub shown: String,
     /// The event name: the file name without `.avsc`.
     pub event: String,
     /// The file's text.
@@ -26,9 +28,10 @@ pub fn expand(dir: &syn::LitStr) -> syn::Result<TokenStream> {
     for file in &files {
         let path = file.path.to_string_lossy().into_owned();
         out.extend(quote! { const _: &[u8] = ::core::include_bytes!(#path); });
-        out.extend(gen.event(file).map_err(|msg| {
-            syn::Error::new_spanned(dir, format!("{}: {msg}", file.path.display()))
-        })?);
+        out.extend(
+            gen.event(file)
+                .map_err(|msg| syn::Error::new_spanned(dir, format!("{}: {msg}", file.shown)))?,
+        );
     }
     Ok(out)
 }
@@ -41,8 +44,9 @@ pub fn load(dir: &syn::LitStr) -> syn::Result<Vec<SchemaFile>> {
         syn::Error::new_spanned(
             dir,
             format!(
-                "cannot read the schemas folder `{}` ({err}); the path is relative to the folder of Cargo.toml",
-                folder.display()
+                "cannot read the schemas folder `{}` ({}); the path is relative to the folder of Cargo.toml",
+                dir.value(),
+                err.kind()
             ),
         )
     })?;
@@ -54,25 +58,22 @@ pub fn load(dir: &syn::LitStr) -> syn::Result<Vec<SchemaFile>> {
     if paths.is_empty() {
         return Err(syn::Error::new_spanned(
             dir,
-            format!(
-                "the schemas folder `{}` has no `.avsc` files",
-                folder.display()
-            ),
+            format!("the schemas folder `{}` has no `.avsc` files", dir.value()),
         ));
     }
     paths.iter().map(|p| read(dir, p)).collect()
 }
 
 fn read(dir: &syn::LitStr, path: &Path) -> syn::Result<SchemaFile> {
-    let err = |msg: String| syn::Error::new_spanned(dir, format!("{}: {msg}", path.display()));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let shown = format!("{}/{name}", dir.value().trim_end_matches('/'));
+    let err = |msg: String| syn::Error::new_spanned(dir, format!("{shown}: {msg}"));
     let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        err(format!(
-            "invalid JSON at line {}, column {}: {e}",
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| err(format!("invalid JSON: {e}")))?;
     apache_avro::Schema::parse_str(&text).map_err(|e| err(format!("invalid Avro schema: {e}")))?;
     let event = path
         .file_stem()
@@ -80,6 +81,7 @@ fn read(dir: &syn::LitStr, path: &Path) -> syn::Result<SchemaFile> {
         .unwrap_or_default();
     Ok(SchemaFile {
         path: path.to_path_buf(),
+        shown,
         event,
         text,
         json,

@@ -1,0 +1,6 @@
+#[kaufmann::given_event("command.user.create")]
+async fn create_user() -> kaufmann::Result<()> {
+    Ok(())
+}
+
+fn main() {}

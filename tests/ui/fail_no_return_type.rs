@@ -1,0 +1,9 @@
+use kaufmann::Event;
+use kaufmann_examples::CommandUserCreate;
+
+#[kaufmann::given_event("command.user.create")]
+async fn create_user(event: Event<CommandUserCreate>) {
+    let _ = event;
+}
+
+fn main() {}

@@ -1,0 +1,4 @@
+#[kaufmann::given_event("command.user.create")]
+struct CreateUser;
+
+fn main() {}

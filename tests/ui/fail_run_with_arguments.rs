@@ -1,0 +1,1 @@
+kaufmann::run!(workers = 4);

@@ -1,0 +1,3 @@
+kaufmann::schemas!("no-such-folder");
+
+fn main() {}

@@ -1,0 +1,3 @@
+kaufmann::schemas!(schemas);
+
+fn main() {}
