@@ -37,7 +37,16 @@ struct Produced {
 async fn thousand_commands_become_thousand_events_and_offsets_reach_the_end() {
     let Some(brokers) = broker() else { return };
     let (input, output, group) = (unique("e2e-in"), unique("e2e-out"), unique("e2e-group"));
-    create_topics(&brokers, &[(&input, PARTITIONS), (&output, PARTITIONS)]).await;
+    let dead_letters = format!("{input}.DLT");
+    create_topics(
+        &brokers,
+        &[
+            (&input, PARTITIONS),
+            (&output, PARTITIONS),
+            (&dead_letters, 1),
+        ],
+    )
+    .await;
     let registry_url = format!("mock://{}", unique("e2e"));
     let produced = produce_commands(&brokers, &input, &registry_url).await;
 

@@ -1,22 +1,61 @@
-//! Service configuration: one struct, defaults overridden by `KAUFMANN_*` environment variables.
+//! Service configuration: one struct. Sources, each overriding the one before: defaults <
+//! `kaufmann.toml` (or the file `KAUFMANN_CONFIG` names) < `KAUFMANN_*` environment variables.
+//!
+//! Every key, its environment variable and its default is listed in the README; unknown keys and
+//! invalid values are errors naming the key and what it accepts.
 
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::ordering::Ordering;
+use crate::retry::RetryPolicy;
+
+/// What happens to a message whose event has no handler in this service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Unhandled {
+    /// Logged at debug level and committed (`KaufmannEx`'s behaviour).
+    #[default]
+    Commit,
+    /// Sent to the dead-letter topic, then committed.
+    DeadLetter,
+}
+
+/// The error policy for one event (or the service's default).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ErrorPolicy {
+    /// Retries in place.
+    pub retry: RetryPolicy,
+    /// How long one handler attempt may run.
+    pub handler_timeout: Duration,
+    /// The dead-letter topic; `{topic}` is replaced by the source topic. `None`: failures are
+    /// logged and committed past, not sent anywhere.
+    pub dead_letter_topic: Option<String>,
+}
+
+impl Default for ErrorPolicy {
+    fn default() -> Self {
+        Self {
+            retry: RetryPolicy::default(),
+            handler_timeout: Duration::from_secs(30),
+            dead_letter_topic: Some("{topic}.DLT".to_owned()),
+        }
+    }
+}
+
+impl ErrorPolicy {
+    /// The dead-letter topic for a message from `topic`.
+    pub fn dead_letter_for(&self, topic: &str) -> Option<String> {
+        self.dead_letter_topic
+            .as_ref()
+            .map(|t| t.replace("{topic}", topic))
+    }
+}
 
 /// Everything a Kaufmann service is configured with.
-///
-/// | key (environment variable)   | default                                   |
-/// |------------------------------|-------------------------------------------|
-/// | `KAUFMANN_BROKERS`           | unset: the embedded in-process mock cluster |
-/// | `KAUFMANN_SERVICE_NAME`      | the executable's name                     |
-/// | `KAUFMANN_GROUP_ID`          | the service name                          |
-/// | `KAUFMANN_TOPICS`            | `rapids` (comma-separated list)           |
-/// | `KAUFMANN_DEFAULT_TOPIC`     | the first of `KAUFMANN_TOPICS`            |
-/// | `KAUFMANN_DEMAND`            | `50`                                      |
-/// | `KAUFMANN_COMMIT_INTERVAL_MS`| `1000`                                    |
-/// | `KAUFMANN_SHUTDOWN_TIMEOUT_MS`| `30000`                                  |
-/// | `KAUFMANN_REGISTRY_URL`      | `mock://kaufmann`                         |
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
@@ -32,13 +71,52 @@ pub struct Config {
     pub default_topic: String,
     /// The most messages in flight (fetched but not finished) at any time.
     pub demand: usize,
+    /// Which messages may run at the same time.
+    pub ordering: Ordering,
     /// How often finished offsets are committed.
     pub commit_interval: Duration,
-    /// How long shutdown waits for in-flight messages.
+    /// How long shutdown (and a partition revoke) waits for in-flight messages.
     pub shutdown_timeout: Duration,
+    /// The service's error policy.
+    pub errors: ErrorPolicy,
+    /// Error policies of single events, overriding `errors` key by key.
+    pub event_errors: HashMap<String, ErrorPolicy>,
+    /// What happens to events without a handler.
+    pub unhandled: Unhandled,
     /// The schema registry: `mock://<scope>` for the in-memory registry.
     pub registry_url: String,
+    /// librdkafka properties passed through to the consumer and producer as they are.
+    pub librdkafka: BTreeMap<String, String>,
 }
+
+/// The keys of the top level, with their environment variables `KAUFMANN_<KEY in upper case>`.
+const KEYS: &[&str] = &[
+    "brokers",
+    "service_name",
+    "group_id",
+    "topics",
+    "default_topic",
+    "demand",
+    "ordering",
+    "commit_interval_ms",
+    "shutdown_timeout_ms",
+    "handler_timeout_ms",
+    "max_retries",
+    "retry_backoff_ms",
+    "retry_backoff_max_ms",
+    "dead_letter_topic",
+    "unhandled",
+    "registry_url",
+];
+
+/// The keys an `[events."<name>"]` table accepts.
+const EVENT_KEYS: &[&str] = &[
+    "handler_timeout_ms",
+    "max_retries",
+    "retry_backoff_ms",
+    "retry_backoff_max_ms",
+    "dead_letter_topic",
+];
 
 impl Config {
     /// The defaults, for a service called `service_name`.
@@ -51,84 +129,298 @@ impl Config {
             topics: vec!["rapids".to_owned()],
             default_topic: "rapids".to_owned(),
             demand: 50,
+            ordering: Ordering::default(),
             commit_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
+            errors: ErrorPolicy::default(),
+            event_errors: HashMap::new(),
+            unhandled: Unhandled::default(),
             registry_url: "mock://kaufmann".to_owned(),
+            librdkafka: BTreeMap::new(),
         }
     }
 
-    /// The defaults overridden by the `KAUFMANN_*` environment variables.
+    /// Defaults < `kaufmann.toml` in the working directory (or the file `KAUFMANN_CONFIG`
+    /// names) < `KAUFMANN_*` environment variables.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|key| std::env::var(key).ok())
+        let (path, required) = match std::env::var("KAUFMANN_CONFIG") {
+            Ok(path) if !path.is_empty() => (path, true),
+            _ => ("kaufmann.toml".to_owned(), false),
+        };
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => Some((path, text)),
+            Err(err) if required || err.kind() != std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::File {
+                    path,
+                    reason: err.to_string(),
+                })
+            }
+            Err(_) => None,
+        };
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        Self::from_sources(file.as_ref().map(|(p, t)| (p.as_str(), t.as_str())), &env)
     }
 
-    /// The defaults overridden by the `KAUFMANN_*` values `lookup` returns (for tests and embedding).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |key: &str| {
-            lookup(key)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let service_name = get("KAUFMANN_SERVICE_NAME").unwrap_or_else(executable_name);
-        let mut config = Self::new(service_name);
-        config.brokers = get("KAUFMANN_BROKERS");
-        if let Some(group) = get("KAUFMANN_GROUP_ID") {
-            config.group_id = group;
+    /// Builds a config from a TOML file's text (`(path, text)`) and `KAUFMANN_*` variables.
+    pub fn from_sources(
+        file: Option<(&str, &str)>,
+        env: &[(String, String)],
+    ) -> Result<Self, ConfigError> {
+        let mut values = Values::default();
+        if let Some((path, text)) = file {
+            values.read_toml(path, text)?;
         }
-        if let Some(topics) = get("KAUFMANN_TOPICS") {
-            config.topics = parse_list("KAUFMANN_TOPICS", &topics)?;
-        }
-        config.default_topic = match get("KAUFMANN_DEFAULT_TOPIC") {
-            Some(topic) => topic,
-            None => config.topics[0].clone(),
-        };
-        if let Some(demand) = get("KAUFMANN_DEMAND") {
-            config.demand = parse_positive("KAUFMANN_DEMAND", &demand)?;
-        }
-        if let Some(ms) = get("KAUFMANN_COMMIT_INTERVAL_MS") {
-            config.commit_interval = parse_millis("KAUFMANN_COMMIT_INTERVAL_MS", &ms)?;
-        }
-        if let Some(ms) = get("KAUFMANN_SHUTDOWN_TIMEOUT_MS") {
-            config.shutdown_timeout = parse_millis("KAUFMANN_SHUTDOWN_TIMEOUT_MS", &ms)?;
-        }
-        if let Some(url) = get("KAUFMANN_REGISTRY_URL") {
-            config.registry_url = url;
-        }
-        Ok(config)
+        values.read_env(env)?;
+        values.build()
     }
+
+    /// The error policy of an event: its own overrides, else the service's.
+    pub fn error_policy(&self, event: &str) -> &ErrorPolicy {
+        self.event_errors.get(event).unwrap_or(&self.errors)
+    }
+}
+
+/// A raw value and where it came from (for error messages).
+#[derive(Debug, Clone)]
+struct Raw {
+    value: toml::Value,
+    origin: String,
+}
+
+#[derive(Debug, Default)]
+struct Values {
+    top: BTreeMap<String, Raw>,
+    events: BTreeMap<String, BTreeMap<String, Raw>>,
+    librdkafka: BTreeMap<String, String>,
+}
+
+impl Values {
+    fn read_toml(&mut self, path: &str, text: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                path: path.to_owned(),
+                reason: e.to_string(),
+            })?;
+        for (key, value) in table {
+            match (key.as_str(), value) {
+                ("librdkafka", toml::Value::Table(props)) => {
+                    for (prop, value) in props {
+                        let value = match value {
+                            toml::Value::String(s) => s,
+                            other => other.to_string(),
+                        };
+                        self.librdkafka.insert(prop, value);
+                    }
+                }
+                ("events", toml::Value::Table(events)) => {
+                    for (event, table) in events {
+                        let origin = format!("[events.\"{event}\"] in {path}");
+                        let toml::Value::Table(table) = table else {
+                            return Err(invalid(
+                                &origin,
+                                &table.to_string(),
+                                "a table of error-policy keys",
+                            ));
+                        };
+                        let entry = self.events.entry(event.clone()).or_default();
+                        for (key, value) in table {
+                            if !EVENT_KEYS.contains(&key.as_str()) {
+                                return Err(unknown(&format!("{key}` in `{origin}"), EVENT_KEYS));
+                            }
+                            entry.insert(
+                                key,
+                                Raw {
+                                    value,
+                                    origin: origin.clone(),
+                                },
+                            );
+                        }
+                    }
+                }
+                (key, value) if KEYS.contains(&key) => {
+                    let origin = format!("{key}` in `{path}");
+                    self.top.insert(key.to_owned(), Raw { value, origin });
+                }
+                (key, _) => return Err(unknown(&format!("{key}` in `{path}"), KEYS)),
+            }
+        }
+        Ok(())
+    }
+
+    fn read_env(&mut self, env: &[(String, String)]) -> Result<(), ConfigError> {
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("KAUFMANN_") else {
+                continue;
+            };
+            if rest == "CONFIG" {
+                continue;
+            }
+            if let Some(prop) = rest.strip_prefix("LIBRDKAFKA_") {
+                self.librdkafka
+                    .insert(prop.to_lowercase().replace('_', "."), value.clone());
+                continue;
+            }
+            let key = rest.to_lowercase();
+            if !KEYS.contains(&key.as_str()) {
+                let accepted: Vec<String> = KEYS
+                    .iter()
+                    .map(|k| format!("KAUFMANN_{}", k.to_uppercase()))
+                    .collect();
+                let accepted: Vec<&str> = accepted.iter().map(String::as_str).collect();
+                return Err(unknown(name, &accepted));
+            }
+            let raw = Raw {
+                value: toml::Value::String(value.trim().to_owned()),
+                origin: name.clone(),
+            };
+            self.top.insert(key, raw);
+        }
+        Ok(())
+    }
+
+    fn build(self) -> Result<Config, ConfigError> {
+        let top = &self.top;
+        let service_name = match top.get("service_name") {
+            Some(raw) => string(raw)?,
+            None => executable_name(),
+        };
+        let mut c = Config::new(service_name);
+        if let Some(raw) = top.get("brokers") {
+            c.brokers = Some(string(raw)?).filter(|b| !b.is_empty());
+        }
+        if let Some(raw) = top.get("group_id") {
+            c.group_id = string(raw)?;
+        }
+        if let Some(raw) = top.get("topics") {
+            c.topics = list(raw)?;
+        }
+        c.default_topic = match top.get("default_topic") {
+            Some(raw) => string(raw)?,
+            None => c.topics[0].clone(),
+        };
+        if let Some(raw) = top.get("demand") {
+            c.demand = usize::try_from(number(raw, 1)?).unwrap_or(usize::MAX);
+        }
+        if let Some(raw) = top.get("ordering") {
+            c.ordering = Ordering::parse(&string(raw)?)
+                .ok_or_else(|| invalid(&raw.origin, &display(raw), Ordering::ACCEPTED))?;
+        }
+        if let Some(raw) = top.get("commit_interval_ms") {
+            c.commit_interval = millis(raw)?;
+        }
+        if let Some(raw) = top.get("shutdown_timeout_ms") {
+            c.shutdown_timeout = millis(raw)?;
+        }
+        if let Some(raw) = top.get("unhandled") {
+            c.unhandled = match string(raw)?.as_str() {
+                "commit" => Unhandled::Commit,
+                "dead_letter" => Unhandled::DeadLetter,
+                _ => {
+                    return Err(invalid(
+                        &raw.origin,
+                        &display(raw),
+                        "`commit` or `dead_letter`",
+                    ))
+                }
+            };
+        }
+        if let Some(raw) = top.get("registry_url") {
+            c.registry_url = string(raw)?;
+        }
+        c.errors = policy(&ErrorPolicy::default(), top)?;
+        for (event, keys) in &self.events {
+            c.event_errors
+                .insert(event.clone(), policy(&c.errors, keys)?);
+        }
+        c.librdkafka = self.librdkafka;
+        Ok(c)
+    }
+}
+
+fn policy(base: &ErrorPolicy, keys: &BTreeMap<String, Raw>) -> Result<ErrorPolicy, ConfigError> {
+    let mut p = base.clone();
+    if let Some(raw) = keys.get("handler_timeout_ms") {
+        p.handler_timeout = millis(raw)?;
+    }
+    if let Some(raw) = keys.get("max_retries") {
+        p.retry.max_retries = u32::try_from(number(raw, 0)?).unwrap_or(u32::MAX);
+    }
+    if let Some(raw) = keys.get("retry_backoff_ms") {
+        p.retry.initial_backoff = millis(raw)?;
+    }
+    if let Some(raw) = keys.get("retry_backoff_max_ms") {
+        p.retry.max_backoff = millis(raw)?;
+    }
+    if let Some(raw) = keys.get("dead_letter_topic") {
+        p.dead_letter_topic = Some(string(raw)?).filter(|t| !t.is_empty());
+    }
+    Ok(p)
+}
+
+fn display(raw: &Raw) -> String {
+    match &raw.value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn string(raw: &Raw) -> Result<String, ConfigError> {
+    match &raw.value {
+        toml::Value::String(s) => Ok(s.trim().to_owned()),
+        other => Err(invalid(&raw.origin, &other.to_string(), "a string")),
+    }
+}
+
+fn list(raw: &Raw) -> Result<Vec<String>, ConfigError> {
+    let items: Vec<String> = match &raw.value {
+        toml::Value::String(s) => s.split(',').map(|s| s.trim().to_owned()).collect(),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(|s| s.trim().to_owned()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| invalid(&raw.origin, &display(raw), "a list of topic names"))?,
+        _ => Vec::new(),
+    };
+    let items: Vec<String> = items.into_iter().filter(|s| !s.is_empty()).collect();
+    if items.is_empty() {
+        return Err(invalid(
+            &raw.origin,
+            &display(raw),
+            "a list of topic names (comma-separated in the environment)",
+        ));
+    }
+    Ok(items)
+}
+
+fn number(raw: &Raw, min: u64) -> Result<u64, ConfigError> {
+    let parsed = match &raw.value {
+        toml::Value::Integer(n) => u64::try_from(*n).ok(),
+        toml::Value::String(s) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    parsed.filter(|n| *n >= min).ok_or_else(|| {
+        invalid(
+            &raw.origin,
+            &display(raw),
+            &format!("a whole number of at least {min}"),
+        )
+    })
+}
+
+fn millis(raw: &Raw) -> Result<Duration, ConfigError> {
+    number(raw, 1).map(Duration::from_millis)
 }
 
 fn executable_name() -> String {
     std::env::current_exe()
         .ok()
-        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "kaufmann-service".to_owned())
-}
-
-fn parse_list(key: &str, value: &str) -> Result<Vec<String>, ConfigError> {
-    let items: Vec<String> = value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
-    if items.is_empty() {
-        return Err(invalid(key, value, "a comma-separated list of topic names"));
-    }
-    Ok(items)
-}
-
-fn parse_positive(key: &str, value: &str) -> Result<usize, ConfigError> {
-    match value.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(invalid(key, value, "a whole number of at least 1")),
-    }
-}
-
-fn parse_millis(key: &str, value: &str) -> Result<Duration, ConfigError> {
-    parse_positive(key, value)
-        .map(|ms| Duration::from_millis(ms as u64))
-        .map_err(|_| invalid(key, value, "a whole number of milliseconds, at least 1"))
+        .as_deref()
+        .and_then(Path::file_stem)
+        .map_or_else(
+            || "kaufmann-service".to_owned(),
+            |s| s.to_string_lossy().into_owned(),
+        )
 }
 
 fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
@@ -139,47 +431,82 @@ fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
     }
 }
 
+fn unknown(key: &str, accepted: &[&str]) -> ConfigError {
+    ConfigError::Unknown {
+        key: key.to_owned(),
+        accepted: accepted.join(", "),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
 
-    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
-        Config::from_lookup(|k| map.get(k).cloned())
+            .collect()
+    }
+
+    fn from(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_sources(None, &env(pairs))
     }
 
     #[test]
     fn defaults_apply_without_variables() {
-        let config = from(&[("KAUFMANN_SERVICE_NAME", "users")]).unwrap();
+        let config = from(&[("KAUFMANN_SERVICE_NAME", "users"), ("PATH", "/bin")]).unwrap();
         assert_eq!(config, Config::new("users"));
         assert_eq!(config.demand, 50);
-        assert_eq!(config.group_id, "users");
-        assert_eq!(config.brokers, None);
+        assert_eq!(config.ordering, Ordering::Key);
+        assert_eq!(config.errors.retry.max_retries, 3);
+        assert_eq!(
+            config.errors.dead_letter_for("in"),
+            Some("in.DLT".to_owned())
+        );
     }
 
     #[test]
-    fn variables_override_defaults() {
-        let config = from(&[
-            ("KAUFMANN_SERVICE_NAME", "users"),
-            ("KAUFMANN_BROKERS", "127.0.0.1:9092"),
-            ("KAUFMANN_TOPICS", "in, other"),
-            ("KAUFMANN_DEMAND", "7"),
-            ("KAUFMANN_COMMIT_INTERVAL_MS", "250"),
-        ])
+    fn variables_override_the_file_which_overrides_defaults() {
+        let file = r#"
+            service_name = "users"
+            topics = ["in", "other"]
+            demand = 7
+            ordering = "partition"
+            max_retries = 1
+            [librdkafka]
+            "fetch.wait.max.ms" = 50
+            [events."command.user.create"]
+            max_retries = 0
+            dead_letter_topic = ""
+        "#;
+        let config = Config::from_sources(
+            Some(("kaufmann.toml", file)),
+            &env(&[
+                ("KAUFMANN_BROKERS", "127.0.0.1:9092"),
+                ("KAUFMANN_DEMAND", "9"),
+                ("KAUFMANN_COMMIT_INTERVAL_MS", "250"),
+                ("KAUFMANN_LIBRDKAFKA_SOCKET_KEEPALIVE_ENABLE", "true"),
+            ]),
+        )
         .unwrap();
         assert_eq!(config.brokers.as_deref(), Some("127.0.0.1:9092"));
         assert_eq!(config.topics, ["in", "other"]);
         assert_eq!(config.default_topic, "in");
-        assert_eq!(config.demand, 7);
+        assert_eq!(config.demand, 9);
+        assert_eq!(config.ordering, Ordering::Partition);
         assert_eq!(config.commit_interval, Duration::from_millis(250));
+        assert_eq!(config.librdkafka["fetch.wait.max.ms"], "50");
+        assert_eq!(config.librdkafka["socket.keepalive.enable"], "true");
+        assert_eq!(config.errors.retry.max_retries, 1);
+        let create = config.error_policy("command.user.create");
+        assert_eq!(create.retry.max_retries, 0);
+        assert_eq!(create.dead_letter_topic, None);
+        assert_eq!(config.error_policy("other").retry.max_retries, 1);
     }
 
     #[test]
-    fn invalid_values_name_the_key() {
+    fn invalid_values_name_the_key_and_the_accepted_values() {
         let err = from(&[("KAUFMANN_DEMAND", "0")]).unwrap_err().to_string();
         assert!(
             err.contains("KAUFMANN_DEMAND") && err.contains("at least 1"),
@@ -187,5 +514,44 @@ mod tests {
         );
         let err = from(&[("KAUFMANN_TOPICS", " , ")]).unwrap_err().to_string();
         assert!(err.contains("KAUFMANN_TOPICS"), "{err}");
+        let err = from(&[("KAUFMANN_ORDERING", "fifo")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("KAUFMANN_ORDERING") && err.contains("`partition`"),
+            "{err}"
+        );
+        let err = Config::from_sources(Some(("k.toml", "demand = \"many\"")), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`demand` in `k.toml`"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_listing_the_accepted_ones() {
+        let err = from(&[("KAUFMANN_DEMANDS", "3")]).unwrap_err().to_string();
+        assert!(
+            err.contains("KAUFMANN_DEMANDS") && err.contains("KAUFMANN_DEMAND,"),
+            "{err}"
+        );
+        let err = Config::from_sources(Some(("k.toml", "topic = \"x\"")), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`topic` in `k.toml`") && err.contains("topics"),
+            "{err}"
+        );
+        let file = "[events.\"e\"]\ndemand = 3";
+        let err = Config::from_sources(Some(("k.toml", file)), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("demand") && err.contains("max_retries"),
+            "{err}"
+        );
+        let err = Config::from_sources(Some(("k.toml", "demand = ")), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("k.toml"), "{err}");
     }
 }

@@ -84,6 +84,22 @@ pub enum ConfigError {
         /// What the key accepts.
         expected: String,
     },
+    /// A key that Kaufmann does not know (a typo, most often).
+    #[error("unknown config key `{key}`; the accepted keys are: {accepted}")]
+    Unknown {
+        /// The key as found.
+        key: String,
+        /// Every accepted key.
+        accepted: String,
+    },
+    /// The config file could not be read or parsed.
+    #[error("config file `{path}`: {reason}")]
+    File {
+        /// The file's path.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// A message could not be encoded or decoded.

@@ -37,20 +37,26 @@
 
 pub mod config;
 pub mod embedded;
+pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod handler;
 pub mod offsets;
+pub mod ordering;
 pub mod publisher;
+pub mod retry;
 pub mod schema;
 pub mod service;
 
-pub use config::Config;
+pub use config::{Config, ErrorPolicy, Unhandled};
+pub use engine::Stats;
 pub use envelope::{Event, Metadata, Origin};
 pub use error::{Error, Result};
+pub use ordering::Ordering;
 pub use publisher::{Context, Publisher};
+pub use retry::RetryPolicy;
 pub use schema::EventSchema;
-pub use service::{RunningService, Service, Stats};
+pub use service::{RunningService, Service};
 
 #[cfg(feature = "macros")]
 pub use kaufmann_macros::{given_event, schemas};

@@ -55,6 +55,20 @@ impl OffsetTracker {
         }
     }
 
+    /// The number of fetched offsets of one partition not yet finished.
+    pub fn unfinished_in(&self, topic: &str, partition: i32) -> usize {
+        self.partitions
+            .get(&(topic.to_owned(), partition))
+            .map_or(0, |s| s.unfinished.len())
+    }
+
+    /// The commit position of one partition, if anything of it was fetched.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.partitions
+            .get(&(topic.to_owned(), partition))
+            .and_then(PartitionState::position)
+    }
+
     /// The number of fetched offsets not yet finished, over all partitions.
     pub fn in_flight(&self) -> usize {
         self.partitions.values().map(|s| s.unfinished.len()).sum()

@@ -83,6 +83,29 @@ impl Publisher {
         self.publish_routed(&value, route).await
     }
 
+    /// Produces a record as it is (no schema, no envelope): for the dead-letter topic.
+    pub(crate) async fn send_raw(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: rdkafka::message::OwnedHeaders,
+    ) -> Result<()> {
+        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        if let Some(value) = value {
+            record = record.payload(value);
+        }
+        self.inner
+            .producer
+            .send(record, self.inner.send_timeout)
+            .await
+            .map(drop)
+            .map_err(|(source, _)| Error::kafka(format!("producing to topic `{topic}`"), source))
+    }
+
     /// Waits (up to the send timeout) until every produced event is delivered.
     pub fn flush(&self) {
         if let Err(err) = self.inner.producer.flush(self.inner.send_timeout) {

@@ -1,70 +1,25 @@
 //! The service: consumer group -> bounded worker pool -> handlers -> publisher, with offsets
 //! committed only for finished messages.
 
-use std::collections::HashMap;
-use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::consumer::Consumer;
 use rdkafka::producer::FutureProducer;
-use rdkafka::{Offset, TopicPartitionList};
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::Config;
 use crate::embedded::EmbeddedBroker;
-use crate::envelope::{Metadata, Origin};
+use crate::engine::{Engine, EngineConsumer, EngineContext, Shared, Stats};
 use crate::error::{Error, Result};
-use crate::handler::{HandlerTable, Incoming};
-use crate::offsets::OffsetTracker;
-use crate::publisher::{Context, Publisher};
-use crate::schema::{open_registry, wire, RegisteredSchema, SchemaRegistry};
+use crate::handler::HandlerTable;
+use crate::publisher::Publisher;
+use crate::schema::open_registry;
 
 /// How long startup waits for the broker to answer a metadata request.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Counters and gauges of a running service.
-#[derive(Debug, Default)]
-pub struct Stats {
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-    handled: AtomicU64,
-    failed: AtomicU64,
-    unhandled: AtomicU64,
-}
-
-impl Stats {
-    /// Messages fetched and not yet finished, now.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
-    }
-    /// The highest `in_flight` seen since start.
-    pub fn max_in_flight(&self) -> usize {
-        self.max_in_flight.load(Ordering::SeqCst)
-    }
-    /// Messages whose handler returned `Ok`.
-    pub fn handled(&self) -> u64 {
-        self.handled.load(Ordering::SeqCst)
-    }
-    /// Messages that could not be decoded or whose handler failed or panicked.
-    pub fn failed(&self) -> u64 {
-        self.failed.load(Ordering::SeqCst)
-    }
-    /// Messages whose event has no handler in this service.
-    pub fn unhandled(&self) -> u64 {
-        self.unhandled.load(Ordering::SeqCst)
-    }
-
-    fn started(&self) {
-        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
-    }
-}
 
 /// Entry point: start a service from a [`Config`].
 #[derive(Debug)]
@@ -75,11 +30,13 @@ impl Service {
     /// starts handling messages with every handler registered in this binary.
     pub async fn start(mut config: Config) -> Result<RunningService> {
         let handlers = HandlerTable::collect()?;
+        let dead_letter_topics = dead_letter_topics(&config);
         let embedded = if config.brokers.is_some() {
             None
         } else {
             let mut topics = config.topics.clone();
             topics.push(config.default_topic.clone());
+            topics.extend(dead_letter_topics.iter().cloned());
             topics.sort();
             topics.dedup();
             let broker = EmbeddedBroker::start(&topics)?;
@@ -96,22 +53,37 @@ impl Service {
         log_startup(&config, &handlers);
 
         let registry = open_registry(&config.registry_url)?;
-        let producer: FutureProducer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
+        let producer: FutureProducer = client_config(&config, &brokers)
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(|e| Error::kafka("creating the producer", e))?;
-        let consumer: StreamConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
+        let stats = Arc::new(Stats::default());
+        let shared = Shared::new(stats.clone(), config.shutdown_timeout);
+        // librdkafka prefetches up to `queued.min.messages` per partition (100,000 by default):
+        // keep that near `demand` so that memory follows the pool, not the backlog. Past that
+        // threshold it waits `fetch.queue.backoff.ms` (1 s by default) before fetching again,
+        // which would stall every resume after a pause.
+        let prefetch = (config.demand * 2).max(100).to_string();
+        let mut consumer_config = ClientConfig::new();
+        consumer_config.set("queued.min.messages", &prefetch);
+        consumer_config.set("fetch.queue.backoff.ms", "10");
+        for (key, value) in client_config(&config, &brokers).config_map() {
+            consumer_config.set(key, value);
+        }
+        let consumer: EngineConsumer = consumer_config
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("auto.offset.reset", "earliest")
             .set("enable.partition.eof", "false")
-            .create()
+            .create_with_context(EngineContext {
+                shared: shared.clone(),
+            })
             .map_err(|e| Error::kafka("creating the consumer", e))?;
         let consumer = Arc::new(consumer);
-        check_topics(&consumer, &brokers, &config.topics).await?;
+        let mut required = config.topics.clone();
+        required.extend(dead_letter_topics);
+        check_topics(&consumer, &brokers, &required).await?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
@@ -123,17 +95,15 @@ impl Service {
             &config.service_name,
             &config.default_topic,
         );
-        let stats = Arc::new(Stats::default());
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let engine = Engine {
+        let engine = Engine::new(
             consumer,
+            shared,
             handlers,
-            decoder: Decoder::new(registry),
-            publisher: publisher.clone(),
-            stats: stats.clone(),
-            semaphore: Arc::new(Semaphore::new(config.demand)),
+            registry,
+            publisher.clone(),
             config,
-        };
+        );
         let task = tokio::spawn(engine.run(shutdown_rx));
         Ok(RunningService {
             publisher,
@@ -145,6 +115,34 @@ impl Service {
     }
 }
 
+/// The librdkafka settings every client of the service shares: brokers, then the pass-through
+/// table. The consumer's group, commit and offset-reset settings are set after it: Kaufmann's
+/// at-least-once guarantee depends on them.
+fn client_config(config: &Config, brokers: &str) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", brokers);
+    for (key, value) in &config.librdkafka {
+        client.set(key, value);
+    }
+    client
+}
+
+/// Every dead-letter topic the configuration can send to, for the consumed topics.
+fn dead_letter_topics(config: &Config) -> Vec<String> {
+    let mut topics: Vec<String> = std::iter::once(&config.errors)
+        .chain(config.event_errors.values())
+        .flat_map(|policy| {
+            config
+                .topics
+                .iter()
+                .filter_map(|t| policy.dead_letter_for(t))
+        })
+        .collect();
+    topics.sort();
+    topics.dedup();
+    topics
+}
+
 fn log_startup(config: &Config, handlers: &HandlerTable) {
     tracing::info!(
         service = %config.service_name,
@@ -152,6 +150,7 @@ fn log_startup(config: &Config, handlers: &HandlerTable) {
         topics = ?config.topics,
         default_topic = %config.default_topic,
         demand = config.demand,
+        ordering = ?config.ordering,
         "starting kaufmann service"
     );
     if handlers.is_empty() {
@@ -163,7 +162,7 @@ fn log_startup(config: &Config, handlers: &HandlerTable) {
 }
 
 async fn check_topics(
-    consumer: &Arc<StreamConsumer>,
+    consumer: &Arc<EngineConsumer>,
     brokers: &str,
     topics: &[String],
 ) -> Result<()> {
@@ -187,7 +186,9 @@ async fn check_topics(
             .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
         if !exists {
             return Err(Error::Startup(format!(
-                "topic `{topic}` (from KAUFMANN_TOPICS) does not exist on `{brokers}`: create it first"
+                "topic `{topic}` does not exist on `{brokers}`: create it first (Kaufmann creates \
+                 no topics on a real broker; dead-letter topics are `dead_letter_topic`, default \
+                 `{{topic}}.DLT`, and `dead_letter_topic = \"\"` turns them off)"
             )));
         }
     }
@@ -274,212 +275,4 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
-}
-
-/// Finds writer schemas by id, asking the registry once per id.
-struct Decoder {
-    registry: Arc<dyn SchemaRegistry>,
-    cache: Mutex<HashMap<u32, RegisteredSchema>>,
-}
-
-impl Decoder {
-    fn new(registry: Arc<dyn SchemaRegistry>) -> Self {
-        Self {
-            registry,
-            cache: Mutex::default(),
-        }
-    }
-
-    async fn writer(&self, id: u32) -> Result<RegisteredSchema> {
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-            .cloned();
-        if let Some(found) = cached {
-            return Ok(found);
-        }
-        let found = self.registry.schema_by_id(id).await?;
-        self.cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, found.clone());
-        Ok(found)
-    }
-}
-
-struct Engine {
-    consumer: Arc<StreamConsumer>,
-    handlers: HandlerTable,
-    decoder: Decoder,
-    publisher: Publisher,
-    stats: Arc<Stats>,
-    semaphore: Arc<Semaphore>,
-    config: Config,
-}
-
-type Done = (String, i32, i64);
-
-impl Engine {
-    async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
-        let engine = Arc::new(self);
-        let mut tracker = OffsetTracker::new();
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-        let mut commit_tick = tokio::time::interval(engine.config.commit_interval);
-        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut permit = None;
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.changed() => break,
-                Some((topic, partition, offset)) = done_rx.recv() => {
-                    tracker.finished(&topic, partition, offset);
-                }
-                _ = commit_tick.tick() => engine.commit(&mut tracker, CommitMode::Async),
-                acquired = engine.semaphore.clone().acquire_owned(), if permit.is_none() => {
-                    permit = acquired.ok();
-                }
-                received = engine.consumer.recv(), if permit.is_some() => match received {
-                    Ok(message) => {
-                        let Some(permit) = permit.take() else { continue };
-                        let (origin, value, meta) = detach(&message);
-                        tracker.fetched(&origin.topic, origin.partition, origin.offset);
-                        engine.stats.started();
-                        let engine = engine.clone();
-                        let done_tx = done_tx.clone();
-                        tokio::spawn(async move {
-                            let done = (origin.topic.clone(), origin.partition, origin.offset);
-                            engine.process(origin, value, meta).await;
-                            engine.stats.in_flight.fetch_sub(1, Ordering::SeqCst);
-                            let _ = done_tx.send(done);
-                            drop(permit);
-                        });
-                    }
-                    Err(err) => tracing::warn!("kafka consumer error (retrying): {err}"),
-                },
-            }
-        }
-        drop(permit);
-        engine.drain(&mut tracker, &mut done_rx).await;
-        Ok(())
-    }
-
-    /// Waits (bounded) for in-flight messages, then commits what finished.
-    async fn drain(
-        &self,
-        tracker: &mut OffsetTracker,
-        done_rx: &mut mpsc::UnboundedReceiver<Done>,
-    ) {
-        let limit = self.config.shutdown_timeout;
-        let all = u32::try_from(self.config.demand).unwrap_or(u32::MAX);
-        let waited = tokio::time::timeout(limit, self.semaphore.acquire_many(all)).await;
-        if waited.is_err() {
-            tracing::warn!(
-                in_flight = self.stats.in_flight(),
-                "shutdown timeout ({limit:?}) passed with messages in flight; they are not committed \
-                 and will be delivered again"
-            );
-        }
-        while let Ok((topic, partition, offset)) = done_rx.try_recv() {
-            tracker.finished(&topic, partition, offset);
-        }
-        self.commit(tracker, CommitMode::Sync);
-        self.consumer.unsubscribe();
-        tracing::info!(
-            handled = self.stats.handled(),
-            failed = self.stats.failed(),
-            "service stopped"
-        );
-    }
-
-    fn commit(&self, tracker: &mut OffsetTracker, mode: CommitMode) {
-        let positions = tracker.committable();
-        if positions.is_empty() {
-            return;
-        }
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in &positions {
-            if let Err(err) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-            {
-                tracing::warn!("cannot commit {topic}[{partition}]@{offset}: {err}");
-            }
-        }
-        match self.consumer.commit(&list, mode) {
-            Ok(()) => tracker.committed(&positions),
-            Err(err) => tracing::warn!(
-                "commit of {} partition(s) failed (will retry): {err}",
-                positions.len()
-            ),
-        }
-    }
-
-    async fn process(&self, origin: Origin, value: Option<Vec<u8>>, meta: Metadata) {
-        let place = format!("{}[{}]@{}", origin.topic, origin.partition, origin.offset);
-        let outcome = AssertUnwindSafe(self.dispatch(origin, value, meta))
-            .catch_unwind()
-            .await;
-        match outcome {
-            Ok(Ok(Some(event))) => {
-                self.stats.handled.fetch_add(1, Ordering::SeqCst);
-                tracing::debug!(event, at = %place, "handled");
-            }
-            Ok(Ok(None)) => {
-                self.stats.unhandled.fetch_add(1, Ordering::SeqCst);
-            }
-            Ok(Err(err)) => {
-                self.stats.failed.fetch_add(1, Ordering::SeqCst);
-                tracing::error!(at = %place, "message failed and is skipped: {err}");
-            }
-            Err(panic) => {
-                self.stats.failed.fetch_add(1, Ordering::SeqCst);
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(ToString::to_string)
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_default();
-                tracing::error!(at = %place, "handler panicked; message is skipped: {what}");
-            }
-        }
-    }
-
-    /// Decodes the wire header, finds the event's handler and runs it. `Ok(None)`: no handler.
-    async fn dispatch(
-        &self,
-        origin: Origin,
-        value: Option<Vec<u8>>,
-        mut meta: Metadata,
-    ) -> Result<Option<&'static str>> {
-        let value = value.ok_or(crate::error::CodecError::NoPayload)?;
-        let (schema_id, _) = wire::split(&value)?;
-        let writer = self.decoder.writer(schema_id).await?;
-        if meta.message_name.is_empty() {
-            meta.message_name = writer.subject.trim_end_matches("-value").to_owned();
-        }
-        let Some(handler) = self.handlers.get(&meta.message_name) else {
-            tracing::debug!(event = %meta.message_name, "no handler for this event: committed without handling");
-            return Ok(None);
-        };
-        let context = Context::new(self.publisher.clone(), meta.clone(), origin.clone());
-        let incoming = Incoming {
-            writer: writer.schema,
-            schema_id,
-            value,
-            meta,
-            origin,
-        };
-        (handler.call)(incoming, context).await?;
-        Ok(Some(handler.event))
-    }
-}
-
-fn detach(message: &BorrowedMessage<'_>) -> (Origin, Option<Vec<u8>>, Metadata) {
-    let origin = Origin {
-        topic: message.topic().to_owned(),
-        partition: message.partition(),
-        offset: message.offset(),
-        key: message.key().map(<[u8]>::to_vec),
-    };
-    let meta = Metadata::from_headers(message.headers());
-    (origin, message.payload().map(<[u8]>::to_vec), meta)
 }

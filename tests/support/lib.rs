@@ -1,13 +1,26 @@
-//! Helpers for the workspace tests: the test broker's address, unique names, topic creation.
+//! Helpers for the workspace tests: the test broker's address, unique names, topics, a `test.work`
+//! event with a handler that records what it did, producing and reading back.
 
-use std::time::Duration;
+#![allow(clippy::implicit_hasher)]
 
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use kaufmann::schema::{encode_body, open_registry, subject_for, wire};
+use kaufmann::{Event, EventSchema, Metadata};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::TopicPartitionList;
+
+kaufmann::schemas!("schemas");
 
 /// The environment variable `scripts/test` sets to the tansu broker's address.
-pub const BROKERS_VAR: &str = "KAUFMANN_TEST_BROKERS";
+pub const BROKERS_VAR: &str = "TEST_KAFKA_BROKERS";
 
 /// The test broker's bootstrap address. Without one, the test is skipped with a note, except under
 /// CI (`CI` set), where a missing broker fails the test.
@@ -52,4 +65,265 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
             panic!("creating topic {topic} failed: {err}");
         }
     }
+}
+
+/// What the `test.work` handler saw, in the order it finished messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    /// The work id.
+    pub id: i64,
+    /// The work's lane (its Kafka key).
+    pub lane: String,
+    /// Its sequence number in the lane.
+    pub seq: i64,
+    /// The partition it was read from.
+    pub partition: i32,
+    /// The offset it was read from.
+    pub offset: i64,
+}
+
+#[derive(Default)]
+struct Recorder {
+    observed: Vec<Observed>,
+    attempts: HashMap<i64, i32>,
+}
+
+fn recorders() -> &'static Mutex<HashMap<String, Recorder>> {
+    static RECORDERS: OnceLock<Mutex<HashMap<String, Recorder>>> = OnceLock::new();
+    RECORDERS.get_or_init(Mutex::default)
+}
+
+fn running() -> &'static Mutex<HashMap<String, (usize, usize)>> {
+    static RUNNING: OnceLock<Mutex<HashMap<String, (usize, usize)>>> = OnceLock::new();
+    RUNNING.get_or_init(Mutex::default)
+}
+
+/// Everything the handler finished for messages of `topic`, in finishing order.
+pub fn observed(topic: &str) -> Vec<Observed> {
+    recorders()
+        .lock()
+        .unwrap()
+        .get(topic)
+        .map(|r| r.observed.clone())
+        .unwrap_or_default()
+}
+
+/// The most `test.work` handlers that ran at once for messages of `topic`.
+pub fn peak_concurrency(topic: &str) -> usize {
+    running()
+        .lock()
+        .unwrap()
+        .get(topic)
+        .map_or(0, |(_, peak)| *peak)
+}
+
+/// Handles `test.work`: fails the first `fail_times` attempts (every attempt when -1), sleeps
+/// `sleep_ms`, records the message, and appends its id to `$TEST_HANDLED_FILE` when that is set.
+#[kaufmann::given_event("test.work")]
+pub async fn work(event: Event<TestWork>) -> kaufmann::Result<()> {
+    let w = &event.payload;
+    let topic = event.origin.topic.clone();
+    let attempt = {
+        let mut all = recorders().lock().unwrap();
+        let attempts = all
+            .entry(topic.clone())
+            .or_default()
+            .attempts
+            .entry(w.id)
+            .or_default();
+        *attempts += 1;
+        *attempts
+    };
+    if w.fail_times < 0 || attempt <= w.fail_times {
+        return Err(kaufmann::Error::handler(format!(
+            "work {} fails on attempt {attempt}",
+            w.id
+        )));
+    }
+    {
+        let mut all = running().lock().unwrap();
+        let (now, peak) = all.entry(topic.clone()).or_default();
+        *now += 1;
+        *peak = (*peak).max(*now);
+    }
+    tokio::time::sleep(Duration::from_millis(
+        u64::try_from(w.sleep_ms).unwrap_or(0),
+    ))
+    .await;
+    if let Ok(path) = std::env::var("TEST_HANDLED_FILE") {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .unwrap();
+        writeln!(file, "{}", w.id).unwrap();
+    }
+    recorders()
+        .lock()
+        .unwrap()
+        .entry(topic.clone())
+        .or_default()
+        .observed
+        .push(Observed {
+            id: w.id,
+            lane: w.lane.clone(),
+            seq: w.seq,
+            partition: event.origin.partition,
+            offset: event.origin.offset,
+        });
+    running().lock().unwrap().entry(topic).or_default().0 -= 1;
+    Ok(())
+}
+
+/// `n` units of work over `lanes` keys, sequence numbers counting per lane.
+pub fn work_items(n: i64, lanes: i64, sleep_ms: i32) -> Vec<TestWork> {
+    (0..n)
+        .map(|id| TestWork {
+            id,
+            lane: format!("lane-{}", id % lanes),
+            seq: id / lanes,
+            sleep_ms,
+            fail_times: 0,
+        })
+        .collect()
+}
+
+/// One record to produce: a `test.work` event (keyed by its lane) or raw bytes.
+pub enum Record {
+    /// A framed, enveloped `test.work`.
+    Work(TestWork),
+    /// Bytes as they are, with a key.
+    Raw(String, Vec<u8>),
+}
+
+/// Produces records in order, registering `test.work` in `registry_url` first; returns the end
+/// offset of each partition.
+pub async fn produce(
+    brokers: &str,
+    topic: &str,
+    registry_url: &str,
+    records: Vec<Record>,
+) -> HashMap<i32, i64> {
+    let registry = open_registry(registry_url).unwrap();
+    let schema_id = registry
+        .register(&subject_for(TestWork::EVENT_NAME), TestWork::schema())
+        .await
+        .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let mut deliveries = Vec::with_capacity(records.len());
+    for record in records {
+        let (key, value, headers) = match record {
+            Record::Work(work) => {
+                let body = encode_body(TestWork::EVENT_NAME, TestWork::schema(), &work).unwrap();
+                let meta = Metadata::new(TestWork::EVENT_NAME, "test", "test-1");
+                (
+                    work.lane,
+                    wire::frame(schema_id, &body),
+                    Some(meta.to_headers()),
+                )
+            }
+            Record::Raw(key, bytes) => (key, bytes, None),
+        };
+        let mut record = FutureRecord::to(topic).key(&key).payload(&value);
+        if let Some(headers) = headers {
+            record = record.headers(headers);
+        }
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    deliveries.push(delivery);
+                    break;
+                }
+                Err((_, back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+    }
+    let mut ends: HashMap<i32, i64> = HashMap::new();
+    for delivery in deliveries {
+        let delivery = delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+        let end = ends.entry(delivery.partition).or_default();
+        *end = (*end).max(delivery.offset + 1);
+    }
+    ends
+}
+
+/// A service config for tests: the broker, one input topic, a unique group and registry scope,
+/// quick commits and retries.
+pub fn test_config(brokers: &str, topic: &str, registry_url: &str) -> kaufmann::Config {
+    let mut config = kaufmann::Config::new("engine-test");
+    config.brokers = Some(brokers.to_owned());
+    config.group_id = unique("group");
+    config.topics = vec![topic.to_owned()];
+    topic.clone_into(&mut config.default_topic);
+    registry_url.clone_into(&mut config.registry_url);
+    config.commit_interval = Duration::from_millis(200);
+    config.errors.retry.initial_backoff = Duration::from_millis(10);
+    config.errors.retry.max_backoff = Duration::from_millis(50);
+    config
+}
+
+/// The committed offsets of `group` for partitions `0..partitions` of `topic` (-1: none).
+pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..partitions {
+        list.add_partition(topic, p);
+    }
+    let list = probe
+        .committed_offsets(list, Duration::from_secs(10))
+        .unwrap();
+    list.elements()
+        .iter()
+        .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1)))
+        .collect()
+}
+
+/// Polls the committed offsets until they equal `ends` (partitions without messages: 0 or none)
+/// or `limit` passes; returns the last answer.
+pub async fn wait_for_commits(
+    brokers: &str,
+    group: &str,
+    topic: &str,
+    partitions: i32,
+    ends: &HashMap<i32, i64>,
+    limit: Duration,
+) -> HashMap<i32, i64> {
+    let expected: HashMap<i32, i64> = (0..partitions)
+        .map(|p| (p, ends.get(&p).copied().unwrap_or(0)))
+        .collect();
+    let started = Instant::now();
+    loop {
+        let (b, g, t) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
+        let now = tokio::task::spawn_blocking(move || committed(&b, &g, &t, partitions))
+            .await
+            .unwrap();
+        let normalized: HashMap<i32, i64> = now.iter().map(|(p, o)| (*p, (*o).max(0))).collect();
+        if normalized == expected || started.elapsed() > limit {
+            return normalized;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Waits until `done()` holds or `limit` passes; returns whether it held.
+pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let started = Instant::now();
+    while !done() {
+        if started.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    true
 }

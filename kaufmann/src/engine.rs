@@ -1,0 +1,675 @@
+//! The engine: poll -> admit (at most `demand` in flight) -> lanes (ordering) -> decode, dispatch,
+//! retry, dead-letter -> offset tracker -> commits.
+//!
+//! The poll loop takes a message only when the pool has a slot; librdkafka's own prefetch queue
+//! (kept near `demand` messages per partition) buffers the rest. When the pool stays full for
+//! `STALL`, the loop pauses the assigned partitions (librdkafka then drops what it prefetched and
+//! resumes from the last message handed out) and keeps polling, so rebalances and
+//! `max.poll.interval.ms` are served however slow the handlers are. The few messages that arrive
+//! between "full" and "paused" wait in `held`, outside the pool, until slots free up.
+
+use std::collections::{HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as Atomic};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rdkafka::client::ClientContext;
+use rdkafka::consumer::{
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+};
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+
+use crate::config::{Config, Unhandled};
+use crate::envelope::{Metadata, Origin};
+use crate::error::{CodecError, Error, RegistryError, Result};
+use crate::handler::{HandlerTable, Incoming};
+use crate::offsets::OffsetTracker;
+use crate::ordering::{Lane, Lanes};
+use crate::publisher::{Context, Publisher};
+use crate::schema::{wire, RegisteredSchema, SchemaRegistry};
+
+/// Counters and gauges of a running service.
+#[derive(Debug, Default)]
+pub struct Stats {
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    handled: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    unhandled: AtomicU64,
+    rebalances: AtomicU64,
+}
+
+impl Stats {
+    /// Messages admitted to the pool and not yet finished, now (never above `demand`).
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Atomic::SeqCst)
+    }
+    /// The highest `in_flight` seen since start.
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Atomic::SeqCst)
+    }
+    /// Messages whose handler returned `Ok`.
+    pub fn handled(&self) -> u64 {
+        self.handled.load(Atomic::SeqCst)
+    }
+    /// Messages that failed for good (after retries): dead-lettered or logged.
+    pub fn failed(&self) -> u64 {
+        self.failed.load(Atomic::SeqCst)
+    }
+    /// Retries of failed attempts.
+    pub fn retried(&self) -> u64 {
+        self.retried.load(Atomic::SeqCst)
+    }
+    /// Messages sent to a dead-letter topic.
+    pub fn dead_lettered(&self) -> u64 {
+        self.dead_lettered.load(Atomic::SeqCst)
+    }
+    /// Messages whose event has no handler in this service.
+    pub fn unhandled(&self) -> u64 {
+        self.unhandled.load(Atomic::SeqCst)
+    }
+    /// Partition revocations and assignments seen.
+    pub fn rebalances(&self) -> u64 {
+        self.rebalances.load(Atomic::SeqCst)
+    }
+
+    fn started(&self) {
+        let now = self.in_flight.fetch_add(1, Atomic::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Atomic::SeqCst);
+    }
+}
+
+/// A fetched message, detached from the consumer.
+struct Job {
+    origin: Origin,
+    value: Option<Vec<u8>>,
+    headers: Option<OwnedHeaders>,
+}
+
+/// State shared by the poll loop, the workers and the rebalance callback.
+pub(crate) struct Shared {
+    tracker: Mutex<OffsetTracker>,
+    held: Mutex<VecDeque<Job>>,
+    pub(crate) stats: Arc<Stats>,
+    revoke_timeout: Duration,
+}
+
+impl Shared {
+    pub(crate) fn new(stats: Arc<Stats>, revoke_timeout: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            tracker: Mutex::default(),
+            held: Mutex::default(),
+            stats,
+            revoke_timeout,
+        })
+    }
+
+    fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
+        self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn held(&self) -> MutexGuard<'_, VecDeque<Job>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Commits the position of every partition that moved (all of them, or only `only`).
+    fn commit<C: Consumer<X>, X: ConsumerContext>(
+        &self,
+        consumer: &C,
+        mode: CommitMode,
+        only: Option<&[(String, i32)]>,
+    ) {
+        let mut positions = self.tracker().committable();
+        if let Some(only) = only {
+            positions.retain(|(tp, _)| only.contains(tp));
+        }
+        if positions.is_empty() {
+            return;
+        }
+        let mut list = TopicPartitionList::new();
+        for ((topic, partition), offset) in &positions {
+            if let Err(err) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            {
+                tracing::warn!("cannot commit {topic}[{partition}]@{offset}: {err}");
+            }
+        }
+        match consumer.commit(&list, mode) {
+            Ok(()) => self.tracker().committed(&positions),
+            Err(err) => tracing::warn!(
+                "commit of {} partition(s) failed (retried at the next commit): {err}",
+                positions.len()
+            ),
+        }
+    }
+}
+
+/// The consumer's context: on revoke, waits (bounded) for the revoked partitions' in-flight
+/// messages, commits them synchronously, then lets the partitions go.
+pub(crate) struct EngineContext {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ClientContext for EngineContext {}
+
+impl ConsumerContext for EngineContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let Rebalance::Revoke(list) = rebalance else {
+            return;
+        };
+        self.shared.stats.rebalances.fetch_add(1, Atomic::SeqCst);
+        let revoked: Vec<(String, i32)> = list
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_owned(), e.partition()))
+            .collect();
+        tracing::info!(partitions = ?revoked, "partitions revoked: finishing their in-flight messages");
+        let deadline = Instant::now() + self.shared.revoke_timeout;
+        loop {
+            let held: Vec<(String, i32)> = self
+                .shared
+                .held()
+                .iter()
+                .map(|j| (j.origin.topic.clone(), j.origin.partition))
+                .collect();
+            let busy = {
+                let tracker = self.shared.tracker();
+                revoked.iter().any(|(t, p)| {
+                    let held_here = held.iter().filter(|(ht, hp)| ht == t && hp == p).count();
+                    tracker.unfinished_in(t, *p) > held_here
+                })
+            };
+            if !busy {
+                break;
+            }
+            if Instant::now() > deadline {
+                tracing::warn!(
+                    "revoke timeout passed with messages in flight; they will be delivered again"
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        self.shared
+            .held()
+            .retain(|j| !revoked.contains(&(j.origin.topic.clone(), j.origin.partition)));
+        self.shared
+            .commit(consumer, CommitMode::Sync, Some(&revoked));
+        let mut tracker = self.shared.tracker();
+        for (topic, partition) in &revoked {
+            tracker.forget(topic, *partition);
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Assign(list) = rebalance {
+            self.shared.stats.rebalances.fetch_add(1, Atomic::SeqCst);
+            let assigned: Vec<String> = list
+                .elements()
+                .iter()
+                .map(|e| format!("{}[{}]", e.topic(), e.partition()))
+                .collect();
+            tracing::info!(partitions = ?assigned, "partitions assigned");
+        }
+    }
+}
+
+pub(crate) type EngineConsumer = StreamConsumer<EngineContext>;
+
+/// How long the pool may stay full before the consumer pauses its partitions and goes on polling
+/// (for rebalances and `max.poll.interval.ms`) without taking messages.
+const STALL: Duration = Duration::from_millis(500);
+
+/// Finds writer schemas by id, asking the registry once per id.
+struct Decoder {
+    registry: Arc<dyn SchemaRegistry>,
+    cache: Mutex<std::collections::HashMap<u32, RegisteredSchema>>,
+}
+
+impl Decoder {
+    async fn writer(&self, id: u32) -> Result<RegisteredSchema> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        if let Some(found) = cached {
+            return Ok(found);
+        }
+        let found = self.registry.schema_by_id(id).await?;
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, found.clone());
+        Ok(found)
+    }
+}
+
+pub(crate) struct Engine {
+    consumer: Arc<EngineConsumer>,
+    shared: Arc<Shared>,
+    handlers: HandlerTable,
+    decoder: Decoder,
+    publisher: Publisher,
+    semaphore: Arc<Semaphore>,
+    lanes: Arc<Lanes<Lane, (Job, OwnedSemaphorePermit)>>,
+    config: Config,
+}
+
+/// How one attempt ended, when it did not succeed.
+enum Failure {
+    /// Worth retrying: the handler failed, panicked or timed out; or the registry did not answer.
+    Transient { kind: &'static str, error: String },
+    /// Retrying cannot help: the bytes are not a Kaufmann message, or no handler exists.
+    Permanent { kind: &'static str, error: String },
+}
+
+impl Engine {
+    pub(crate) fn new(
+        consumer: Arc<EngineConsumer>,
+        shared: Arc<Shared>,
+        handlers: HandlerTable,
+        registry: Arc<dyn SchemaRegistry>,
+        publisher: Publisher,
+        config: Config,
+    ) -> Self {
+        Self {
+            consumer,
+            shared,
+            handlers,
+            decoder: Decoder {
+                registry,
+                cache: Mutex::default(),
+            },
+            publisher,
+            semaphore: Arc::new(Semaphore::new(config.demand)),
+            lanes: Lanes::new(),
+            config,
+        }
+    }
+
+    pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
+        let engine = Arc::new(self);
+        let mut commit_tick = tokio::time::interval(engine.config.commit_interval);
+        commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Normal mode: take a slot, then poll one message. Stalled mode (the pool stayed full for
+        // `STALL`): partitions paused, polling goes on, stray messages wait in `held`.
+        let mut slot: Option<OwnedSemaphorePermit> = None;
+        let mut paused: HashSet<(String, i32)> = HashSet::new();
+        let mut progress = tokio::time::Instant::now();
+        loop {
+            let stalled = !paused.is_empty() || !engine.shared.held().is_empty();
+            tokio::select! {
+                biased;
+                _ = shutdown.changed() => break,
+                _ = commit_tick.tick() => engine.shared.commit(&*engine.consumer, CommitMode::Async, None),
+                permit = engine.semaphore.clone().acquire_owned(), if slot.is_none() && !stalled => {
+                    let Ok(permit) = permit else { break };
+                    slot = Some(permit);
+                    progress = tokio::time::Instant::now();
+                }
+                () = tokio::time::sleep_until(progress + STALL), if slot.is_none() && !stalled => {
+                    engine.pause(&mut paused);
+                }
+                permit = engine.room(), if stalled => {
+                    let Ok(permit) = permit else { break };
+                    let next = engine.shared.held().pop_front();
+                    if let Some(job) = next {
+                        engine.admit(job, permit);
+                    } else {
+                        drop(permit);
+                        engine.resume(&mut paused);
+                        progress = tokio::time::Instant::now();
+                    }
+                }
+                received = engine.consumer.recv(), if slot.is_some() || stalled => match received {
+                    Ok(message) => {
+                        let job = detach(&message);
+                        drop(message);
+                        engine.shared.tracker().fetched(&job.origin.topic, job.origin.partition, job.origin.offset);
+                        if let Some(permit) = slot.take() {
+                            engine.admit(job, permit);
+                        } else {
+                            let tp = (job.origin.topic.clone(), job.origin.partition);
+                            engine.shared.held().push_back(job);
+                            if !paused.contains(&tp) {
+                                engine.pause(&mut paused);
+                            }
+                        }
+                    }
+                    Err(err) => tracing::warn!("kafka consumer error (retrying): {err}"),
+                },
+            }
+        }
+        drop(slot);
+        engine.drain().await;
+        Ok(())
+    }
+
+    /// Waits for room in the pool: one slot for the next held message; with nothing held, half
+    /// the pool (so that a resume fetches a batch, instead of pausing again after one message).
+    async fn room(&self) -> Result<OwnedSemaphorePermit, tokio::sync::AcquireError> {
+        let wanted = if self.shared.held().is_empty() {
+            u32::try_from(self.config.demand.div_ceil(2)).unwrap_or(u32::MAX)
+        } else {
+            1
+        };
+        self.semaphore.clone().acquire_many_owned(wanted).await
+    }
+
+    fn pause(&self, paused: &mut HashSet<(String, i32)>) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        if let Err(err) = self.consumer.pause(&assignment) {
+            tracing::warn!("could not pause partitions: {err}");
+            return;
+        }
+        paused.extend(
+            assignment
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition())),
+        );
+        tracing::debug!(demand = self.config.demand, "pool full: partitions paused");
+    }
+
+    fn resume(&self, paused: &mut HashSet<(String, i32)>) {
+        let Ok(assignment) = self.consumer.assignment() else {
+            return;
+        };
+        if let Err(err) = self.consumer.resume(&assignment) {
+            tracing::warn!("could not resume partitions: {err}");
+            return;
+        }
+        paused.clear();
+        tracing::debug!("pool has room: partitions resumed");
+    }
+
+    fn admit(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit) {
+        self.shared.stats.started();
+        let lane = self.config.ordering.lane(
+            &job.origin.topic,
+            job.origin.partition,
+            job.origin.key.as_deref(),
+        );
+        let engine = Arc::clone(self);
+        self.lanes
+            .submit(lane, (job, permit), move |(job, permit)| {
+                let engine = Arc::clone(&engine);
+                async move {
+                    let origin = job.origin.clone();
+                    engine.process(job).await;
+                    engine.shared.tracker().finished(
+                        &origin.topic,
+                        origin.partition,
+                        origin.offset,
+                    );
+                    engine.shared.stats.in_flight.fetch_sub(1, Atomic::SeqCst);
+                    drop(permit);
+                }
+            });
+    }
+
+    /// Waits (bounded) for in-flight messages, commits what finished and leaves the group.
+    async fn drain(&self) {
+        let limit = self.config.shutdown_timeout;
+        let all = u32::try_from(self.config.demand).unwrap_or(u32::MAX);
+        if tokio::time::timeout(limit, self.semaphore.acquire_many(all))
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.shared.stats.in_flight(),
+                "shutdown timeout ({limit:?}) passed with messages in flight; they are not committed and will be delivered again"
+            );
+        }
+        self.shared.held().clear();
+        self.shared.commit(&*self.consumer, CommitMode::Sync, None);
+        self.consumer.unsubscribe();
+        let stats = &self.shared.stats;
+        tracing::info!(
+            handled = stats.handled(),
+            failed = stats.failed(),
+            dead_lettered = stats.dead_lettered(),
+            "service stopped"
+        );
+    }
+
+    /// Runs one message through decode and handler with the error policy; never fails.
+    async fn process(&self, job: Job) {
+        let meta = Metadata::from_headers(job.headers.as_ref());
+        let place = format!(
+            "{}[{}]@{}",
+            job.origin.topic, job.origin.partition, job.origin.offset
+        );
+        let mut event = meta.message_name.clone();
+        let mut attempt = 0_u32;
+        let failure = loop {
+            attempt += 1;
+            let policy = self.config.error_policy(&event);
+            let run =
+                AssertUnwindSafe(self.dispatch(&job, meta.clone(), &mut event)).catch_unwind();
+            let outcome = match tokio::time::timeout(policy.handler_timeout, run).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(panic)) => Err(Failure::Transient {
+                    kind: "panic",
+                    error: panic_message(&*panic),
+                }),
+                Err(_) => Err(Failure::Transient {
+                    kind: "timeout",
+                    error: format!("handler did not finish within {:?}", policy.handler_timeout),
+                }),
+            };
+            match outcome {
+                Ok(()) => return,
+                Err(Failure::Permanent { kind, error }) => break (kind, error),
+                Err(Failure::Transient { kind, error }) => {
+                    match policy.retry.backoff(attempt + 1) {
+                        Some(wait) => {
+                            self.shared.stats.retried.fetch_add(1, Atomic::SeqCst);
+                            tracing::warn!(at = %place, event = %event, attempt, "{kind}: {error}; retrying in {wait:?}");
+                            tokio::time::sleep(wait).await;
+                        }
+                        None => break (kind, error),
+                    }
+                }
+            }
+        };
+        self.give_up(&job, &event, attempt, failure).await;
+    }
+
+    /// Decodes and runs the handler once. Sets `event` once the event name is known.
+    async fn dispatch(
+        &self,
+        job: &Job,
+        mut meta: Metadata,
+        event: &mut String,
+    ) -> Result<(), Failure> {
+        let permanent = |kind, error: &dyn std::fmt::Display| Failure::Permanent {
+            kind,
+            error: error.to_string(),
+        };
+        let value = job
+            .value
+            .clone()
+            .ok_or_else(|| permanent("decode", &CodecError::NoPayload))?;
+        let (schema_id, _) = wire::split(&value).map_err(|e| permanent("decode", &e))?;
+        let writer = self.decoder.writer(schema_id).await.map_err(|e| match e {
+            Error::Registry(RegistryError::SchemaNotFound { .. }) => Failure::Transient {
+                kind: "registry",
+                error: e.to_string(),
+            },
+            other => permanent("registry", &other),
+        })?;
+        if meta.message_name.is_empty() {
+            meta.message_name = writer.subject.trim_end_matches("-value").to_owned();
+            event.clone_from(&meta.message_name);
+        }
+        let Some(handler) = self.handlers.get(&meta.message_name) else {
+            self.shared.stats.unhandled.fetch_add(1, Atomic::SeqCst);
+            return match self.config.unhandled {
+                Unhandled::Commit => {
+                    tracing::debug!(event = %meta.message_name, "no handler for this event: committed without handling");
+                    Ok(())
+                }
+                Unhandled::DeadLetter => Err(permanent(
+                    "unhandled",
+                    &format_args!("no handler for event `{}`", meta.message_name),
+                )),
+            };
+        };
+        let context = Context::new(self.publisher.clone(), meta.clone(), job.origin.clone());
+        let incoming = Incoming {
+            writer: writer.schema,
+            schema_id,
+            value,
+            meta,
+            origin: job.origin.clone(),
+        };
+        match (handler.call)(incoming, context).await {
+            Ok(()) => {
+                self.shared.stats.handled.fetch_add(1, Atomic::SeqCst);
+                Ok(())
+            }
+            Err(err @ Error::Codec(_)) => Err(permanent("decode", &err)),
+            Err(err) => Err(Failure::Transient {
+                kind: "handler",
+                error: err.to_string(),
+            }),
+        }
+    }
+
+    /// The last resort: the dead-letter topic (retried until it succeeds), or a loud log.
+    async fn give_up(
+        &self,
+        job: &Job,
+        event: &str,
+        attempts: u32,
+        (kind, error): (&'static str, String),
+    ) {
+        self.shared.stats.failed.fetch_add(1, Atomic::SeqCst);
+        let origin = &job.origin;
+        let place = format!("{}[{}]@{}", origin.topic, origin.partition, origin.offset);
+        let Some(topic) = self
+            .config
+            .error_policy(event)
+            .dead_letter_for(&origin.topic)
+        else {
+            tracing::error!(at = %place, event, attempts, "{kind}: {error}; no dead-letter topic is configured: logged and committed");
+            return;
+        };
+        let headers = dead_letter_headers(job, event, attempts, kind, &error);
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let sent = self
+                .publisher
+                .send_raw(
+                    &topic,
+                    origin.key.as_deref(),
+                    job.value.as_deref(),
+                    headers.clone(),
+                )
+                .await;
+            match sent {
+                Ok(()) => break,
+                Err(err) => {
+                    tracing::error!(at = %place, "could not write to dead-letter topic `{topic}` (retrying in {wait:?}): {err}");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        self.shared.stats.dead_lettered.fetch_add(1, Atomic::SeqCst);
+        tracing::error!(at = %place, event, attempts, dead_letter_topic = %topic, "{kind}: {error}; sent to the dead-letter topic");
+    }
+}
+
+/// Header names Kaufmann adds to a dead-lettered record.
+pub mod dead_letter {
+    /// The error message.
+    pub const ERROR: &str = "kaufmann.error";
+    /// `handler`, `panic`, `timeout`, `decode`, `registry` or `unhandled`.
+    pub const ERROR_KIND: &str = "kaufmann.error.kind";
+    /// The event name, when known.
+    pub const EVENT: &str = "kaufmann.event";
+    /// The topic the record was read from.
+    pub const SOURCE_TOPIC: &str = "kaufmann.source.topic";
+    /// Its partition.
+    pub const SOURCE_PARTITION: &str = "kaufmann.source.partition";
+    /// Its offset.
+    pub const SOURCE_OFFSET: &str = "kaufmann.source.offset";
+    /// How many attempts were made.
+    pub const ATTEMPTS: &str = "kaufmann.attempts";
+}
+
+fn dead_letter_headers(
+    job: &Job,
+    event: &str,
+    attempts: u32,
+    kind: &str,
+    error: &str,
+) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new();
+    if let Some(original) = &job.headers {
+        for h in original.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let (partition, offset, attempts) = (
+        job.origin.partition.to_string(),
+        job.origin.offset.to_string(),
+        attempts.to_string(),
+    );
+    let added = [
+        (dead_letter::ERROR, error),
+        (dead_letter::ERROR_KIND, kind),
+        (dead_letter::EVENT, event),
+        (dead_letter::SOURCE_TOPIC, job.origin.topic.as_str()),
+        (dead_letter::SOURCE_PARTITION, partition.as_str()),
+        (dead_letter::SOURCE_OFFSET, offset.as_str()),
+        (dead_letter::ATTEMPTS, attempts.as_str()),
+    ];
+    for (key, value) in added {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    headers
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .map_or_else(
+            || "handler panicked".to_owned(),
+            |m| format!("handler panicked: {m}"),
+        )
+}
+
+fn detach(message: &BorrowedMessage<'_>) -> Job {
+    Job {
+        origin: Origin {
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+        },
+        value: message.payload().map(<[u8]>::to_vec),
+        headers: message
+            .headers()
+            .map(rdkafka::message::BorrowedHeaders::detach),
+    }
+}
