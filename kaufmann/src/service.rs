@@ -247,7 +247,12 @@ impl RunningService {
     pub async fn run_until_signal(mut self) -> Result<()> {
         tokio::select! {
             () = shutdown_signal() => {
-                tracing::info!("shutdown signal received: finishing in-flight messages");
+                tracing::info!("shutdown signal received: finishing in-flight messages (a second signal exits at once)");
+                tokio::spawn(async {
+                    shutdown_signal().await;
+                    tracing::warn!("second signal: exiting without finishing in-flight messages");
+                    std::process::exit(130);
+                });
                 self.shutdown().await
             }
             ended = &mut self.task => self.finish(ended),

@@ -118,7 +118,8 @@ pub fn peak_concurrency(topic: &str) -> usize {
 }
 
 /// Handles `test.work`: fails the first `fail_times` attempts (every attempt when -1), sleeps
-/// `sleep_ms`, records the message, and appends its id to `$TEST_HANDLED_FILE` when that is set.
+/// `sleep_ms`, records the message, and appends `<id> <partition> <offset>` to
+/// `$TEST_HANDLED_FILE` when that is set.
 #[kaufmann::given_event("test.work")]
 pub async fn work(event: Event<TestWork>) -> kaufmann::Result<()> {
     let w = &event.payload;
@@ -156,7 +157,12 @@ pub async fn work(event: Event<TestWork>) -> kaufmann::Result<()> {
             .append(true)
             .open(path)
             .unwrap();
-        writeln!(file, "{}", w.id).unwrap();
+        // One write per line: appends of concurrent handlers must not interleave.
+        let line = format!(
+            "{} {} {}\n",
+            w.id, event.origin.partition, event.origin.offset
+        );
+        file.write_all(line.as_bytes()).unwrap();
     }
     recorders()
         .lock()

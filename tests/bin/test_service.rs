@@ -1,0 +1,33 @@
+//! A service process for the process-level tests (crash, two members, SIGTERM): the `test.work`
+//! handler of `kaufmann_tests`, configured by `KAUFMANN_*` variables like any service.
+//!
+//! The in-memory registry lives in one process, so this process and the test's producer each
+//! register `test.work` first in a fresh `mock://` scope: both get schema id 1.
+
+use kaufmann::schema::{open_registry, subject_for};
+use kaufmann::EventSchema;
+use kaufmann_tests::TestWork;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    kaufmann::init_logging();
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> kaufmann::Result<()> {
+    let config = kaufmann::Config::from_env()?;
+    let registry = open_registry(&config.registry_url)?;
+    registry
+        .register(&subject_for(TestWork::EVENT_NAME), TestWork::schema())
+        .await?;
+    kaufmann::Service::start(config)
+        .await?
+        .run_until_signal()
+        .await
+}

@@ -1,0 +1,319 @@
+//! Service processes on a real broker (tansu): killed with SIGKILL and restarted, two members of
+//! one group, and SIGTERM under load.
+
+#![allow(clippy::cast_possible_truncation, clippy::items_after_statements)]
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus};
+use std::time::{Duration, Instant};
+
+use kaufmann_tests::{broker, committed, create_topics, produce, unique, work_items, Record};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The process tests run one at a time: each starts service processes on a 2-core machine.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A service process that is killed if the test ends without stopping it.
+struct Service(Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// One line of a handled file: id, partition, offset.
+type Handled = (i64, i32, i64);
+
+struct Setup {
+    brokers: String,
+    topic: String,
+    group: String,
+    dir: PathBuf,
+}
+
+impl Setup {
+    async fn new(name: &str, partitions: i32, records: Vec<Record>) -> Option<Self> {
+        let brokers = broker()?;
+        let topic = unique(name);
+        create_topics(
+            &brokers,
+            &[(&topic, partitions), (&format!("{topic}.DLT"), 1)],
+        )
+        .await;
+        // The producer's scope gets `test.work` as id 1, as each service process's own scope does.
+        produce(
+            &brokers,
+            &topic,
+            &format!("mock://{}", unique("p")),
+            records,
+        )
+        .await;
+        let dir = std::env::temp_dir().join(unique("kaufmann-process"));
+        std::fs::create_dir_all(&dir).unwrap();
+        Some(Self {
+            brokers,
+            group: unique("group"),
+            topic,
+            dir,
+        })
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// Starts the test service; `extra` adds or overrides `KAUFMANN_*` variables.
+    fn spawn(&self, handled_file: &str, extra: &[(&str, &str)]) -> Service {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_test-service"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("KAUFMANN_") {
+                command.env_remove(key);
+            }
+        }
+        command
+            .env("KAUFMANN_BROKERS", &self.brokers)
+            .env("KAUFMANN_TOPICS", &self.topic)
+            .env("KAUFMANN_GROUP_ID", &self.group)
+            .env("KAUFMANN_SERVICE_NAME", "process-test")
+            .env("KAUFMANN_REGISTRY_URL", "mock://process")
+            .env("KAUFMANN_COMMIT_INTERVAL_MS", "20")
+            .env("KAUFMANN_SHUTDOWN_TIMEOUT_MS", "20000")
+            .env("KAUFMANN_LIBRDKAFKA_SESSION_TIMEOUT_MS", "6000")
+            .env("KAUFMANN_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS", "500")
+            .env("TEST_HANDLED_FILE", self.file(handled_file))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_SERVICE_LOG").unwrap_or_else(|_| "warn".to_owned()),
+            );
+        for (key, value) in extra {
+            command.env(key, value);
+        }
+        Service(command.spawn().unwrap())
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("the handled files are kept in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn read_handled(path: &Path) -> Vec<Handled> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split(' ').map(str::parse::<i64>);
+            match (parts.next(), parts.next(), parts.next()) {
+                (Some(Ok(id)), Some(Ok(p)), Some(Ok(o))) => Some((id, i32::try_from(p).ok()?, o)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < LIMIT, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn signal(service: &Service, signal: &str) {
+    let pid = service.0.id().to_string();
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid)
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+async fn wait_exit(service: &mut Service, limit: Duration) -> ExitStatus {
+    let child = &mut service.0;
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            panic!("the service did not exit within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// SIGKILL mid-stream, then a restart in the same group: every message is handled at least once,
+/// and no more than `demand` messages are handled twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_service_loses_nothing_and_repeats_at_most_demand_messages() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    const COUNT: i64 = 2_000;
+    let records = work_items(COUNT, 40, 100)
+        .into_iter()
+        .map(Record::Work)
+        .collect();
+    let Some(setup) = Setup::new("crash", 4, records).await else {
+        return;
+    };
+    let mut first = setup.spawn("first.txt", &[]);
+    wait_until("the first process handled 300", || {
+        read_handled(&setup.file("first.txt")).len() >= 300
+    })
+    .await;
+    first.0.kill().unwrap();
+    first.0.wait().unwrap();
+    let before = read_handled(&setup.file("first.txt"));
+
+    let mut second = setup.spawn("second.txt", &[]);
+    wait_until("every message was handled", || {
+        let after = read_handled(&setup.file("second.txt"));
+        before
+            .iter()
+            .chain(&after)
+            .map(|h| h.0)
+            .collect::<HashSet<_>>()
+            .len()
+            == COUNT as usize
+    })
+    .await;
+    signal(&second, "TERM");
+    assert!(wait_exit(&mut second, Duration::from_secs(30))
+        .await
+        .success());
+
+    let after = read_handled(&setup.file("second.txt"));
+    let mut times: HashMap<i64, usize> = HashMap::new();
+    for (id, _, _) in before.iter().chain(&after) {
+        *times.entry(*id).or_default() += 1;
+    }
+    let duplicates = times.values().filter(|n| **n > 1).count();
+    assert_eq!(
+        times.len(),
+        COUNT as usize,
+        "every message handled at least once"
+    );
+    assert!(
+        duplicates <= 50,
+        "{duplicates} messages handled twice, more than demand (50)"
+    );
+    println!(
+        "crash test: {} handled before SIGKILL, {} after, {duplicates} twice",
+        before.len(),
+        after.len()
+    );
+}
+
+/// Two processes in one group share a 4-partition topic; when one stops under load, the other
+/// takes its partitions and handles the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_members_share_partitions_and_one_takes_over_when_the_other_stops() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    const COUNT: i64 = 4_000;
+    let records = work_items(COUNT, 40, 50)
+        .into_iter()
+        .map(Record::Work)
+        .collect();
+    let Some(setup) = Setup::new("pair", 4, records).await else {
+        return;
+    };
+    let demand = [("KAUFMANN_DEMAND", "10")];
+    let mut a = setup.spawn("a.txt", &demand);
+    let mut b = setup.spawn("b.txt", &demand);
+    wait_until("both members handle messages", || {
+        !read_handled(&setup.file("a.txt")).is_empty()
+            && !read_handled(&setup.file("b.txt")).is_empty()
+    })
+    .await;
+    let partitions = |file: &str| {
+        read_handled(&setup.file(file))
+            .iter()
+            .map(|h| h.1)
+            .collect::<HashSet<_>>()
+    };
+    let (a_parts, b_parts) = (partitions("a.txt"), partitions("b.txt"));
+    assert!(
+        a_parts.is_disjoint(&b_parts),
+        "a {a_parts:?} and b {b_parts:?} overlap"
+    );
+
+    signal(&a, "TERM");
+    assert!(
+        wait_exit(&mut a, Duration::from_secs(30)).await.success(),
+        "a exits 0 on SIGTERM"
+    );
+    let a_final = read_handled(&setup.file("a.txt"));
+    wait_until("b handled the rest", || {
+        let b_now = read_handled(&setup.file("b.txt"));
+        a_final
+            .iter()
+            .chain(&b_now)
+            .map(|h| h.0)
+            .collect::<HashSet<_>>()
+            .len()
+            == COUNT as usize
+    })
+    .await;
+    let b_parts_after = partitions("b.txt");
+    assert!(
+        a_parts.is_subset(&b_parts_after),
+        "b took over a's partitions {a_parts:?}: {b_parts_after:?}"
+    );
+    signal(&b, "TERM");
+    assert!(wait_exit(&mut b, Duration::from_secs(30)).await.success());
+}
+
+/// SIGTERM under load: the process exits 0 within the shutdown timeout, and the committed offsets
+/// cover every message it handled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_work_and_commits_it() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    const COUNT: i64 = 3_000;
+    let records = work_items(COUNT, 60, 100)
+        .into_iter()
+        .map(Record::Work)
+        .collect();
+    let Some(setup) = Setup::new("term", 3, records).await else {
+        return;
+    };
+    let mut service = setup.spawn("handled.txt", &[]);
+    wait_until("300 handled", || {
+        read_handled(&setup.file("handled.txt")).len() >= 300
+    })
+    .await;
+    let asked = Instant::now();
+    signal(&service, "TERM");
+    let status = wait_exit(&mut service, Duration::from_secs(25)).await;
+    assert!(status.success(), "exit status {status}");
+    println!(
+        "sigterm test: exited {:?} after the signal",
+        asked.elapsed()
+    );
+
+    let handled = read_handled(&setup.file("handled.txt"));
+    assert!(
+        handled.len() < COUNT as usize,
+        "the load was over before the signal"
+    );
+    let committed = committed(&setup.brokers, &setup.group, &setup.topic, 3);
+    for (id, partition, offset) in &handled {
+        assert!(
+            *offset < committed[partition],
+            "work {id} at {partition}@{offset} was handled but the commit is {}",
+            committed[partition]
+        );
+    }
+}
