@@ -13,7 +13,6 @@ use kaufmann_examples::demo_commands;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    kaufmann::init_logging();
     match run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
@@ -25,6 +24,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> kaufmann::Result<()> {
     let config = kaufmann::Config::from_env()?;
+    kaufmann::init_logging_as(config.log_format);
     let service = kaufmann::Service::start(config).await?;
     if service.embedded_brokers().is_some() {
         for command in demo_commands() {

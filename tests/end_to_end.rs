@@ -6,12 +6,13 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use kaufmann::schema::{decode_body, encode_body, open_registry, subject_for, wire};
+use kaufmann::trace::TraceParent;
 use kaufmann::{EventSchema, Metadata};
 use kaufmann_examples::{CommandUserCreate, EventUserCreated};
 use kaufmann_tests::{broker, create_topics, unique};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -205,4 +206,82 @@ async fn wait_for_commits(
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A `traceparent` on an incoming command continues on the event its handler publishes: same
+/// trace id, a new span id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn traceparent_follows_an_event_through_the_service() {
+    let Some(brokers) = broker() else { return };
+    let (input, output) = (unique("trace-in"), unique("trace-out"));
+    let dead_letters = format!("{input}.DLT");
+    create_topics(&brokers, &[(&input, 1), (&output, 1), (&dead_letters, 1)]).await;
+    let registry_url = format!("mock://{}", unique("trace"));
+    let registry = open_registry(&registry_url).unwrap();
+    let subject = subject_for(CommandUserCreate::EVENT_NAME);
+    let schema_id = registry
+        .register(&subject, CommandUserCreate::schema())
+        .await
+        .unwrap();
+    let body = encode_body(
+        CommandUserCreate::EVENT_NAME,
+        CommandUserCreate::schema(),
+        &command(7),
+    )
+    .unwrap();
+    let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let headers = Metadata::new(CommandUserCreate::EVENT_NAME, "trace-test", "t-1")
+        .to_headers()
+        .insert(rdkafka::message::Header {
+            key: "traceparent",
+            value: Some(incoming),
+        });
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let value = wire::frame(schema_id, &body);
+    let record = FutureRecord::to(&input)
+        .payload(&value)
+        .key("k")
+        .headers(headers);
+    producer
+        .send(record, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    let mut config = kaufmann::Config::new("trace-users");
+    config.brokers = Some(brokers.clone());
+    config.group_id = unique("trace-group");
+    config.topics = vec![input.clone()];
+    config.default_topic.clone_from(&output);
+    config.registry_url.clone_from(&registry_url);
+    let service = kaufmann::Service::start(config).await.unwrap();
+
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", unique("trace-reader"))
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&output, 0, Offset::Beginning)
+        .unwrap();
+    reader.assign(&assignment).unwrap();
+    let message = tokio::time::timeout(DEADLINE, reader.recv())
+        .await
+        .expect("the event arrives")
+        .unwrap();
+    let outgoing = message
+        .headers()
+        .and_then(|hs| hs.iter().find(|h| h.key == "traceparent"))
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .expect("the published event has a traceparent");
+    service.shutdown().await.unwrap();
+
+    let incoming = TraceParent::parse(incoming).unwrap();
+    let outgoing = TraceParent::parse(&outgoing).expect("a valid traceparent");
+    assert_eq!(outgoing.trace_id, incoming.trace_id, "same trace");
+    assert_ne!(outgoing.span_id, incoming.span_id, "a new span");
 }

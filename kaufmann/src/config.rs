@@ -23,6 +23,17 @@ pub enum Unhandled {
     DeadLetter,
 }
 
+/// How logs are written (the `log_format` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// The error policy for one event (or the service's default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -87,6 +98,10 @@ pub struct Config {
     pub registry_url: String,
     /// librdkafka properties passed through to the consumer and producer as they are.
     pub librdkafka: BTreeMap<String, String>,
+    /// Where `/metrics`, `/health/live` and `/health/ready` are served (`host:port`); `None`: off.
+    pub metrics_addr: Option<String>,
+    /// How logs are written.
+    pub log_format: LogFormat,
 }
 
 /// The keys of the top level, with their environment variables `KAUFMANN_<KEY in upper case>`.
@@ -107,6 +122,8 @@ const KEYS: &[&str] = &[
     "dead_letter_topic",
     "unhandled",
     "registry_url",
+    "metrics_addr",
+    "log_format",
 ];
 
 /// The keys an `[events."<name>"]` table accepts.
@@ -137,6 +154,8 @@ impl Config {
             unhandled: Unhandled::default(),
             registry_url: "mock://kaufmann".to_owned(),
             librdkafka: BTreeMap::new(),
+            metrics_addr: None,
+            log_format: LogFormat::Text,
         }
     }
 
@@ -172,6 +191,50 @@ impl Config {
         }
         values.read_env(env)?;
         values.build()
+    }
+
+    /// The config as a log line: librdkafka values whose key names a secret, and the password in
+    /// the registry URL, are masked.
+    pub fn masked(&self) -> String {
+        let secret = |key: &str| {
+            [
+                "password",
+                "secret",
+                "sasl.oauthbearer.config",
+                "ssl.key.pem",
+            ]
+            .iter()
+            .any(|s| key.contains(s))
+        };
+        let librdkafka: BTreeMap<&str, &str> = self
+            .librdkafka
+            .iter()
+            .map(|(k, v)| (k.as_str(), if secret(k) { "***" } else { v.as_str() }))
+            .collect();
+        let registry = match self.registry_url.split_once('@') {
+            Some((userinfo, host)) => match userinfo.rsplit_once(':') {
+                Some((user, _)) if user.contains("://") => format!("{user}:***@{host}"),
+                _ => self.registry_url.clone(),
+            },
+            None => self.registry_url.clone(),
+        };
+        format!(
+            "brokers={:?} group_id={} topics={:?} default_topic={} demand={} ordering={:?} \
+             commit_interval={:?} shutdown_timeout={:?} errors={:?} event_errors={:?} \
+             unhandled={:?} registry_url={registry} metrics_addr={:?} librdkafka={librdkafka:?}",
+            self.brokers,
+            self.group_id,
+            self.topics,
+            self.default_topic,
+            self.demand,
+            self.ordering,
+            self.commit_interval,
+            self.shutdown_timeout,
+            self.errors,
+            self.event_errors,
+            self.unhandled,
+            self.metrics_addr,
+        )
     }
 
     /// The error policy of an event: its own overrides, else the service's.
@@ -327,6 +390,16 @@ impl Values {
         }
         if let Some(raw) = top.get("registry_url") {
             c.registry_url = string(raw)?;
+        }
+        if let Some(raw) = top.get("metrics_addr") {
+            c.metrics_addr = Some(string(raw)?).filter(|a| !a.is_empty());
+        }
+        if let Some(raw) = top.get("log_format") {
+            c.log_format = match string(raw)?.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                _ => return Err(invalid(&raw.origin, &display(raw), "`text` or `json`")),
+            };
         }
         c.errors = policy(&ErrorPolicy::default(), top)?;
         for (event, keys) in &self.events {
@@ -525,6 +598,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("`demand` in `k.toml`"), "{err}");
+    }
+
+    #[test]
+    fn masked_config_hides_secrets() {
+        let mut config = Config::new("s");
+        config
+            .librdkafka
+            .insert("sasl.password".into(), "hunter2".into());
+        config
+            .librdkafka
+            .insert("fetch.wait.max.ms".into(), "50".into());
+        config.registry_url = "http://user:pw@registry:8081".into();
+        let line = config.masked();
+        assert!(
+            !line.contains("hunter2") && !line.contains(":pw@"),
+            "{line}"
+        );
+        assert!(
+            line.contains("\"sasl.password\": \"***\"") && line.contains("user:***@registry"),
+            "{line}"
+        );
+        assert!(line.contains("\"fetch.wait.max.ms\": \"50\""), "{line}");
     }
 
     #[test]

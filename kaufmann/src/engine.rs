@@ -20,17 +20,21 @@ use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 
 use crate::config::{Config, Unhandled};
 use crate::envelope::{Metadata, Origin};
 use crate::error::{CodecError, Error, RegistryError, Result};
 use crate::handler::{HandlerTable, Incoming};
+use crate::metrics::{Metrics, Outcome};
 use crate::offsets::OffsetTracker;
 use crate::ordering::{Lane, Lanes};
 use crate::publisher::{Context, Publisher};
 use crate::schema::{wire, RegisteredSchema, SchemaRegistry};
+use crate::trace::{TraceParent, TRACEPARENT};
 
 /// Counters and gauges of a running service.
 #[derive(Debug, Default)]
@@ -97,15 +101,21 @@ pub(crate) struct Shared {
     tracker: Mutex<OffsetTracker>,
     held: Mutex<VecDeque<Job>>,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) metrics: Arc<Metrics>,
     revoke_timeout: Duration,
 }
 
 impl Shared {
-    pub(crate) fn new(stats: Arc<Stats>, revoke_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn new(
+        stats: Arc<Stats>,
+        metrics: Arc<Metrics>,
+        revoke_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(Self {
             tracker: Mutex::default(),
             held: Mutex::default(),
             stats,
+            metrics,
             revoke_timeout,
         })
     }
@@ -140,7 +150,10 @@ impl Shared {
             }
         }
         match consumer.commit(&list, mode) {
-            Ok(()) => self.tracker().committed(&positions),
+            Ok(()) => {
+                self.tracker().committed(&positions);
+                self.metrics.committed();
+            }
             Err(err) => tracing::warn!(
                 "commit of {} partition(s) failed (retried at the next commit): {err}",
                 positions.len()
@@ -155,7 +168,20 @@ pub(crate) struct EngineContext {
     pub(crate) shared: Arc<Shared>,
 }
 
-impl ClientContext for EngineContext {}
+impl ClientContext for EngineContext {
+    /// librdkafka's statistics (every `statistics.interval.ms`): the consumer lag per partition.
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            for (partition, p) in &stats.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.shared
+                        .metrics
+                        .set_lag(topic, *partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
 
 impl ConsumerContext for EngineContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -203,12 +229,17 @@ impl ConsumerContext for EngineContext {
         let mut tracker = self.shared.tracker();
         for (topic, partition) in &revoked {
             tracker.forget(topic, *partition);
+            self.shared.metrics.forget_lag(topic, *partition);
         }
+        self.shared.metrics.set_assigned(0);
     }
 
     fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             self.shared.stats.rebalances.fetch_add(1, Atomic::SeqCst);
+            self.shared
+                .metrics
+                .set_assigned(u64::try_from(list.count()).unwrap_or(u64::MAX));
             let assigned: Vec<String> = list
                 .elements()
                 .iter()
@@ -445,17 +476,41 @@ impl Engine {
     /// Runs one message through decode and handler with the error policy; never fails.
     async fn process(&self, job: Job) {
         let meta = Metadata::from_headers(job.headers.as_ref());
+        let trace = job
+            .headers
+            .as_ref()
+            .and_then(|hs| hs.iter().find(|h| h.key == TRACEPARENT))
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(TraceParent::parse)
+            .unwrap_or_else(TraceParent::new_root);
+        let span = tracing::info_span!(
+            "message",
+            event = %meta.message_name,
+            topic = %job.origin.topic,
+            partition = job.origin.partition,
+            offset = job.origin.offset,
+            message_id = %meta.message_id,
+            trace_id = %trace.trace_id_hex(),
+            attempt = tracing::field::Empty,
+        );
+        self.process_traced(job, meta, trace).instrument(span).await;
+    }
+
+    async fn process_traced(&self, job: Job, meta: Metadata, trace: TraceParent) {
         let place = format!(
             "{}[{}]@{}",
             job.origin.topic, job.origin.partition, job.origin.offset
         );
         let mut event = meta.message_name.clone();
+        self.shared.metrics.record(&event, Outcome::Consumed);
         let mut attempt = 0_u32;
         let failure = loop {
             attempt += 1;
+            tracing::Span::current().record("attempt", attempt);
             let policy = self.config.error_policy(&event);
-            let run =
-                AssertUnwindSafe(self.dispatch(&job, meta.clone(), &mut event)).catch_unwind();
+            let run = AssertUnwindSafe(self.dispatch(&job, meta.clone(), trace, &mut event))
+                .catch_unwind();
             let outcome = match tokio::time::timeout(policy.handler_timeout, run).await {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(panic)) => Err(Failure::Transient {
@@ -474,6 +529,7 @@ impl Engine {
                     match policy.retry.backoff(attempt + 1) {
                         Some(wait) => {
                             self.shared.stats.retried.fetch_add(1, Atomic::SeqCst);
+                            self.shared.metrics.record(&event, Outcome::Retried);
                             tracing::warn!(at = %place, event = %event, attempt, "{kind}: {error}; retrying in {wait:?}");
                             tokio::time::sleep(wait).await;
                         }
@@ -490,6 +546,7 @@ impl Engine {
         &self,
         job: &Job,
         mut meta: Metadata,
+        trace: TraceParent,
         event: &mut String,
     ) -> Result<(), Failure> {
         let permanent = |kind, error: &dyn std::fmt::Display| Failure::Permanent {
@@ -525,7 +582,12 @@ impl Engine {
                 )),
             };
         };
-        let context = Context::new(self.publisher.clone(), meta.clone(), job.origin.clone());
+        let context = Context::new(
+            self.publisher.clone(),
+            meta.clone(),
+            job.origin.clone(),
+            trace,
+        );
         let incoming = Incoming {
             writer: writer.schema,
             schema_id,
@@ -533,9 +595,13 @@ impl Engine {
             meta,
             origin: job.origin.clone(),
         };
+        let started = Instant::now();
         match (handler.call)(incoming, context).await {
             Ok(()) => {
                 self.shared.stats.handled.fetch_add(1, Atomic::SeqCst);
+                self.shared
+                    .metrics
+                    .record(event, Outcome::Handled(started.elapsed()));
                 Ok(())
             }
             Err(err @ Error::Codec(_)) => Err(permanent("decode", &err)),
@@ -555,6 +621,7 @@ impl Engine {
         (kind, error): (&'static str, String),
     ) {
         self.shared.stats.failed.fetch_add(1, Atomic::SeqCst);
+        self.shared.metrics.record(event, Outcome::Failed);
         let origin = &job.origin;
         let place = format!("{}[{}]@{}", origin.topic, origin.partition, origin.offset);
         let Some(topic) = self
@@ -587,6 +654,7 @@ impl Engine {
             }
         }
         self.shared.stats.dead_lettered.fetch_add(1, Atomic::SeqCst);
+        self.shared.metrics.record(event, Outcome::DeadLettered);
         tracing::error!(at = %place, event, attempts, dead_letter_topic = %topic, "{kind}: {error}; sent to the dead-letter topic");
     }
 }

@@ -41,14 +41,17 @@ pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod handler;
+mod http;
+pub mod metrics;
 pub mod offsets;
 pub mod ordering;
 pub mod publisher;
 pub mod retry;
 pub mod schema;
 pub mod service;
+pub mod trace;
 
-pub use config::{Config, ErrorPolicy, Unhandled};
+pub use config::{Config, ErrorPolicy, LogFormat, Unhandled};
 pub use engine::Stats;
 pub use envelope::{Event, Metadata, Origin};
 pub use error::{Error, Result};
@@ -61,16 +64,25 @@ pub use service::{RunningService, Service};
 #[cfg(feature = "macros")]
 pub use kaufmann_macros::{given_event, schemas};
 
-/// Logs to standard error, filtered by `RUST_LOG` (default `info`). `run!()` calls it; a service
-/// with its own `main` calls it first. Calling it again does nothing.
+/// Logs human-readable lines to standard output, filtered by `RUST_LOG` (default `info`). A
+/// service with its own `main` calls it (or [`init_logging_as`]) first. Calling it again does
+/// nothing.
 pub fn init_logging() {
+    init_logging_as(LogFormat::Text);
+}
+
+/// Logs in `format` to standard output, filtered by `RUST_LOG` (default `info`). `run!()` calls
+/// it with the configured `log_format`.
+pub fn init_logging_as(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    let _ = if format == LogFormat::Json {
+        builder.json().try_init()
+    } else {
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        builder.with_ansi(ansi).try_init()
+    };
 }
 
 /// Expands to a `main` that runs this binary's handlers as a service until Ctrl-C or SIGTERM.

@@ -4,11 +4,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::envelope::{Metadata, Origin};
 use crate::error::{Error, Result};
+use crate::metrics::{Metrics, Outcome};
 use crate::schema::{encode_body, subject_for, wire, EventSchema, SchemaRegistry};
+use crate::trace::{TraceParent, TRACEPARENT};
 
 /// Publishes typed events for a service. Cheap to clone.
 #[derive(Clone)]
@@ -20,6 +23,7 @@ struct PublisherInner {
     producer: FutureProducer,
     registry: Arc<dyn SchemaRegistry>,
     schema_ids: Mutex<HashMap<&'static str, u32>>,
+    metrics: Arc<Metrics>,
     service: String,
     instance: String,
     default_topic: String,
@@ -41,12 +45,14 @@ pub(crate) struct Route<'a> {
     pub(crate) topic: Option<&'a str>,
     pub(crate) key: Option<&'a [u8]>,
     pub(crate) callback_id: Option<String>,
+    pub(crate) trace: Option<TraceParent>,
 }
 
 impl Publisher {
     pub(crate) fn new(
         producer: FutureProducer,
         registry: Arc<dyn SchemaRegistry>,
+        metrics: Arc<Metrics>,
         service: &str,
         default_topic: &str,
     ) -> Self {
@@ -55,6 +61,7 @@ impl Publisher {
                 producer,
                 registry,
                 schema_ids: Mutex::default(),
+                metrics,
                 service: service.to_owned(),
                 instance: format!("{service}-{}", uuid::Uuid::new_v4().simple()),
                 default_topic: default_topic.to_owned(),
@@ -79,6 +86,7 @@ impl Publisher {
             topic: Some(topic),
             key,
             callback_id: None,
+            trace: None,
         };
         self.publish_routed(&value, route).await
     }
@@ -125,12 +133,19 @@ impl Publisher {
         let meta = Metadata::new(T::EVENT_NAME, &inner.service, &inner.instance)
             .with_callback_id(route.callback_id);
         let topic = route.topic.unwrap_or(&inner.default_topic);
-        let mut record = FutureRecord::to(topic)
-            .payload(&framed)
-            .headers(meta.to_headers());
+        let trace = route
+            .trace
+            .unwrap_or_else(TraceParent::new_root)
+            .to_string();
+        let headers = meta.to_headers().insert(Header {
+            key: TRACEPARENT,
+            value: Some(trace.as_str()),
+        });
+        let mut record = FutureRecord::to(topic).payload(&framed).headers(headers);
         if let Some(key) = route.key {
             record = record.key(key);
         }
+        let started = std::time::Instant::now();
         inner
             .producer
             .send(record, inner.send_timeout)
@@ -141,6 +156,9 @@ impl Publisher {
                     source,
                 )
             })?;
+        inner
+            .metrics
+            .record(T::EVENT_NAME, Outcome::Published(started.elapsed()));
         tracing::debug!(event = T::EVENT_NAME, topic, message_id = %meta.message_id, "published");
         Ok(meta)
     }
@@ -176,14 +194,21 @@ pub struct Context {
     publisher: Publisher,
     incoming: Metadata,
     origin: Origin,
+    trace: TraceParent,
 }
 
 impl Context {
-    pub(crate) fn new(publisher: Publisher, incoming: Metadata, origin: Origin) -> Self {
+    pub(crate) fn new(
+        publisher: Publisher,
+        incoming: Metadata,
+        origin: Origin,
+        trace: TraceParent,
+    ) -> Self {
         Self {
             publisher,
             incoming,
             origin,
+            trace,
         }
     }
 
@@ -194,8 +219,15 @@ impl Context {
             topic: None,
             key: self.origin.key.as_deref(),
             callback_id: Some(self.incoming.message_id.clone()),
+            trace: Some(self.trace.child()),
         };
         self.publisher.publish_routed(&value, route).await.map(drop)
+    }
+
+    /// The trace context of the event being handled (from its `traceparent` header, or a new
+    /// trace when it had none); events published through this context continue it.
+    pub fn trace(&self) -> TraceParent {
+        self.trace
     }
 
     /// The publisher, for events that are not correlated with the event being handled.

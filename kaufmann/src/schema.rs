@@ -89,6 +89,10 @@ pub trait SchemaRegistry: Send + Sync + std::fmt::Debug {
     async fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError>;
     /// Fetches the schema with this id.
     async fn schema_by_id(&self, id: u32) -> Result<RegisteredSchema, RegistryError>;
+    /// Checks that the registry answers (the readiness probe waits for it).
+    async fn ping(&self) -> Result<(), RegistryError> {
+        Ok(())
+    }
 }
 
 /// Opens the registry a URL names. `mock://<scope>` is an in-memory registry shared by everything in

@@ -1,6 +1,7 @@
 //! The service: consumer group -> bounded worker pool -> handlers -> publisher, with offsets
 //! committed only for finished messages.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use crate::embedded::EmbeddedBroker;
 use crate::engine::{Engine, EngineConsumer, EngineContext, Shared, Stats};
 use crate::error::{Error, Result};
 use crate::handler::HandlerTable;
+use crate::metrics::Metrics;
 use crate::publisher::Publisher;
 use crate::schema::open_registry;
 
@@ -58,7 +60,8 @@ impl Service {
             .create()
             .map_err(|e| Error::kafka("creating the producer", e))?;
         let stats = Arc::new(Stats::default());
-        let shared = Shared::new(stats.clone(), config.shutdown_timeout);
+        let metrics = Arc::new(Metrics::default());
+        let shared = Shared::new(stats.clone(), metrics.clone(), config.shutdown_timeout);
         // librdkafka prefetches up to `queued.min.messages` per partition (100,000 by default):
         // keep that near `demand` so that memory follows the pool, not the backlog. Past that
         // threshold it waits `fetch.queue.backoff.ms` (1 s by default) before fetching again,
@@ -67,6 +70,10 @@ impl Service {
         let mut consumer_config = ClientConfig::new();
         consumer_config.set("queued.min.messages", &prefetch);
         consumer_config.set("fetch.queue.backoff.ms", "10");
+        if config.metrics_addr.is_some() {
+            // The consumer lag gauge comes from librdkafka's statistics.
+            consumer_config.set("statistics.interval.ms", "5000");
+        }
         for (key, value) in client_config(&config, &brokers).config_map() {
             consumer_config.set(key, value);
         }
@@ -89,13 +96,20 @@ impl Service {
             .subscribe(&topics)
             .map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
 
+        registry.ping().await?;
+        metrics.set_registry_ok();
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let metrics_addr = match &config.metrics_addr {
+            Some(addr) => Some(serve_metrics(addr, &metrics, &stats, shutdown_rx.clone()).await?),
+            None => None,
+        };
         let publisher = Publisher::new(
             producer,
             registry.clone(),
+            metrics,
             &config.service_name,
             &config.default_topic,
         );
-        let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let engine = Engine::new(
             consumer,
             shared,
@@ -108,6 +122,7 @@ impl Service {
         Ok(RunningService {
             publisher,
             stats,
+            metrics_addr,
             shutdown: shutdown_tx,
             task,
             embedded,
@@ -143,16 +158,33 @@ fn dead_letter_topics(config: &Config) -> Vec<String> {
     topics
 }
 
+/// Binds the metrics and health endpoints and serves them until shutdown.
+async fn serve_metrics(
+    addr: &str,
+    metrics: &Arc<Metrics>,
+    stats: &Arc<Stats>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Error::Startup(format!(
+            "cannot serve metrics on `{addr}` (metrics_addr): {e}"
+        ))
+    })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|e| Error::Startup(format!("metrics listener on `{addr}`: {e}")))?;
+    tracing::info!("metrics on http://{bound}/metrics, health on /health/live and /health/ready");
+    tokio::spawn(crate::http::serve(
+        listener,
+        metrics.clone(),
+        stats.clone(),
+        shutdown,
+    ));
+    Ok(bound)
+}
+
 fn log_startup(config: &Config, handlers: &HandlerTable) {
-    tracing::info!(
-        service = %config.service_name,
-        group = %config.group_id,
-        topics = ?config.topics,
-        default_topic = %config.default_topic,
-        demand = config.demand,
-        ordering = ?config.ordering,
-        "starting kaufmann service"
-    );
+    tracing::info!(service = %config.service_name, "starting kaufmann service: {}", config.masked());
     if handlers.is_empty() {
         tracing::warn!("no handlers are registered: add `#[kaufmann::given_event(\"<event>\")]` to an async fn");
     }
@@ -200,6 +232,7 @@ async fn check_topics(
 pub struct RunningService {
     publisher: Publisher,
     stats: Arc<Stats>,
+    metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<()>>,
     embedded: Option<EmbeddedBroker>,
@@ -214,6 +247,12 @@ impl RunningService {
     /// The service's counters and gauges.
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Where `/metrics` and the health endpoints are served, when `metrics_addr` is set (with the
+    /// port the system chose, for `127.0.0.1:0`).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The embedded broker's bootstrap servers, when the service started one.

@@ -1,0 +1,333 @@
+//! Metrics in the Prometheus text format, and the health state behind the readiness probe.
+//!
+//! Event labels drop a `#<id>` suffix (`command.user.create#42` counts as
+//! `command.user.create`), so that ids in event names cannot explode the number of series.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use crate::engine::Stats;
+
+/// Upper bounds (seconds) of the latency histogram buckets.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn observe(&mut self, took: Duration) {
+        let seconds = took.as_secs_f64();
+        for (bound, count) in BUCKETS.iter().zip(self.counts.iter_mut()) {
+            if seconds <= *bound {
+                *count += 1;
+            }
+        }
+        self.sum += seconds;
+        self.count += 1;
+    }
+}
+
+/// Per-event counters.
+#[derive(Debug, Clone, Default)]
+struct EventCounters {
+    consumed: u64,
+    handled: u64,
+    failed: u64,
+    retried: u64,
+    dead_lettered: u64,
+    handler: Histogram,
+    publish: Histogram,
+    published: u64,
+}
+
+/// A per-event counter: metric name, help text and how to read it.
+type CounterColumn = (&'static str, &'static str, fn(&EventCounters) -> u64);
+/// A per-event histogram: metric name, help text and how to read it.
+type HistogramColumn = (&'static str, &'static str, fn(&EventCounters) -> &Histogram);
+
+/// What happened to one message, for [`Metrics::record`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Consumed,
+    Handled(Duration),
+    Retried,
+    Failed,
+    DeadLettered,
+    Published(Duration),
+}
+
+/// The service's metrics and health.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    events: Mutex<BTreeMap<String, EventCounters>>,
+    lag: Mutex<BTreeMap<(String, i32), i64>>,
+    commits: AtomicU64,
+    assigned: AtomicU64,
+    registry_ok: AtomicBool,
+}
+
+/// The label of an event name: without a `#<id>` suffix; `unknown` when empty.
+pub fn event_label(event: &str) -> &str {
+    let base = event.split_once('#').map_or(event, |(base, _)| base);
+    if base.is_empty() {
+        "unknown"
+    } else {
+        base
+    }
+}
+
+impl Metrics {
+    fn events(&self) -> MutexGuard<'_, BTreeMap<String, EventCounters>> {
+        self.events.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn record(&self, event: &str, outcome: Outcome) {
+        let mut events = self.events();
+        let counters = events.entry(event_label(event).to_owned()).or_default();
+        match outcome {
+            Outcome::Consumed => counters.consumed += 1,
+            Outcome::Handled(took) => {
+                counters.handled += 1;
+                counters.handler.observe(took);
+            }
+            Outcome::Retried => counters.retried += 1,
+            Outcome::Failed => counters.failed += 1,
+            Outcome::DeadLettered => counters.dead_lettered += 1,
+            Outcome::Published(took) => {
+                counters.published += 1;
+                counters.publish.observe(took);
+            }
+        }
+    }
+
+    pub(crate) fn committed(&self) {
+        self.commits.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert((topic.to_owned(), partition), lag);
+    }
+
+    pub(crate) fn forget_lag(&self, topic: &str, partition: i32) {
+        self.lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&(topic.to_owned(), partition));
+    }
+
+    pub(crate) fn set_assigned(&self, partitions: u64) {
+        self.assigned.store(partitions, Ordering::SeqCst);
+    }
+
+    pub(crate) fn set_registry_ok(&self) {
+        self.registry_ok.store(true, Ordering::SeqCst);
+    }
+
+    /// Ready: the group gave this member partitions and the registry answered.
+    pub fn ready(&self) -> bool {
+        self.assigned.load(Ordering::SeqCst) > 0 && self.registry_ok.load(Ordering::SeqCst)
+    }
+
+    /// Every metric in the Prometheus text exposition format (version 0.0.4).
+    pub fn render(&self, stats: &Stats) -> String {
+        let mut out = String::with_capacity(4096);
+        let events = self.events().clone();
+        let counters: [CounterColumn; 6] = [
+            (
+                "kaufmann_messages_consumed_total",
+                "Messages taken from the consumer.",
+                |c| c.consumed,
+            ),
+            (
+                "kaufmann_messages_handled_total",
+                "Messages whose handler succeeded.",
+                |c| c.handled,
+            ),
+            (
+                "kaufmann_messages_failed_total",
+                "Messages that failed for good (after retries).",
+                |c| c.failed,
+            ),
+            (
+                "kaufmann_messages_retried_total",
+                "Retries of failed attempts.",
+                |c| c.retried,
+            ),
+            (
+                "kaufmann_messages_dead_lettered_total",
+                "Messages sent to a dead-letter topic.",
+                |c| c.dead_lettered,
+            ),
+            (
+                "kaufmann_events_published_total",
+                "Events published.",
+                |c| c.published,
+            ),
+        ];
+        for (name, help, value) in counters {
+            header(&mut out, name, help, "counter");
+            for (event, c) in &events {
+                let _ = writeln!(out, "{name}{{event=\"{}\"}} {}", escape(event), value(c));
+            }
+        }
+        header(
+            &mut out,
+            "kaufmann_in_flight",
+            "Messages in the pool now.",
+            "gauge",
+        );
+        let _ = writeln!(out, "kaufmann_in_flight {}", stats.in_flight());
+        header(
+            &mut out,
+            "kaufmann_commits_total",
+            "Successful offset commits.",
+            "counter",
+        );
+        let _ = writeln!(
+            out,
+            "kaufmann_commits_total {}",
+            self.commits.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "kaufmann_rebalances_total",
+            "Partition assignments and revocations.",
+            "counter",
+        );
+        let _ = writeln!(out, "kaufmann_rebalances_total {}", stats.rebalances());
+        header(
+            &mut out,
+            "kaufmann_consumer_lag",
+            "Messages behind the end of the partition.",
+            "gauge",
+        );
+        for ((topic, partition), lag) in self
+            .lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "kaufmann_consumer_lag{{topic=\"{}\",partition=\"{partition}\"}} {lag}",
+                escape(topic)
+            );
+        }
+        render_histograms(&mut out, &events);
+        out
+    }
+}
+
+fn render_histograms(out: &mut String, events: &BTreeMap<String, EventCounters>) {
+    let histograms: [HistogramColumn; 2] = [
+        (
+            "kaufmann_handler_duration_seconds",
+            "Handler run time of successful attempts.",
+            |c| &c.handler,
+        ),
+        (
+            "kaufmann_publish_duration_seconds",
+            "Time from publish to the broker's acknowledgement.",
+            |c| &c.publish,
+        ),
+    ];
+    for (name, help, histogram) in histograms {
+        header(out, name, help, "histogram");
+        for (event, c) in events {
+            let h = histogram(c);
+            let event = escape(event);
+            for (bound, count) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{event=\"{event}\",le=\"{bound}\"}} {count}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{event=\"{event}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "{name}_sum{{event=\"{event}\"}} {}", h.sum);
+            let _ = writeln!(out, "{name}_count{{event=\"{event}\"}} {}", h.count);
+        }
+    }
+}
+
+fn header(out: &mut String, name: &str, help: &str, kind: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn escape(label: &str) -> String {
+    label
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_drop_id_suffixes() {
+        assert_eq!(event_label("command.user.create#42"), "command.user.create");
+        assert_eq!(event_label("event.user.created"), "event.user.created");
+        assert_eq!(event_label(""), "unknown");
+    }
+
+    #[test]
+    fn renders_counters_gauges_and_histograms() {
+        let metrics = Metrics::default();
+        metrics.record("a.b#1", Outcome::Consumed);
+        metrics.record("a.b#2", Outcome::Consumed);
+        metrics.record("a.b", Outcome::Handled(Duration::from_millis(3)));
+        metrics.record("a.b", Outcome::DeadLettered);
+        metrics.record("we\"ird", Outcome::Failed);
+        metrics.committed();
+        metrics.set_lag("t", 2, 17);
+        let text = metrics.render(&Stats::default());
+        for line in [
+            "kaufmann_messages_consumed_total{event=\"a.b\"} 2",
+            "kaufmann_messages_handled_total{event=\"a.b\"} 1",
+            "kaufmann_messages_dead_lettered_total{event=\"a.b\"} 1",
+            "kaufmann_messages_failed_total{event=\"we\\\"ird\"} 1",
+            "kaufmann_commits_total 1",
+            "kaufmann_consumer_lag{topic=\"t\",partition=\"2\"} 17",
+            "kaufmann_handler_duration_seconds_bucket{event=\"a.b\",le=\"0.0025\"} 0",
+            "kaufmann_handler_duration_seconds_bucket{event=\"a.b\",le=\"0.005\"} 1",
+            "kaufmann_handler_duration_seconds_bucket{event=\"a.b\",le=\"+Inf\"} 1",
+            "kaufmann_handler_duration_seconds_count{event=\"a.b\"} 1",
+            "# TYPE kaufmann_in_flight gauge",
+            "kaufmann_in_flight 0",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn ready_needs_an_assignment_and_the_registry() {
+        let metrics = Metrics::default();
+        assert!(!metrics.ready());
+        metrics.set_assigned(2);
+        assert!(!metrics.ready());
+        metrics.set_registry_ok();
+        assert!(metrics.ready());
+        metrics.set_assigned(0);
+        assert!(!metrics.ready());
+    }
+}

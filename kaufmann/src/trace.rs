@@ -1,0 +1,133 @@
+//! W3C trace context (`traceparent`): read from incoming events, written on every published one,
+//! so that a trace follows an event across services.
+//!
+//! Format: `00-<32 hex trace id>-<16 hex parent span id>-<2 hex flags>`.
+
+use std::fmt;
+
+/// The Kafka header that carries the trace context.
+pub const TRACEPARENT: &str = "traceparent";
+
+/// A parsed `traceparent`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceParent {
+    /// The trace id, shared by every span of the trace.
+    pub trace_id: u128,
+    /// The id of the span that sent the event.
+    pub span_id: u64,
+    /// Trace flags (bit 0: sampled).
+    pub flags: u8,
+}
+
+impl TraceParent {
+    /// A new trace (for an event that arrived without one).
+    pub fn new_root() -> Self {
+        let random = uuid::Uuid::new_v4().as_u128();
+        Self {
+            trace_id: random.max(1),
+            span_id: new_span_id(),
+            flags: 1,
+        }
+    }
+
+    /// The context for an event published while handling `self`'s event: same trace, new span.
+    #[must_use]
+    pub fn child(&self) -> Self {
+        Self {
+            span_id: new_span_id(),
+            ..*self
+        }
+    }
+
+    /// Parses a header value; `None` for anything that is not a valid version-00 traceparent.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.trim().split('-');
+        let (version, trace, span, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some()
+            || version != "00"
+            || trace.len() != 32
+            || span.len() != 16
+            || flags.len() != 2
+        {
+            return None;
+        }
+        let hex = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        };
+        if !hex(trace) || !hex(span) || !hex(flags) {
+            return None;
+        }
+        let trace_id = u128::from_str_radix(trace, 16).ok()?;
+        let span_id = u64::from_str_radix(span, 16).ok()?;
+        if trace_id == 0 || span_id == 0 {
+            return None;
+        }
+        Some(Self {
+            trace_id,
+            span_id,
+            flags: u8::from_str_radix(flags, 16).ok()?,
+        })
+    }
+
+    /// The trace id as 32 lowercase hex digits.
+    pub fn trace_id_hex(&self) -> String {
+        format!("{:032x}", self.trace_id)
+    }
+}
+
+impl fmt::Display for TraceParent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "00-{:032x}-{:016x}-{:02x}",
+            self.trace_id, self.span_id, self.flags
+        )
+    }
+}
+
+fn new_span_id() -> u64 {
+    let random = uuid::Uuid::new_v4().as_u64_pair().0;
+    random.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_the_w3c_example() {
+        let value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let parsed = TraceParent::parse(value).unwrap();
+        assert_eq!(parsed.trace_id, 0x4bf9_2f35_77b3_4da6_a3ce_929d_0e0e_4736);
+        assert_eq!(parsed.span_id, 0x00f0_67aa_0ba9_02b7);
+        assert_eq!(parsed.flags, 1);
+        assert_eq!(parsed.to_string(), value);
+    }
+
+    #[test]
+    fn rejects_malformed_values() {
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00-+bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        ] {
+            assert_eq!(TraceParent::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_child_keeps_the_trace_and_changes_the_span() {
+        let root = TraceParent::new_root();
+        let child = root.child();
+        assert_eq!(child.trace_id, root.trace_id);
+        assert_ne!(child.span_id, root.span_id);
+        assert_eq!(TraceParent::parse(&child.to_string()), Some(child));
+    }
+}

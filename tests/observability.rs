@@ -1,0 +1,105 @@
+//! Observability on a real broker (tansu): the metrics endpoint's counters match the messages
+//! sent, and readiness turns true only after the group join.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use kaufmann_tests::{
+    broker, create_topics, eventually, produce, test_config, unique, work_items, Record,
+};
+
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// A GET with a plain socket: (status code, body).
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample line (`name{labels} value`) of a Prometheus text body.
+fn sample(body: &str, series: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_follows_the_group_join_and_metrics_count_every_message() {
+    let Some(brokers) = broker() else { return };
+    let topic = unique("obs");
+    create_topics(&brokers, &[(&topic, 2), (&format!("{topic}.DLT"), 1)]).await;
+    let registry = format!("mock://{}", unique("obs"));
+
+    let mut config = test_config(&brokers, &topic, &registry);
+    config.metrics_addr = Some("127.0.1:0".to_owned());
+    config.errors.retry.max_retries = 2;
+    let service = kaufmann::Service::start(config).await.unwrap();
+    let addr = service.metrics_addr().expect("metrics are served");
+    assert_eq!(get(addr, "/health/live").0, 200);
+    assert_eq!(
+        get(addr, "/health/ready").0,
+        503,
+        "ready before the group join"
+    );
+    let ready = eventually(LIMIT, || get(addr, "/health/ready").0 == 200).await;
+    assert!(ready, "never ready");
+
+    // 200 messages: 5 always fail (dead-lettered after 1 + 2 attempts), 10 fail once.
+    let mut records = Vec::new();
+    for mut work in work_items(200, 10, 0) {
+        if work.id % 40 == 1 {
+            work.fail_times = -1;
+        } else if work.id % 20 == 2 {
+            work.fail_times = 1;
+        }
+        records.push(Record::Work(work));
+    }
+    produce(&brokers, &topic, &registry, records).await;
+    let done = eventually(LIMIT, || {
+        service.stats().handled() + service.stats().dead_lettered() >= 200
+            && service.stats().in_flight() == 0
+    })
+    .await;
+    assert!(done, "not every message was finished");
+
+    let (status, body) = get(addr, "/metrics");
+    assert_eq!(status, 200);
+    let event = "{event=\"test.work\"}";
+    let value = |name: &str| {
+        sample(&body, &format!("{name}{event}")).unwrap_or_else(|| panic!("no {name} in\n{body}"))
+    };
+    assert_eq!(value("kaufmann_messages_consumed_total"), 200);
+    assert_eq!(value("kaufmann_messages_handled_total"), 195);
+    assert_eq!(value("kaufmann_messages_failed_total"), 5);
+    assert_eq!(value("kaufmann_messages_dead_lettered_total"), 5);
+    assert_eq!(
+        value("kaufmann_messages_retried_total"),
+        20,
+        "10 retries of fail-once, 2 of each of 5"
+    );
+    assert_eq!(value("kaufmann_handler_duration_seconds_count"), 195);
+    assert_eq!(sample(&body, "kaufmann_in_flight"), Some(0));
+    assert!(sample(&body, "kaufmann_commits_total").unwrap_or(0) >= 1);
+    assert!(sample(&body, "kaufmann_rebalances_total").unwrap_or(0) >= 1);
+    assert!(body.contains("# TYPE kaufmann_handler_duration_seconds histogram"));
+    service.shutdown().await.unwrap();
+}
