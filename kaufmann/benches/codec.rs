@@ -1,0 +1,50 @@
+//! Micro-benchmarks of the per-message work: wire header + Avro decode of a typical event, encode,
+//! a registry lookup that hits, and finding a handler. `cargo bench -p kaufmann --bench codec`.
+
+#![allow(missing_docs)]
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use kaufmann::schema::{decode_body, encode_body, wire, MemoryRegistry, SchemaRegistry};
+use kaufmann::EventSchema;
+
+kaufmann::schemas!("../schemas");
+
+fn command() -> CommandUserCreate {
+    CommandUserCreate {
+        id: "0f8fad5b-d9cb-469f-a165-70867728950e".to_owned(),
+        name: "Ada Lovelace".to_owned(),
+        email: "ada.lovelace@example.org".to_owned(),
+    }
+}
+
+fn benches(c: &mut Criterion) {
+    let schema = CommandUserCreate::schema();
+    let body = encode_body(CommandUserCreate::EVENT_NAME, schema, &command()).unwrap();
+    let framed = wire::frame(7, &body);
+
+    c.bench_function("decode: wire header + avro into the typed struct", |b| {
+        b.iter(|| {
+            let (id, body) = wire::split(black_box(&framed)).unwrap();
+            let value: CommandUserCreate = decode_body(schema, Some(id), body).unwrap();
+            black_box(value)
+        });
+    });
+    c.bench_function("encode: typed struct -> avro + wire header", |b| {
+        let value = command();
+        b.iter(|| {
+            let body = encode_body(CommandUserCreate::EVENT_NAME, schema, black_box(&value)).unwrap();
+            black_box(wire::frame(7, &body))
+        });
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let registry = MemoryRegistry::new("mock://bench");
+    let id = runtime.block_on(registry.register("command.user.create-value", schema)).unwrap();
+    c.bench_function("registry: schema by id (in-memory hit)", |b| {
+        b.iter(|| black_box(runtime.block_on(registry.schema_by_id(black_box(id))).unwrap()));
+    });
+}
+
+criterion_group!(codec, benches);
+criterion_main!(codec);

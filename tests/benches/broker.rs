@@ -1,0 +1,477 @@
+//! Broker benchmarks: framework overhead against raw rdkafka and a peer, on the same tansu and the
+//! same data. Run with `bash scripts/bench` (it starts tansu); figures are printed and written to
+//! `bench/RESULTS.md`. Goals are goals for the figures, never assertions.
+//!
+//! Arguments: `--messages N` (default 200000), `--runs R` (default 3), `--out PATH`.
+
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    clippy::many_single_char_names,
+    missing_docs
+)]
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use kaufmann::schema::{decode_body, encode_body, open_registry, subject_for, wire};
+use kaufmann::{Event, EventSchema, Metadata};
+use kaufmann_tests::{create_topics, unique};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+
+kaufmann::schemas!("benches/schemas");
+
+const PARTITIONS: i32 = 8;
+
+static SLEEP_MS: AtomicU64 = AtomicU64::new(0);
+static SLEPT_NANOS: AtomicU64 = AtomicU64::new(0);
+static HANDLED: AtomicU64 = AtomicU64::new(0);
+static TARGET: AtomicU64 = AtomicU64::new(u64::MAX);
+static RECORD_LATENCY: AtomicBool = AtomicBool::new(false);
+
+fn first_at() -> &'static Mutex<Option<Instant>> {
+    static FIRST: OnceLock<Mutex<Option<Instant>>> = OnceLock::new();
+    FIRST.get_or_init(Mutex::default)
+}
+
+fn done_at() -> &'static Mutex<Option<Instant>> {
+    static DONE: OnceLock<Mutex<Option<Instant>>> = OnceLock::new();
+    DONE.get_or_init(Mutex::default)
+}
+
+fn latencies() -> &'static Mutex<Vec<u64>> {
+    static LATENCIES: OnceLock<Mutex<Vec<u64>>> = OnceLock::new();
+    LATENCIES.get_or_init(Mutex::default)
+}
+
+fn now_us() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// The benchmark handler: optionally sleeps, optionally records the end-to-end latency.
+#[kaufmann::given_event("bench.event")]
+async fn handle(event: Event<BenchEvent>) -> kaufmann::Result<()> {
+    if RECORD_LATENCY.load(Ordering::Relaxed) {
+        let took = now_us() - event.payload.sent_us;
+        latencies().lock().unwrap().push(took.max(0) as u64);
+    }
+    let ms = SLEEP_MS.load(Ordering::Relaxed);
+    if ms > 0 {
+        let started = Instant::now();
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        SLEPT_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+    let n = HANDLED.fetch_add(1, Ordering::SeqCst) + 1;
+    if n == 1 {
+        *first_at().lock().unwrap() = Some(Instant::now());
+    }
+    if n == TARGET.load(Ordering::SeqCst) {
+        *done_at().lock().unwrap() = Some(Instant::now());
+    }
+    Ok(())
+}
+
+fn event(id: i64) -> BenchEvent {
+    BenchEvent {
+        id,
+        sent_us: now_us(),
+        user: format!("user-{id:08}"),
+        email: format!("user{id}@example.org"),
+        country: "DE".to_owned(),
+        active: id % 3 != 0,
+        score: id as f64 / 7.0,
+        note: "a typical note carried by a typical event, long enough to make the payload about two hundred bytes in all, like the events of the services we mean".to_owned(),
+    }
+}
+
+struct Args {
+    messages: u64,
+    runs: usize,
+    out: String,
+}
+
+fn args() -> Args {
+    let mut parsed = Args {
+        messages: 200_000,
+        runs: 3,
+        out: "bench/RESULTS.md".to_owned(),
+    };
+    let all: Vec<String> = std::env::args().collect();
+    let mut i = 1;
+    while i < all.len() {
+        let value = all.get(i + 1).cloned().unwrap_or_default();
+        match all[i].as_str() {
+            "--messages" => parsed.messages = value.parse().expect("--messages takes a number"),
+            "--runs" => parsed.runs = value.parse().expect("--runs takes a number"),
+            "--out" => parsed.out = value,
+            _ => {
+                i += 1;
+                continue;
+            }
+        }
+        i += 2;
+    }
+    parsed
+}
+
+/// Produces `count` framed events to `topic`, keyed over 1,000 keys; returns the mean value size.
+async fn prefill(
+    brokers: &str,
+    topic: &str,
+    registry_url: &str,
+    count: u64,
+    rate: Option<u64>,
+) -> usize {
+    let registry = open_registry(registry_url).unwrap();
+    let id = registry
+        .register(&subject_for(BenchEvent::EVENT_NAME), BenchEvent::schema())
+        .await
+        .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .set("queue.buffering.max.messages", "1000000")
+        .create()
+        .unwrap();
+    let started = Instant::now();
+    let mut bytes = 0;
+    let mut pending = Vec::with_capacity(10_000);
+    for i in 0..count {
+        if let Some(rate) = rate {
+            let due = Duration::from_secs_f64(i as f64 / rate as f64);
+            if let Some(wait) = due.checked_sub(started.elapsed()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let body = encode_body(
+            BenchEvent::EVENT_NAME,
+            BenchEvent::schema(),
+            &event(i as i64),
+        )
+        .unwrap();
+        let value = wire::frame(id, &body);
+        bytes += value.len();
+        let key = format!("k{}", i % 1000);
+        let meta = Metadata::new(BenchEvent::EVENT_NAME, "bench", "bench-1");
+        let mut record = FutureRecord::to(topic)
+            .payload(&value)
+            .key(&key)
+            .headers(meta.to_headers());
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => {
+                    pending.push(delivery);
+                    break;
+                }
+                Err((_, back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+        if pending.len() >= 10_000 {
+            for d in pending.drain(..) {
+                d.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        }
+    }
+    for d in pending {
+        d.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    bytes / count.max(1) as usize
+}
+
+/// A and B: a raw `StreamConsumer` over every partition, counting (and decoding, for B).
+async fn raw_consume(
+    brokers: &str,
+    topic: &str,
+    registry_url: &str,
+    count: u64,
+    decode: bool,
+) -> Duration {
+    let registry = open_registry(registry_url).unwrap();
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("raw"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut list = TopicPartitionList::new();
+    for p in 0..PARTITIONS {
+        list.add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&list).unwrap();
+    let mut writers = HashMap::new();
+    let mut first = None;
+    for _ in 0..count {
+        let message = consumer.recv().await.unwrap();
+        first.get_or_insert_with(Instant::now);
+        if decode {
+            let (id, body) = wire::split(message.payload().unwrap()).unwrap();
+            if let std::collections::hash_map::Entry::Vacant(slot) = writers.entry(id) {
+                slot.insert(registry.schema_by_id(id).await.unwrap().schema);
+            }
+            let value: BenchEvent = decode_body(&writers[&id], Some(id), body).unwrap();
+            std::hint::black_box(value);
+        } else {
+            std::hint::black_box(message.payload());
+        }
+    }
+    first.map_or(Duration::ZERO, |f| f.elapsed())
+}
+
+/// Runs a Kaufmann service over `topic` until `target` messages are handled; returns the time from
+/// the first handled message to the last, the service's in-flight peak and the process's peak RSS.
+async fn kaufmann_run(
+    brokers: &str,
+    topic: &str,
+    registry_url: &str,
+    target: u64,
+    sleep_ms: u64,
+) -> (Duration, usize, u64) {
+    HANDLED.store(0, Ordering::SeqCst);
+    SLEPT_NANOS.store(0, Ordering::SeqCst);
+    SLEEP_MS.store(sleep_ms, Ordering::SeqCst);
+    TARGET.store(target, Ordering::SeqCst);
+    *first_at().lock().unwrap() = None;
+    *done_at().lock().unwrap() = None;
+    let mut config = kaufmann::Config::new("bench");
+    config.brokers = Some(brokers.to_owned());
+    config.group_id = unique("bench");
+    config.topics = vec![topic.to_owned()];
+    config.registry_url = registry_url.to_owned();
+    config.errors.dead_letter_topic = None;
+    let service = kaufmann::Service::start(config).await.unwrap();
+    let mut peak_rss = 0;
+    while done_at().lock().unwrap().is_none() {
+        peak_rss = peak_rss.max(rss_kib());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = match (*first_at().lock().unwrap(), *done_at().lock().unwrap()) {
+        (Some(first), Some(done)) => done - first,
+        _ => Duration::ZERO,
+    };
+    let peak_in_flight = service.stats().max_in_flight();
+    SLEEP_MS.store(0, Ordering::SeqCst);
+    service.shutdown().await.unwrap();
+    (took, peak_in_flight, peak_rss)
+}
+
+/// The resident set size of this process, KiB.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn rate(count: u64, took: Duration) -> f64 {
+    count as f64 / took.as_secs_f64().max(1e-9)
+}
+
+/// The kafkajs peer, when node and its packages are installed (`scripts/bench` installs them).
+fn kafkajs(brokers: &str, topic: &str, count: u64) -> Result<f64, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let modules = root.join(".tools/node/node_modules");
+    if !modules.join("kafkajs").exists() {
+        return Err(
+            "kafkajs is not installed (scripts/bench installs it under .tools/node)".to_owned(),
+        );
+    }
+    let script = root.join("tests/benches/peers/kafkajs.js");
+    let schema = root.join("tests/benches/schemas/bench.event.avsc");
+    let output = Command::new("node")
+        .env("NODE_PATH", &modules)
+        .arg(script)
+        .arg(brokers)
+        .arg(topic)
+        .arg(count.to_string())
+        .arg(schema)
+        .output()
+        .map_err(|e| format!("node: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let ms: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("elapsed_ms ")?.trim().parse().ok())
+        .ok_or_else(|| {
+            format!(
+                "kafkajs printed no result: {}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })?;
+    Ok(rate(count, Duration::from_secs_f64(ms / 1000.0)))
+}
+
+#[allow(clippy::too_many_lines)]
+fn main() {
+    let args = args();
+    let brokers = std::env::var("TEST_KAFKA_BROKERS")
+        .expect("run through scripts/bench (TEST_KAFKA_BROKERS)");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let n = args.messages;
+        let topic = unique("bench");
+        let registry = format!("mock://{}", unique("bench"));
+        create_topics(&brokers, &[(&topic, PARTITIONS)]).await;
+        eprintln!("prefilling {n} events into {topic} ({PARTITIONS} partitions)");
+        let size = prefill(&brokers, &topic, &registry, n, None).await;
+
+        let mut table: Vec<(String, f64, String)> = Vec::new();
+        let say = |label: &str| eprintln!("measuring {label}");
+        say("A: raw rdkafka StreamConsumer");
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        let mut c = Vec::new();
+        for _ in 0..args.runs {
+            a.push(rate(n, raw_consume(&brokers, &topic, &registry, n, false).await));
+        }
+        say("B: A + wire format + apache-avro decode");
+        for _ in 0..args.runs {
+            b.push(rate(n, raw_consume(&brokers, &topic, &registry, n, true).await));
+        }
+        say("C: Kaufmann, no-op handler");
+        for _ in 0..args.runs {
+            c.push(rate(n, kaufmann_run(&brokers, &topic, &registry, n, 0).await.0));
+        }
+        let (a, b, c) = (median(a), median(b), median(c));
+        say("D: Kaufmann, 5 ms handler, demand 50");
+        let d_count = n.min(30_000);
+        let (d_took, d_peak, _) = kaufmann_run(&brokers, &topic, &registry, d_count, 5).await;
+        let d = rate(d_count, d_took);
+        let mean_sleep = SLEPT_NANOS.load(Ordering::SeqCst) as f64 / d_count as f64 / 1e9;
+        let ideal = 50.0 / mean_sleep.max(1e-9);
+        say("E: Kaufmann, 20 ms handler, demand 50");
+        let rss_before = rss_kib();
+        let e_count = n.min(10_000);
+        let (e_took, e_peak, e_rss) = kaufmann_run(&brokers, &topic, &registry, e_count, 20).await;
+        let e = rate(e_count, e_took);
+
+        say("latency at a fixed produce rate");
+        let lat_topic = unique("bench-latency");
+        create_topics(&brokers, &[(&lat_topic, PARTITIONS)]).await;
+        HANDLED.store(0, Ordering::SeqCst);
+        TARGET.store(u64::MAX, Ordering::SeqCst);
+        latencies().lock().unwrap().clear();
+        let mut config = kaufmann::Config::new("bench-latency");
+        config.brokers = Some(brokers.clone());
+        config.group_id = unique("bench-latency");
+        config.topics = vec![lat_topic.clone()];
+        config.registry_url.clone_from(&registry);
+        config.errors.dead_letter_topic = None;
+        let service = kaufmann::Service::start(config).await.unwrap();
+        while service.stats().rebalances() == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        RECORD_LATENCY.store(true, Ordering::SeqCst);
+        let (lat_rate, lat_count) = (2_000, 10_000);
+        prefill(&brokers, &lat_topic, &registry, lat_count, Some(lat_rate)).await;
+        while HANDLED.load(Ordering::SeqCst) < lat_count {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        RECORD_LATENCY.store(false, Ordering::SeqCst);
+        service.shutdown().await.unwrap();
+        let mut lat = latencies().lock().unwrap().clone();
+        lat.sort_unstable();
+        let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0) as f64 / 1000.0;
+        let (p50, p99) = (pct(0.50), pct(0.99));
+
+        say("peer: kafkajs + avsc");
+        let mut peer_runs = Vec::new();
+        let mut peer_note = String::new();
+        for _ in 0..args.runs {
+            match kafkajs(&brokers, &topic, n) {
+                Ok(r) => peer_runs.push(r),
+                Err(why) => {
+                    peer_note = why;
+                    break;
+                }
+            }
+        }
+        let kjs = (!peer_runs.is_empty()).then(|| median(peer_runs));
+
+        let ratio = |x: f64, base: f64| format!("{:.2}", x / base);
+        table.push(("A. raw rdkafka StreamConsumer, counting".into(), a, "1.00".into()));
+        table.push(("B. A + wire format + apache-avro decode".into(), b, ratio(b, a)));
+        table.push(("C. Kaufmann, no-op handler (decode, dispatch, commit)".into(), c, ratio(c, a)));
+        table.push((format!("D. Kaufmann, 5 ms handler, demand 50 ({d_count} msgs)"), d, ratio(d, a)));
+        table.push((format!("E. Kaufmann, 20 ms handler, demand 50 ({e_count} msgs)"), e, ratio(e, a)));
+        if let Some(k) = kjs {
+            table.push(("kafkajs + avsc, decode only".into(), k, ratio(k, a)));
+        }
+
+        let machine = machine();
+        let date = Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
+        let mut md = String::new();
+        let _ = writeln!(md, "# Benchmark results\n\nMeasured {date} by `bash scripts/bench --messages {n} --runs {}` on {machine}.", args.runs);
+        let _ = writeln!(md, "Broker: tansu 0.6.0 (in-memory storage) on 127.0.0.1, one topic of {PARTITIONS} partitions, {n} Confluent-framed Avro events of {size} bytes on average (1,000 keys). Rates are the median of {} runs, from the first message to the last; Kaufmann runs in release mode with the default `key` ordering.\n", args.runs);
+        let _ = writeln!(md, "| run | msgs/s | ratio to A |\n|---|---:|---:|");
+        for (label, value, r) in &table {
+            let _ = writeln!(md, "| {label} | {value:.0} | {r} |");
+        }
+        let _ = writeln!(md, "\n| figure | value | goal |\n|---|---:|---|");
+        let _ = writeln!(md, "| C / B | {:.2} | >= 0.8 |", c / b);
+        let _ = writeln!(md, "| D / (demand / measured mean handler time = {ideal:.0} msg/s) | {:.2} | >= 0.9 |", d / ideal);
+        let _ = writeln!(md, "| D in-flight peak | {d_peak} | <= 50 |");
+        let _ = writeln!(md, "| E in-flight peak | {e_peak} | <= 50 |");
+        let _ = writeln!(md, "| E peak RSS of the whole benchmark process (before E: {} MiB) | {} MiB | < 100 MB |", rss_before / 1024, e_rss / 1024);
+        let _ = writeln!(md, "| end-to-end latency p50 / p99 at {lat_rate} msg/s ({lat_count} msgs, produce -> handler) | {p50:.1} ms / {p99:.1} ms | |");
+        match kjs {
+            Some(k) => {
+                let _ = writeln!(md, "| C / kafkajs | {:.2} | >= 3 |", c / k);
+            }
+            None => {
+                let _ = writeln!(md, "| C / kafkajs | not measured: {peer_note} | >= 3 |");
+            }
+        }
+        let _ = writeln!(md, "| C / Faust | not measured: faust-streaming is not installed by the bench script yet | >= 10 |");
+        println!("{md}");
+        std::fs::write(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(&args.out), md).unwrap();
+    });
+}
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    format!("{cores} cores ({cpu}), {} GiB RAM", mem / 1024 / 1024)
+}
