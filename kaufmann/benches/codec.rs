@@ -31,18 +31,39 @@ fn benches(c: &mut Criterion) {
             black_box(value)
         });
     });
+    c.bench_function(
+        "decode without schema resolution (writer schema only)",
+        |b| {
+            b.iter(|| {
+                let (_, mut body) = wire::split(black_box(&framed)).unwrap();
+                let value = apache_avro::from_avro_datum(schema, &mut body, None).unwrap();
+                black_box(apache_avro::from_value::<CommandUserCreate>(&value).unwrap())
+            });
+        },
+    );
     c.bench_function("encode: typed struct -> avro + wire header", |b| {
         let value = command();
         b.iter(|| {
-            let body = encode_body(CommandUserCreate::EVENT_NAME, schema, black_box(&value)).unwrap();
+            let body =
+                encode_body(CommandUserCreate::EVENT_NAME, schema, black_box(&value)).unwrap();
             black_box(wire::frame(7, &body))
         });
     });
-    let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
     let registry = MemoryRegistry::new("mock://bench");
-    let id = runtime.block_on(registry.register("command.user.create-value", schema)).unwrap();
+    let id = runtime
+        .block_on(registry.register("command.user.create-value", schema))
+        .unwrap();
     c.bench_function("registry: schema by id (in-memory hit)", |b| {
-        b.iter(|| black_box(runtime.block_on(registry.schema_by_id(black_box(id))).unwrap()));
+        b.iter(|| {
+            black_box(
+                runtime
+                    .block_on(registry.schema_by_id(black_box(id)))
+                    .unwrap(),
+            )
+        });
     });
 }
 

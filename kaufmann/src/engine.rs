@@ -589,6 +589,7 @@ impl Engine {
             trace,
         );
         let incoming = Incoming {
+            resolve: !handler.reads_as_written(&writer.canonical),
             writer: writer.schema,
             schema_id,
             value,

@@ -10,7 +10,7 @@ use apache_avro::Schema;
 use crate::envelope::{Event, Metadata, Origin};
 use crate::error::{Error, Result};
 use crate::publisher::Context;
-use crate::schema::{decode_body, EventSchema};
+use crate::schema::{decode_resolved, EventSchema};
 
 /// A boxed, sendable future.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -31,6 +31,8 @@ pub struct HandlerRegistration {
     pub line: u32,
     /// The generated entry point.
     pub call: HandlerFn,
+    /// The parsing canonical form of the handler's payload schema.
+    pub reader_canonical: fn() -> &'static str,
 }
 
 impl HandlerRegistration {
@@ -41,6 +43,7 @@ impl HandlerRegistration {
         file: &'static str,
         line: u32,
         call: HandlerFn,
+        reader_canonical: fn() -> &'static str,
     ) -> Self {
         Self {
             event,
@@ -48,7 +51,14 @@ impl HandlerRegistration {
             file,
             line,
             call,
+            reader_canonical,
         }
+    }
+
+    /// Whether data written with a schema of this canonical form decodes into the handler's type
+    /// without Avro schema resolution (the two schemas are the same).
+    pub fn reads_as_written(&self, writer_canonical: &str) -> bool {
+        (self.reader_canonical)() == writer_canonical
     }
 
     /// `name (file:line)`, for logs and errors.
@@ -127,6 +137,7 @@ fn ordered<'a>(
 #[derive(Debug)]
 pub struct Incoming {
     pub(crate) writer: Arc<Schema>,
+    pub(crate) resolve: bool,
     pub(crate) schema_id: u32,
     pub(crate) value: Vec<u8>,
     pub(crate) meta: Metadata,
@@ -137,7 +148,7 @@ impl Incoming {
     /// Decodes the payload (written with the writer's schema) into `T`, resolving to `T`'s schema.
     pub fn decode<T: EventSchema>(self) -> Result<Event<T>> {
         let body = &self.value[crate::schema::wire::HEADER_LEN..];
-        let payload = decode_body::<T>(&self.writer, Some(self.schema_id), body)?;
+        let payload = decode_resolved::<T>(&self.writer, self.resolve, Some(self.schema_id), body)?;
         Ok(Event {
             payload,
             meta: self.meta,
@@ -154,9 +165,16 @@ mod tests {
         Box::pin(async { Ok(()) })
     }
 
-    static A: HandlerRegistration = HandlerRegistration::new("e.one", "a", "src/a.rs", 3, noop);
-    static B: HandlerRegistration = HandlerRegistration::new("e.two", "b", "src/b.rs", 9, noop);
-    static C: HandlerRegistration = HandlerRegistration::new("e.one", "c", "src/c.rs", 1, noop);
+    fn reader() -> &'static str {
+        r#"{"name":"r","type":"record","fields":[]}"#
+    }
+
+    static A: HandlerRegistration =
+        HandlerRegistration::new("e.one", "a", "src/a.rs", 3, noop, reader);
+    static B: HandlerRegistration =
+        HandlerRegistration::new("e.two", "b", "src/b.rs", 9, noop, reader);
+    static C: HandlerRegistration =
+        HandlerRegistration::new("e.one", "c", "src/c.rs", 1, noop, reader);
 
     #[test]
     fn a_duplicate_event_names_both_handlers() {

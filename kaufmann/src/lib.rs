@@ -109,7 +109,7 @@ macro_rules! run {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::handler::{BoxFuture, HandlerRegistration, Incoming};
-    pub use crate::schema::parse_validated;
+    pub use crate::schema::{canonical_once, parse_validated};
     pub use apache_avro;
     pub use inventory;
     pub use serde;

@@ -91,8 +91,14 @@ impl Metrics {
     }
 
     pub(crate) fn record(&self, event: &str, outcome: Outcome) {
+        let label = event_label(event);
         let mut events = self.events();
-        let counters = events.entry(event_label(event).to_owned()).or_default();
+        if !events.contains_key(label) {
+            events.insert(label.to_owned(), EventCounters::default());
+        }
+        let Some(counters) = events.get_mut(label) else {
+            return;
+        };
         match outcome {
             Outcome::Consumed => counters.consumed += 1,
             Outcome::Handled(took) => {

@@ -25,7 +25,8 @@ impl PartitionState {
 /// Tracks fetched and finished offsets per partition.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    partitions: HashMap<TopicPartition, PartitionState>,
+    // By topic, then partition: lookups borrow the topic name instead of allocating a key.
+    partitions: HashMap<String, HashMap<i32, PartitionState>>,
 }
 
 impl OffsetTracker {
@@ -36,10 +37,14 @@ impl OffsetTracker {
 
     /// Records that `offset` of a partition was fetched and is now in flight.
     pub fn fetched(&mut self, topic: &str, partition: i32, offset: i64) {
+        if !self.partitions.contains_key(topic) {
+            self.partitions.insert(topic.to_owned(), HashMap::new());
+        }
         let state = self
             .partitions
-            .entry((topic.to_owned(), partition))
-            .or_default();
+            .get_mut(topic)
+            .map(|p| p.entry(partition).or_default());
+        let Some(state) = state else { return };
         state.unfinished.insert(offset);
         state.next_after_fetched = Some(
             state
@@ -50,38 +55,54 @@ impl OffsetTracker {
 
     /// Records that `offset` of a partition is finished (handled, or handed to the error policy).
     pub fn finished(&mut self, topic: &str, partition: i32, offset: i64) {
-        if let Some(state) = self.partitions.get_mut(&(topic.to_owned(), partition)) {
+        if let Some(state) = self.state_mut(topic, partition) {
             state.unfinished.remove(&offset);
         }
     }
 
+    fn state(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
+        self.partitions.get(topic).and_then(|p| p.get(&partition))
+    }
+
+    fn state_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
+        self.partitions
+            .get_mut(topic)
+            .and_then(|p| p.get_mut(&partition))
+    }
+
+    fn states(&self) -> impl Iterator<Item = ((&str, i32), &PartitionState)> {
+        self.partitions.iter().flat_map(|(topic, parts)| {
+            parts
+                .iter()
+                .map(move |(p, state)| ((topic.as_str(), *p), state))
+        })
+    }
+
     /// The number of fetched offsets of one partition not yet finished.
     pub fn unfinished_in(&self, topic: &str, partition: i32) -> usize {
-        self.partitions
-            .get(&(topic.to_owned(), partition))
+        self.state(topic, partition)
             .map_or(0, |s| s.unfinished.len())
     }
 
     /// The commit position of one partition, if anything of it was fetched.
     pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.partitions
-            .get(&(topic.to_owned(), partition))
+        self.state(topic, partition)
             .and_then(PartitionState::position)
     }
 
     /// The number of fetched offsets not yet finished, over all partitions.
     pub fn in_flight(&self) -> usize {
-        self.partitions.values().map(|s| s.unfinished.len()).sum()
+        self.states().map(|(_, s)| s.unfinished.len()).sum()
     }
 
     /// The commit position of every partition whose position moved since it was last committed.
     pub fn committable(&self) -> Vec<(TopicPartition, i64)> {
         let mut out: Vec<_> = self
-            .partitions
-            .iter()
-            .filter_map(|(tp, state)| {
+            .states()
+            .filter_map(|((topic, partition), state)| {
                 let position = state.position()?;
-                (state.committed != Some(position)).then(|| (tp.clone(), position))
+                (state.committed != Some(position))
+                    .then(|| ((topic.to_owned(), partition), position))
             })
             .collect();
         out.sort();
@@ -90,8 +111,8 @@ impl OffsetTracker {
 
     /// Records that these positions were committed.
     pub fn committed(&mut self, positions: &[(TopicPartition, i64)]) {
-        for (tp, position) in positions {
-            if let Some(state) = self.partitions.get_mut(tp) {
+        for ((topic, partition), position) in positions {
+            if let Some(state) = self.state_mut(topic, *partition) {
                 state.committed = Some(*position);
             }
         }
@@ -99,7 +120,9 @@ impl OffsetTracker {
 
     /// Forgets a partition (after it was revoked and its position committed).
     pub fn forget(&mut self, topic: &str, partition: i32) {
-        self.partitions.remove(&(topic.to_owned(), partition));
+        if let Some(parts) = self.partitions.get_mut(topic) {
+            parts.remove(&partition);
+        }
     }
 }
 

@@ -17,6 +17,9 @@ pub trait EventSchema: serde::Serialize + serde::de::DeserializeOwned + Send + '
 
     /// The parsed schema (parsed once, on first use).
     fn schema() -> &'static Schema;
+
+    /// The schema's parsing canonical form (computed once, on first use).
+    fn canonical_form() -> &'static str;
 }
 
 /// Parses a schema text that `schemas!` already validated at compile time.
@@ -33,6 +36,14 @@ pub fn parse_validated(
         // `schemas!` parsed this same text with the same apache-avro at compile time.
         Err(err) => panic!("schema of `{event}` was valid at compile time but not now: {err}"),
     })
+}
+
+/// The canonical form of a schema, computed once into `cell`.
+///
+/// Not public API.
+#[doc(hidden)]
+pub fn canonical_once(cell: &'static OnceLock<String>, schema: &Schema) -> &'static str {
+    cell.get_or_init(|| schema.canonical_form())
 }
 
 /// The Confluent wire format: magic byte 0, a 4-byte big-endian schema id, then the Avro body.
@@ -80,6 +91,8 @@ pub struct RegisteredSchema {
     pub subject: String,
     /// The parsed schema.
     pub schema: Arc<Schema>,
+    /// Its parsing canonical form (to see, once per schema, whether it equals a reader's).
+    pub canonical: Arc<str>,
 }
 
 /// A Confluent-compatible schema registry.
@@ -148,6 +161,7 @@ impl MemoryRegistry {
 impl SchemaRegistry for MemoryRegistry {
     async fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError> {
         let canonical = schema.canonical_form();
+        let shared: Arc<str> = Arc::from(canonical.as_str());
         let mut state = self.state();
         let next = u32::try_from(state.by_id.len() + 1).unwrap_or(u32::MAX);
         let id = *state.by_canonical.entry(canonical).or_insert(next);
@@ -158,6 +172,7 @@ impl SchemaRegistry for MemoryRegistry {
                     id,
                     subject: subject.to_owned(),
                     schema: Arc::new(schema.clone()),
+                    canonical: shared,
                 },
             );
         }
@@ -201,6 +216,17 @@ pub fn encode_body<T: serde::Serialize>(
 pub fn decode_body<T: EventSchema>(
     writer: &Schema,
     schema_id: Option<u32>,
+    body: &[u8],
+) -> Result<T, CodecError> {
+    decode_resolved::<T>(writer, true, schema_id, body)
+}
+
+/// Decodes an Avro body written with `writer` into `T`; `resolve: false` skips Avro schema
+/// resolution, for a writer schema known to equal `T`'s (about twice as fast).
+pub(crate) fn decode_resolved<T: EventSchema>(
+    writer: &Schema,
+    resolve: bool,
+    schema_id: Option<u32>,
     mut body: &[u8],
 ) -> Result<T, CodecError> {
     let avro = |source: apache_avro::Error| CodecError::Avro {
@@ -209,7 +235,8 @@ pub fn decode_body<T: EventSchema>(
         schema_id,
         source: Box::new(source),
     };
-    let value = apache_avro::from_avro_datum(writer, &mut body, Some(T::schema())).map_err(avro)?;
+    let reader = resolve.then(T::schema);
+    let value = apache_avro::from_avro_datum(writer, &mut body, reader).map_err(avro)?;
     apache_avro::from_value(&value).map_err(avro)
 }
 

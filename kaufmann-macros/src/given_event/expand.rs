@@ -60,6 +60,7 @@ pub fn expand(handler: &Handler) -> TokenStream {
             ::kaufmann::__private::inventory::submit! {
                 ::kaufmann::__private::HandlerRegistration::new(
                     #event, #name_str, ::core::file!(), ::core::line!(), __kaufmann_entry,
+                    <#payload as ::kaufmann::EventSchema>::canonical_form,
                 )
             }
         };

@@ -45,6 +45,11 @@ impl Generator {
                         ::kaufmann::__private::OnceLock::new();
                     ::kaufmann::__private::parse_validated(&CELL, Self::EVENT_NAME, Self::SCHEMA_JSON)
                 }
+                fn canonical_form() -> &'static str {
+                    static CELL: ::kaufmann::__private::OnceLock<::std::string::String> =
+                        ::kaufmann::__private::OnceLock::new();
+                    ::kaufmann::__private::canonical_once(&CELL, Self::schema())
+                }
             }
         });
         Ok(items)

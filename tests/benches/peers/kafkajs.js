@@ -11,6 +11,9 @@ const type = avro.Type.forSchema(JSON.parse(fs.readFileSync(schemaPath, 'utf8'))
 const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
 const consumer = kafka.consumer({ groupId: `kafkajs-bench-${process.pid}-${Date.now()}` });
 
+// A run that does not finish within two minutes reports nothing (and the runner says so).
+setTimeout(() => { console.error(`timed out after ${seen} messages`); process.exit(2); }, 120000).unref();
+
 let seen = 0;
 let first = 0n;
 async function main() {
