@@ -13,13 +13,7 @@ use kaufmann_examples::demo_commands;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    kaufmann::exit_code(run().await)
 }
 
 async fn run() -> kaufmann::Result<()> {

@@ -482,8 +482,7 @@ impl Engine {
             .and_then(|hs| hs.iter().find(|h| h.key == TRACEPARENT))
             .and_then(|h| h.value)
             .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(TraceParent::parse)
-            .unwrap_or_else(TraceParent::new_root);
+            .and_then(TraceParent::parse);
         let span = tracing::info_span!(
             "message",
             event = %meta.message_name,
@@ -491,17 +490,16 @@ impl Engine {
             partition = job.origin.partition,
             offset = job.origin.offset,
             message_id = %meta.message_id,
-            trace_id = %trace.trace_id_hex(),
+            trace_id = tracing::field::Empty,
             attempt = tracing::field::Empty,
         );
+        if let (Some(trace), false) = (trace, span.is_disabled()) {
+            span.record("trace_id", trace.trace_id_hex());
+        }
         self.process_traced(job, meta, trace).instrument(span).await;
     }
 
-    async fn process_traced(&self, job: Job, meta: Metadata, trace: TraceParent) {
-        let place = format!(
-            "{}[{}]@{}",
-            job.origin.topic, job.origin.partition, job.origin.offset
-        );
+    async fn process_traced(&self, job: Job, meta: Metadata, trace: Option<TraceParent>) {
         let mut event = meta.message_name.clone();
         self.shared.metrics.record(&event, Outcome::Consumed);
         let mut attempt = 0_u32;
@@ -530,7 +528,7 @@ impl Engine {
                         Some(wait) => {
                             self.shared.stats.retried.fetch_add(1, Atomic::SeqCst);
                             self.shared.metrics.record(&event, Outcome::Retried);
-                            tracing::warn!(at = %place, event = %event, attempt, "{kind}: {error}; retrying in {wait:?}");
+                            tracing::warn!(at = %place(&job.origin), event = %event, attempt, "{kind}: {error}; retrying in {wait:?}");
                             tokio::time::sleep(wait).await;
                         }
                         None => break (kind, error),
@@ -546,7 +544,7 @@ impl Engine {
         &self,
         job: &Job,
         mut meta: Metadata,
-        trace: TraceParent,
+        trace: Option<TraceParent>,
         event: &mut String,
     ) -> Result<(), Failure> {
         let permanent = |kind, error: &dyn std::fmt::Display| Failure::Permanent {
@@ -584,7 +582,7 @@ impl Engine {
         };
         let context = Context::new(
             self.publisher.clone(),
-            meta.clone(),
+            meta.message_id.clone(),
             job.origin.clone(),
             trace,
         );
@@ -624,7 +622,7 @@ impl Engine {
         self.shared.stats.failed.fetch_add(1, Atomic::SeqCst);
         self.shared.metrics.record(event, Outcome::Failed);
         let origin = &job.origin;
-        let place = format!("{}[{}]@{}", origin.topic, origin.partition, origin.offset);
+        let place = place(origin);
         let Some(topic) = self
             .config
             .error_policy(event)
@@ -715,6 +713,11 @@ fn dead_letter_headers(
         });
     }
     headers
+}
+
+/// `topic[partition]@offset`, for logs.
+fn place(origin: &Origin) -> String {
+    format!("{}[{}]@{}", origin.topic, origin.partition, origin.offset)
 }
 
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {

@@ -85,6 +85,19 @@ pub fn init_logging_as(format: LogFormat) {
     };
 }
 
+/// The exit code for a service's result: success, or the error printed to standard error (and
+/// logged) and failure. For a service with its own `main`; `run!()` uses it.
+pub fn exit_code(result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            eprintln!("error: {err}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Expands to a `main` that runs this binary's handlers as a service until Ctrl-C or SIGTERM.
 ///
 /// ```no_run
@@ -149,8 +162,19 @@ pub mod __private {
 
     /// The body of the `main` that `run!()` expands to.
     pub fn run_main() -> std::process::ExitCode {
-        crate::init_logging();
+        let config = match crate::Config::from_env() {
+            Ok(config) => config,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        crate::init_logging_as(config.log_format);
+        // The revoke callback waits for in-flight work on the polling thread: keep at least one
+        // other worker thread for the handlers.
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().max(2));
         let runtime = match tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
             .enable_all()
             .build()
         {
@@ -160,20 +184,11 @@ pub mod __private {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        let result = runtime.block_on(async {
-            let config = crate::Config::from_env()?;
+        crate::exit_code(runtime.block_on(async {
             crate::Service::start(config)
                 .await?
                 .run_until_signal()
                 .await
-        });
-        match result {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(err) => {
-                tracing::error!("{err}");
-                eprintln!("error: {err}");
-                std::process::ExitCode::FAILURE
-            }
-        }
+        }))
     }
 }

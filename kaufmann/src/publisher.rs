@@ -192,21 +192,21 @@ impl Publisher {
 #[derive(Debug, Clone)]
 pub struct Context {
     publisher: Publisher,
-    incoming: Metadata,
+    message_id: String,
     origin: Origin,
-    trace: TraceParent,
+    trace: Option<TraceParent>,
 }
 
 impl Context {
     pub(crate) fn new(
         publisher: Publisher,
-        incoming: Metadata,
+        message_id: String,
         origin: Origin,
-        trace: TraceParent,
+        trace: Option<TraceParent>,
     ) -> Self {
         Self {
             publisher,
-            incoming,
+            message_id,
             origin,
             trace,
         }
@@ -218,15 +218,15 @@ impl Context {
         let route = Route {
             topic: None,
             key: self.origin.key.as_deref(),
-            callback_id: Some(self.incoming.message_id.clone()),
-            trace: Some(self.trace.child()),
+            callback_id: Some(self.message_id.clone()),
+            trace: Some(self.trace.map_or_else(TraceParent::new_root, |t| t.child())),
         };
         self.publisher.publish_routed(&value, route).await.map(drop)
     }
 
-    /// The trace context of the event being handled (from its `traceparent` header, or a new
-    /// trace when it had none); events published through this context continue it.
-    pub fn trace(&self) -> TraceParent {
+    /// The trace context of the event being handled (its `traceparent` header), if it had one.
+    /// Events published through this context continue it, or start a new trace without one.
+    pub fn trace(&self) -> Option<TraceParent> {
         self.trace
     }
 

@@ -22,7 +22,7 @@ pub struct TraceParent {
 impl TraceParent {
     /// A new trace (for an event that arrived without one).
     pub fn new_root() -> Self {
-        let random = uuid::Uuid::new_v4().as_u128();
+        let random = (u128::from(random_u64()) << 64) | u128::from(random_u64());
         Self {
             trace_id: random.max(1),
             span_id: new_span_id(),
@@ -88,8 +88,24 @@ impl fmt::Display for TraceParent {
 }
 
 fn new_span_id() -> u64 {
-    let random = uuid::Uuid::new_v4().as_u64_pair().0;
-    random.max(1)
+    random_u64().max(1)
+}
+
+/// A fast per-thread random number (xorshift64*, seeded once per thread from the OS), so that
+/// ids cost no system call.
+fn random_u64() -> u64 {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(uuid::Uuid::new_v4().as_u64_pair().0 | 1);
+    }
+    STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        state.set(x);
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    })
 }
 
 #[cfg(test)]

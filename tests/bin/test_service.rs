@@ -10,14 +10,7 @@ use kaufmann_tests::TestWork;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    kaufmann::init_logging();
-    match run().await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {err}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    kaufmann::exit_code(run().await)
 }
 
 async fn run() -> kaufmann::Result<()> {
