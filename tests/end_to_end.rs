@@ -9,9 +9,9 @@ use kaufmann::schema::{decode_body, encode_body, open_registry, subject_for, wir
 use kaufmann::trace::TraceParent;
 use kaufmann::{EventSchema, Metadata};
 use kaufmann_examples::{CommandUserCreate, EventUserCreated};
-use kaufmann_tests::{broker, create_topics, unique};
+use kaufmann_tests::{broker, create_topics, unique, wait_for_commits};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
@@ -67,7 +67,9 @@ async fn thousand_commands_become_thousand_events_and_offsets_reach_the_end() {
     let expected: HashMap<i32, i64> = (0..PARTITIONS)
         .map(|p| (p, produced.ends.get(&p).copied().unwrap_or(0)))
         .collect();
-    let committed = wait_for_commits(&brokers, &group, &input, &expected, started).await;
+    let left = DEADLINE.saturating_sub(started.elapsed());
+    let committed =
+        wait_for_commits(&brokers, &group, &input, PARTITIONS, &produced.ends, left).await;
     assert_eq!(
         committed, expected,
         "committed offsets against the end of the input"
@@ -172,40 +174,6 @@ async fn read_and_check_events(
         seen[i] = true;
     }
     assert!(seen.iter().all(|s| *s));
-}
-
-/// Polls the group's committed offsets of `topic` until they equal `expected` or time runs out.
-async fn wait_for_commits(
-    brokers: &str,
-    group: &str,
-    topic: &str,
-    expected: &HashMap<i32, i64>,
-    started: Instant,
-) -> HashMap<i32, i64> {
-    let probe: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", group)
-        .create()
-        .unwrap();
-    let mut partitions = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        partitions.add_partition(topic, p);
-    }
-    loop {
-        let asked = partitions.clone();
-        let list =
-            tokio::task::block_in_place(|| probe.committed_offsets(asked, Duration::from_secs(10)))
-                .unwrap();
-        let committed: HashMap<i32, i64> = list
-            .elements()
-            .iter()
-            .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1)))
-            .collect();
-        if &committed == expected || started.elapsed() > DEADLINE {
-            return committed;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// A `traceparent` on an incoming command continues on the event its handler publishes: same

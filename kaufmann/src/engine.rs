@@ -366,6 +366,9 @@ impl Engine {
                         engine.shared.tracker().fetched(&job.origin.topic, job.origin.partition, job.origin.offset);
                         if let Some(permit) = slot.take() {
                             engine.admit(job, permit);
+                            // The stall clock starts when the next slot is asked for, not at the
+                            // last slot (an idle topic is not a full pool).
+                            progress = tokio::time::Instant::now();
                         } else {
                             let tp = (job.origin.topic.clone(), job.origin.partition);
                             engine.shared.held().push_back(job);
