@@ -256,14 +256,15 @@ pub(crate) type EngineConsumer = StreamConsumer<EngineContext>;
 /// (for rebalances and `max.poll.interval.ms`) without taking messages.
 const STALL: Duration = Duration::from_millis(500);
 
-/// Finds writer schemas by id, asking the registry once per id.
+/// Finds writer schemas by id, asking the registry once per id. Entries are shared, so a hit
+/// costs one reference count, not a copy of the subject and schema handles.
 struct Decoder {
     registry: Arc<dyn SchemaRegistry>,
-    cache: Mutex<std::collections::HashMap<u32, RegisteredSchema>>,
+    cache: Mutex<std::collections::HashMap<u32, Arc<RegisteredSchema>>>,
 }
 
 impl Decoder {
-    async fn writer(&self, id: u32) -> Result<RegisteredSchema> {
+    async fn writer(&self, id: u32) -> Result<Arc<RegisteredSchema>> {
         let cached = self
             .cache
             .lock()
@@ -273,7 +274,7 @@ impl Decoder {
         if let Some(found) = cached {
             return Ok(found);
         }
-        let found = self.registry.schema_by_id(id).await?;
+        let found = Arc::new(self.registry.schema_by_id(id).await?);
         self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -591,7 +592,7 @@ impl Engine {
         );
         let incoming = Incoming {
             resolve: !handler.reads_as_written(&writer.canonical),
-            writer: writer.schema,
+            writer: Arc::clone(&writer.schema),
             schema_id,
             value,
             meta,
