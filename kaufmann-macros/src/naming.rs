@@ -2,20 +2,20 @@
 
 use proc_macro2::{Ident, Span};
 
-/// `command.user.create` -> `CommandUserCreate`; `user_id` -> `UserId`.
+/// `command.user.create` -> `CommandUserCreate`; `user_id` -> `UserId`; `ACTIVE` -> `Active`;
+/// `MD5_HASH` -> `Md5Hash`; `userId` -> `UserId`.
 pub fn type_name(avro: &str) -> String {
     let mut out = String::with_capacity(avro.len());
-    let mut upper = true;
-    for c in avro.chars() {
-        if c.is_ascii_alphanumeric() {
-            if upper {
-                out.push(c.to_ascii_uppercase());
+    for word in avro.split(|c: char| !c.is_ascii_alphanumeric()) {
+        let shouting = !word.chars().any(|c| c.is_ascii_lowercase());
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            out.push(first.to_ascii_uppercase());
+            if shouting {
+                out.extend(chars.map(|c| c.to_ascii_lowercase()));
             } else {
-                out.push(c);
+                out.extend(chars);
             }
-            upper = false;
-        } else {
-            upper = true;
         }
     }
     if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
@@ -70,6 +70,10 @@ mod tests {
     fn names() {
         assert_eq!(type_name("command.user.create"), "CommandUserCreate");
         assert_eq!(type_name("user_status"), "UserStatus");
+        assert_eq!(type_name("ACTIVE"), "Active");
+        assert_eq!(type_name("MD5_HASH"), "Md5Hash");
+        assert_eq!(type_name("userId"), "UserId");
+        assert_eq!(type_name("3d"), "T3d");
         assert_eq!(field_name("userId"), "user_id");
         assert_eq!(field_name("created_at"), "created_at");
         assert_eq!(ident("type").to_string(), "r#type");

@@ -37,7 +37,7 @@ fn benches(c: &mut Criterion) {
             b.iter(|| {
                 let (_, mut body) = wire::split(black_box(&framed)).unwrap();
                 let value = apache_avro::from_avro_datum(schema, &mut body, None).unwrap();
-                black_box(apache_avro::from_value::<CommandUserCreate>(&value).unwrap())
+                black_box(<CommandUserCreate as kaufmann::AvroValue>::from_avro(value).unwrap())
             });
         },
     );

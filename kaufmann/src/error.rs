@@ -134,6 +134,19 @@ pub enum CodecError {
         #[source]
         source: Box<apache_avro::Error>,
     },
+    /// The value does not have the shape of its schema (see [`crate::avro`]).
+    #[error("avro {action} failed for `{event}` (schema id {schema_id:?}): {source}")]
+    Shape {
+        /// `encode` or `decode`.
+        action: &'static str,
+        /// The event name.
+        event: String,
+        /// The schema id, when known.
+        schema_id: Option<u32>,
+        /// What does not fit, and where.
+        #[source]
+        source: crate::avro::AvroError,
+    },
 }
 
 /// The schema registry could not answer.

@@ -35,6 +35,7 @@
 //! `KAUFMANN_*` environment variables, runs every handler of the binary and stops cleanly on
 //! Ctrl-C or SIGTERM.
 
+pub mod avro;
 pub mod config;
 pub mod embedded;
 pub mod engine;
@@ -51,6 +52,7 @@ pub mod schema;
 pub mod service;
 pub mod trace;
 
+pub use avro::AvroValue;
 pub use config::{Config, ErrorPolicy, LogFormat, Unhandled};
 pub use engine::Stats;
 pub use envelope::{Event, Metadata, Origin};

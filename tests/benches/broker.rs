@@ -228,7 +228,7 @@ async fn raw_consume(
             // schema, no resolution (Kaufmann skips resolution too when the schemas are equal).
             let mut body = body;
             let value = apache_avro::from_avro_datum(&writers[&id], &mut body, None).unwrap();
-            let value: BenchEvent = apache_avro::from_value(&value).unwrap();
+            let value = <BenchEvent as kaufmann::AvroValue>::from_avro(value).unwrap();
             std::hint::black_box(value);
         } else {
             std::hint::black_box(message.payload());

@@ -1,45 +1,148 @@
-//! Rust items for Avro schemas: records -> structs, enums -> enums, `["null", T]` -> `Option<T>`.
+//! Rust items for parsed Avro schemas: one type per named Avro type, one `enum` per union that is
+//! not `["null", T]`, and an `AvroValue` impl for each (see `kaufmann::avro` for the mapping).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use apache_avro::schema::{Name, RecordField, RecordSchema};
+use apache_avro::Schema;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
-use serde_json::{Map, Value};
 
 use super::SchemaFile;
 use crate::naming;
 
-/// Generates items, remembering named types (by full name) across files.
-#[derive(Default)]
-pub struct Generator {
-    named: HashMap<String, String>,
+/// What a named Avro type becomes.
+#[derive(Clone)]
+enum Named {
+    /// A generated Rust type of this name.
+    Type(String),
+    /// A `fixed` carrying a logical type (`decimal`, `duration`): mapped like the inline schema.
+    Logical(Schema),
 }
 
-/// A field's Rust type and the serde attribute it needs, if any.
-struct FieldType {
+/// A schema's Rust type and the expressions converting it: `to` reads `x: &T` and yields a
+/// `Value` (it may use `?`); `from` reads `v: Value` and yields a `T` (it may use `?`).
+struct Mapped {
     ty: TokenStream,
-    serde_with: Option<&'static str>,
+    to: TokenStream,
+    from: TokenStream,
 }
 
-impl Generator {
-    /// The items of one schema file plus its `EventSchema` impl.
-    pub fn event(&mut self, file: &SchemaFile) -> Result<TokenStream, String> {
-        let Value::Object(top) = &file.json else {
+/// Generates the items of a set of schema files, remembering named types across files.
+pub struct Generator<'a> {
+    files: &'a [SchemaFile],
+    /// What each named type became, by full name.
+    named: HashMap<String, Named>,
+    /// Which Avro type (and file) each Rust name was given to, to refuse clashes.
+    owners: HashMap<String, (String, usize)>,
+    generated: HashSet<String>,
+    /// Full names of the records being generated (a reference to one of them needs a `Box`).
+    stack: Vec<String>,
+    /// The file being generated.
+    file: usize,
+    items: TokenStream,
+}
+
+impl<'a> Generator<'a> {
+    /// Names every named type of `schemas` (one per file, in file order); refuses Rust-name
+    /// clashes, naming both files.
+    pub fn new(files: &'a [SchemaFile], schemas: &'a [Schema]) -> Result<Self, String> {
+        let mut gen = Generator {
+            files,
+            named: HashMap::new(),
+            owners: HashMap::new(),
+            generated: HashSet::new(),
+            stack: Vec::new(),
+            file: 0,
+            items: TokenStream::new(),
+        };
+        for (index, schema) in schemas.iter().enumerate() {
+            gen.file = index;
+            let top = full_name(schema).unwrap_or_default();
+            let event_type = naming::type_name(&files[index].event);
+            gen.claim(&event_type, &top)?;
+            gen.named.insert(top, Named::Type(event_type));
+        }
+        for (index, schema) in schemas.iter().enumerate() {
+            gen.file = index;
+            gen.collect(schema)?;
+        }
+        Ok(gen)
+    }
+
+    /// Records the definitions inside `schema` and gives each a Rust name.
+    fn collect(&mut self, schema: &'a Schema) -> Result<(), String> {
+        match schema {
+            Schema::Record(record) => {
+                self.define(&record.name)?;
+                for field in &record.fields {
+                    self.collect(&field.schema)?;
+                }
+            }
+            Schema::Enum(e) => self.define(&e.name)?,
+            Schema::Fixed(f) => self.define(&f.name)?,
+            Schema::Decimal(d) => {
+                if let Schema::Fixed(f) = &*d.inner {
+                    self.named
+                        .insert(f.name.fullname(None), Named::Logical(schema.clone()));
+                }
+            }
+            Schema::Array(a) => self.collect(&a.items)?,
+            Schema::Map(m) => self.collect(&m.types)?,
+            Schema::Union(u) => {
+                for branch in u.variants() {
+                    self.collect(branch)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn define(&mut self, name: &Name) -> Result<(), String> {
+        let full = name.fullname(None);
+        if !self.named.contains_key(&full) {
+            let rust = naming::type_name(&name.name);
+            self.claim(&rust, &full)?;
+            self.named.insert(full, Named::Type(rust));
+        }
+        Ok(())
+    }
+
+    /// Gives `rust` to `what`, or explains which other schema already has it.
+    fn claim(&mut self, rust: &str, what: &str) -> Result<(), String> {
+        if let Some((other, file)) = self.owners.get(rust) {
+            if other != what {
+                return Err(format!(
+                    "two schemas generate the Rust type `{rust}`: `{other}` in {} and `{what}` in {}; rename one of them",
+                    self.files[*file].shown, self.files[self.file].shown
+                ));
+            }
+            return Ok(());
+        }
+        self.owners
+            .insert(rust.to_owned(), (what.to_owned(), self.file));
+        Ok(())
+    }
+
+    /// The items of file `index`: its types and the `EventSchema` impl of its top-level record.
+    pub fn event(&mut self, index: usize, schema: &Schema, json: &str) -> Result<(), String> {
+        self.file = index;
+        let Schema::Record(record) = schema else {
             return Err("the top-level schema of an event must be a record".to_owned());
         };
-        if top.get("type").and_then(Value::as_str) != Some("record") {
-            return Err("the top-level schema of an event must be a record".to_owned());
-        }
-        let rust_name = naming::type_name(&file.event);
-        let mut items = TokenStream::new();
-        self.record(top, None, Some(&rust_name), &mut items)?;
-        let ident = format_ident!("{}", rust_name);
-        let event = &file.event;
-        let text = &file.text;
-        items.extend(quote! {
+        self.record(record)?;
+        let ident = format_ident!("{}", naming::type_name(&self.files[index].event));
+        let event = &self.files[index].event;
+        let siblings = self.files.iter().map(|f| {
+            let (event, ty) = (&f.event, naming::type_name(&f.event));
+            quote! { (#event, #ty) }
+        });
+        self.items.extend(quote! {
             impl ::kaufmann::EventSchema for #ident {
                 const EVENT_NAME: &'static str = #event;
-                const SCHEMA_JSON: &'static str = #text;
+                const SCHEMA_JSON: &'static str = #json;
+                const SIBLINGS: &'static [(&'static str, &'static str)] = &[#(#siblings),*];
                 fn schema() -> &'static ::kaufmann::__private::apache_avro::Schema {
                     static CELL: ::kaufmann::__private::OnceLock<::kaufmann::__private::apache_avro::Schema> =
                         ::kaufmann::__private::OnceLock::new();
@@ -52,238 +155,567 @@ impl Generator {
                 }
             }
         });
-        Ok(items)
+        Ok(())
     }
 
-    fn record(
-        &mut self,
-        schema: &Map<String, Value>,
-        namespace: Option<&str>,
-        rust_name: Option<&str>,
-        items: &mut TokenStream,
-    ) -> Result<String, String> {
-        let (full, ns) = full_name(schema, namespace)?;
-        let rust_name = rust_name.map_or_else(|| naming::type_name(simple(&full)), str::to_owned);
-        self.named.insert(full.clone(), rust_name.clone());
-        let fields = schema
-            .get("fields")
-            .and_then(Value::as_array)
-            .ok_or_else(|| format!("record `{full}` has no `fields` array"))?;
-        let mut out_fields = Vec::new();
-        for field in fields {
-            let name = field
-                .get("name")
-                .and_then(Value::as_str)
-                .ok_or_else(|| format!("a field of record `{full}` has no name"))?;
-            let ty = field
-                .get("type")
-                .ok_or_else(|| format!("field `{name}` of record `{full}` has no type"))?;
-            let FieldType { ty, serde_with } = self.field_type(ty, ns.as_deref(), items)?;
+    /// Everything generated so far.
+    pub fn finish(self) -> TokenStream {
+        self.items
+    }
+
+    fn rust_name(&self, full: &str) -> String {
+        match self.named.get(full) {
+            Some(Named::Type(rust)) => rust.clone(),
+            _ => naming::type_name(full),
+        }
+    }
+
+    fn record(&mut self, record: &RecordSchema) -> Result<(), String> {
+        let full = record.name.fullname(None);
+        if !self.generated.insert(full.clone()) {
+            return Ok(());
+        }
+        let rust = self.rust_name(&full);
+        self.stack.push(full.clone());
+        let mut fields = Vec::new();
+        let mut to = Vec::new();
+        let mut from = Vec::new();
+        let mut idents = HashMap::new();
+        for field in &record.fields {
+            let name = &field.name;
             let ident = naming::ident(&naming::field_name(name));
-            let doc = doc_attr_or(
-                field.as_object().unwrap_or(&Map::new()),
-                &format!("The Avro field `{name}`."),
-            );
-            let with = serde_with.map(|path| quote! { #[serde(with = #path)] });
-            out_fields.push(quote! {
-                #doc
-                #[serde(rename = #name)]
-                #with
-                pub #ident: #ty
+            if let Some(other) = idents.insert(ident.to_string(), name) {
+                return Err(format!(
+                    "fields `{other}` and `{name}` of record `{full}` both become the Rust field `{ident}`"
+                ));
+            }
+            let hint = format!("{rust}{}", naming::type_name(name));
+            let Mapped {
+                ty,
+                to: to_expr,
+                from: from_expr,
+            } = self.map(&field.schema, &hint, false)?;
+            let doc = field_doc(field);
+            fields.push(quote! { #(#[doc = #doc])* pub #ident: #ty });
+            to.push(quote! {
+                (#name.to_owned(), {
+                    let x = &self.#ident;
+                    ::kaufmann::avro::conv::in_field(#name, || ::core::result::Result::Ok(#to_expr))?
+                })
+            });
+            from.push(quote! {
+                #ident: {
+                    let v = fields.take(#name)?;
+                    ::kaufmann::avro::conv::in_field(#name, move || ::core::result::Result::Ok(#from_expr))?
+                }
             });
         }
-        let ident = format_ident!("{}", rust_name);
-        let doc = doc_attr_or(schema, &format!("The Avro record `{full}`."));
-        items.extend(quote! {
-            #doc
-            #[derive(Debug, Clone, PartialEq, ::kaufmann::__private::serde::Serialize, ::kaufmann::__private::serde::Deserialize)]
-            #[serde(crate = "::kaufmann::__private::serde")]
+        self.stack.pop();
+        let ident = format_ident!("{}", rust);
+        let doc = type_doc(
+            record.doc.as_deref(),
+            "record",
+            &full,
+            record.aliases.as_ref(),
+        );
+        self.items.extend(quote! {
+            #(#[doc = #doc])*
+            #[derive(Debug, Clone, PartialEq)]
             pub struct #ident {
-                #(#out_fields,)*
+                #(#fields,)*
+            }
+
+            #[allow(clippy::all, clippy::pedantic)]
+            impl ::kaufmann::avro::AvroValue for #ident {
+                fn to_avro(&self) -> ::core::result::Result<::kaufmann::avro::Value, ::kaufmann::avro::AvroError> {
+                    ::core::result::Result::Ok(::kaufmann::avro::Value::Record(::std::vec![#(#to),*]))
+                }
+                fn from_avro(value: ::kaufmann::avro::Value) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
+                    #[allow(unused_mut)]
+                    let mut fields = ::kaufmann::avro::conv::record(value, #full)?;
+                    ::core::result::Result::Ok(Self { #(#from,)* })
+                }
             }
         });
-        Ok(rust_name)
+        Ok(())
     }
 
-    fn enumeration(
-        &mut self,
-        schema: &Map<String, Value>,
-        namespace: Option<&str>,
-        items: &mut TokenStream,
-    ) -> Result<String, String> {
-        let (full, _) = full_name(schema, namespace)?;
-        let rust_name = naming::type_name(simple(&full));
-        self.named.insert(full.clone(), rust_name.clone());
-        let symbols = schema
-            .get("symbols")
-            .and_then(Value::as_array)
-            .ok_or_else(|| format!("enum `{full}` has no `symbols` array"))?;
-        let variants = symbols.iter().filter_map(Value::as_str).map(|symbol| {
-            let ident = format_ident!("{}", naming::type_name(symbol));
-            quote! { #[serde(rename = #symbol)] #ident }
+    fn enumeration(&mut self, e: &apache_avro::schema::EnumSchema) -> Result<(), String> {
+        let full = e.name.fullname(None);
+        if !self.generated.insert(full.clone()) {
+            return Ok(());
+        }
+        let ident = format_ident!("{}", self.rust_name(&full));
+        let mut seen = HashMap::new();
+        let mut variants = Vec::new();
+        let mut to = Vec::new();
+        let mut from = Vec::new();
+        for (index, symbol) in e.symbols.iter().enumerate() {
+            let variant = format_ident!("{}", naming::type_name(symbol));
+            if let Some(other) = seen.insert(variant.to_string(), symbol) {
+                return Err(format!(
+                    "symbols `{other}` and `{symbol}` of enum `{full}` both become the variant `{variant}`"
+                ));
+            }
+            let index = u32::try_from(index).map_err(|_| "too many enum symbols")?;
+            let doc = format!("The symbol `{symbol}`.");
+            variants.push(quote! { #[doc = #doc] #variant });
+            to.push(quote! { Self::#variant => ::kaufmann::avro::Value::Enum(#index, #symbol.to_owned()) });
+            from.push(quote! { #symbol => ::core::result::Result::Ok(Self::#variant) });
+        }
+        let default = e.default.as_ref().map(|symbol| {
+            let variant = format_ident!("{}", naming::type_name(symbol));
+            quote! {
+                /// The schema's default symbol, used for symbols this version does not know.
+                impl ::core::default::Default for #ident {
+                    fn default() -> Self {
+                        Self::#variant
+                    }
+                }
+            }
         });
-        let ident = format_ident!("{}", rust_name);
-        let doc = doc_attr_or(schema, &format!("The Avro enum `{full}`."));
-        items.extend(quote! {
-            #doc
-            #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, ::kaufmann::__private::serde::Serialize, ::kaufmann::__private::serde::Deserialize)]
-            #[serde(crate = "::kaufmann::__private::serde")]
+        let doc = type_doc(e.doc.as_deref(), "enum", &full, e.aliases.as_ref());
+        self.items.extend(quote! {
+            #(#[doc = #doc])*
+            #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
             pub enum #ident {
                 #(#variants,)*
             }
+
+            #default
+
+            #[allow(clippy::all, clippy::pedantic)]
+            impl ::kaufmann::avro::AvroValue for #ident {
+                fn to_avro(&self) -> ::core::result::Result<::kaufmann::avro::Value, ::kaufmann::avro::AvroError> {
+                    ::core::result::Result::Ok(match self { #(#to,)* })
+                }
+                fn from_avro(value: ::kaufmann::avro::Value) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
+                    let (_, symbol) = ::kaufmann::avro::conv::symbol(value)?;
+                    match symbol.as_str() {
+                        #(#from,)*
+                        other => ::core::result::Result::Err(::kaufmann::avro::conv::bad_symbol(other, #full)),
+                    }
+                }
+            }
         });
-        Ok(rust_name)
+        Ok(())
     }
 
-    fn field_type(
-        &mut self,
-        schema: &Value,
-        namespace: Option<&str>,
-        items: &mut TokenStream,
-    ) -> Result<FieldType, String> {
-        let plain = |ty: TokenStream| FieldType {
+    fn fixed(&mut self, f: &apache_avro::schema::FixedSchema) {
+        let full = f.name.fullname(None);
+        if !self.generated.insert(full.clone()) {
+            return;
+        }
+        let ident = format_ident!("{}", self.rust_name(&full));
+        let size = proc_macro2::Literal::usize_unsuffixed(f.size);
+        let doc = type_doc(f.doc.as_deref(), "fixed", &full, f.aliases.as_ref());
+        self.items.extend(quote! {
+            #(#[doc = #doc])*
+            #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+            pub struct #ident(pub [u8; #size]);
+
+            #[allow(clippy::all, clippy::pedantic)]
+            impl ::kaufmann::avro::AvroValue for #ident {
+                fn to_avro(&self) -> ::core::result::Result<::kaufmann::avro::Value, ::kaufmann::avro::AvroError> {
+                    ::core::result::Result::Ok(::kaufmann::avro::Value::Fixed(#size, self.0.to_vec()))
+                }
+                fn from_avro(value: ::kaufmann::avro::Value) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
+                    ::kaufmann::avro::conv::fixed::<#size>(value).map(Self)
+                }
+            }
+        });
+    }
+
+    /// A reference to the generated type `full`, boxed when it is a record being generated and
+    /// nothing (`Vec`, `HashMap`) already stands between.
+    fn reference(&self, full: &str, indirect: bool) -> Mapped {
+        let ident = format_ident!("{}", self.rust_name(full));
+        let ty = if !indirect && self.stack.iter().any(|s| s == full) {
+            quote! { ::std::boxed::Box<#ident> }
+        } else {
+            quote! { #ident }
+        };
+        Mapped {
+            to: quote! { ::kaufmann::avro::AvroValue::to_avro(x)? },
+            from: quote! { <#ty as ::kaufmann::avro::AvroValue>::from_avro(v)? },
             ty,
-            serde_with: None,
-        };
+        }
+    }
+
+    /// Maps `schema`; `hint` names a union enum should one be needed; `indirect` is true under an
+    /// array or map (no `Box` needed for recursion).
+    #[allow(clippy::too_many_lines)]
+    fn map(&mut self, schema: &Schema, hint: &str, indirect: bool) -> Result<Mapped, String> {
+        let m = |ty: TokenStream, to: TokenStream, from: TokenStream| Ok(Mapped { ty, to, from });
+        let conv = quote! { ::kaufmann::avro::conv };
+        let value = quote! { ::kaufmann::avro::Value };
         match schema {
-            Value::String(name) => self.named_or_primitive(name, namespace),
-            Value::Array(branches) => {
-                let non_null: Vec<&Value> = branches
-                    .iter()
-                    .filter(|b| b.as_str() != Some("null"))
-                    .collect();
-                if branches.len() == 2 && non_null.len() == 1 {
-                    let inner = self.field_type(non_null[0], namespace, items)?;
-                    let ty = inner.ty;
-                    let serde_with = inner
-                        .serde_with
-                        .map(|_| "::kaufmann::__private::apache_avro::serde_avro_bytes_opt");
-                    Ok(FieldType {
-                        ty: quote! { ::core::option::Option<#ty> },
-                        serde_with,
-                    })
+            Schema::Null => m(
+                quote! { () },
+                quote! { #value::Null },
+                quote! { #conv::null(v)? },
+            ),
+            Schema::Boolean => m(
+                quote! { bool },
+                quote! { #value::Boolean(*x) },
+                quote! { #conv::boolean(v)? },
+            ),
+            Schema::Int => m(
+                quote! { i32 },
+                quote! { #value::Int(*x) },
+                quote! { #conv::int(v)? },
+            ),
+            Schema::Long => m(
+                quote! { i64 },
+                quote! { #value::Long(*x) },
+                quote! { #conv::long(v)? },
+            ),
+            Schema::Float => m(
+                quote! { f32 },
+                quote! { #value::Float(*x) },
+                quote! { #conv::float(v)? },
+            ),
+            Schema::Double => m(
+                quote! { f64 },
+                quote! { #value::Double(*x) },
+                quote! { #conv::double(v)? },
+            ),
+            Schema::Bytes => m(
+                quote! { ::std::vec::Vec<u8> },
+                quote! { #value::Bytes(x.clone()) },
+                quote! { #conv::bytes(v)? },
+            ),
+            Schema::String => m(
+                quote! { ::std::string::String },
+                quote! { #value::String(x.clone()) },
+                quote! { #conv::string(v)? },
+            ),
+            Schema::Uuid => m(
+                quote! { ::kaufmann::avro::Uuid },
+                quote! { #value::Uuid(*x) },
+                quote! { #conv::uuid(v)? },
+            ),
+            Schema::Date => m(
+                quote! { ::kaufmann::avro::chrono::NaiveDate },
+                quote! { #conv::date_to(x) },
+                quote! { #conv::date(v)? },
+            ),
+            Schema::TimeMillis | Schema::TimeMicros => {
+                let to = if matches!(schema, Schema::TimeMillis) {
+                    quote! { #conv::time_millis_to(x)? }
                 } else {
-                    Err(format!(
-                        "the union {schema} is not supported yet: only [\"null\", T] unions are"
-                    ))
-                }
-            }
-            Value::Object(map) => match map.get("type").and_then(Value::as_str) {
-                Some("record") => {
-                    let name = self.record(map, namespace, None, items)?;
-                    let ident = format_ident!("{}", name);
-                    Ok(plain(quote! { #ident }))
-                }
-                Some("enum") => {
-                    let name = self.enumeration(map, namespace, items)?;
-                    let ident = format_ident!("{}", name);
-                    Ok(plain(quote! { #ident }))
-                }
-                Some("array") => {
-                    let items_schema = map.get("items").ok_or("an array has no `items`")?;
-                    let inner = self.field_type(items_schema, namespace, items)?;
-                    no_bytes_inside(&inner, "array")?;
-                    let ty = inner.ty;
-                    Ok(plain(quote! { ::std::vec::Vec<#ty> }))
-                }
-                Some("map") => {
-                    let values = map.get("values").ok_or("a map has no `values`")?;
-                    let inner = self.field_type(values, namespace, items)?;
-                    no_bytes_inside(&inner, "map")?;
-                    let ty = inner.ty;
-                    Ok(plain(
-                        quote! { ::std::collections::HashMap<::std::string::String, #ty> },
-                    ))
-                }
-                Some("fixed") => Err("`fixed` types are not supported yet".to_owned()),
-                Some(other) => self.named_or_primitive(other, namespace),
-                None => Err(format!("the schema {schema} has no `type`")),
-            },
-            _ => Err(format!("{schema} is not an Avro schema")),
-        }
-    }
-
-    fn named_or_primitive(&self, name: &str, namespace: Option<&str>) -> Result<FieldType, String> {
-        let plain = |ty: TokenStream| {
-            Ok(FieldType {
-                ty,
-                serde_with: None,
-            })
-        };
-        match name {
-            "null" => plain(quote! { () }),
-            "boolean" => plain(quote! { bool }),
-            "int" => plain(quote! { i32 }),
-            "long" => plain(quote! { i64 }),
-            "float" => plain(quote! { f32 }),
-            "double" => plain(quote! { f64 }),
-            "string" => plain(quote! { ::std::string::String }),
-            "bytes" => Ok(FieldType {
-                ty: quote! { ::std::vec::Vec<u8> },
-                serde_with: Some("::kaufmann::__private::apache_avro::serde_avro_bytes"),
-            }),
-            reference => {
-                let full = if reference.contains('.') {
-                    reference.to_owned()
-                } else {
-                    namespace.map_or_else(|| reference.to_owned(), |ns| format!("{ns}.{reference}"))
+                    quote! { #conv::time_micros_to(x) }
                 };
-                let rust = self
-                    .named
-                    .get(&full)
-                    .or_else(|| self.named.get(reference))
-                    .ok_or_else(|| {
-                        format!("unknown type `{reference}`: define it before it is used")
-                    })?;
-                let ident = format_ident!("{}", rust);
-                plain(quote! { #ident })
+                m(
+                    quote! { ::kaufmann::avro::chrono::NaiveTime },
+                    to,
+                    quote! { #conv::time(v)? },
+                )
+            }
+            Schema::TimestampMillis | Schema::TimestampMicros | Schema::TimestampNanos => {
+                let unit = unit_of(schema);
+                m(
+                    quote! { ::kaufmann::avro::chrono::DateTime<::kaufmann::avro::chrono::Utc> },
+                    quote! { #conv::timestamp_to(x, #unit, false)? },
+                    quote! { #conv::timestamp(v)? },
+                )
+            }
+            Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => {
+                let unit = unit_of(schema);
+                m(
+                    quote! { ::kaufmann::avro::chrono::NaiveDateTime },
+                    quote! { #conv::local_timestamp_to(x, #unit)? },
+                    quote! { #conv::local_timestamp(v)? },
+                )
+            }
+            Schema::Decimal(d) => {
+                let precision = proc_macro2::Literal::usize_unsuffixed(d.precision);
+                let scale = proc_macro2::Literal::usize_unsuffixed(d.scale);
+                let size = if let Schema::Fixed(f) = &*d.inner {
+                    let size = proc_macro2::Literal::usize_unsuffixed(f.size);
+                    quote! { ::core::option::Option::Some(#size) }
+                } else {
+                    quote! { ::core::option::Option::None }
+                };
+                m(
+                    quote! { ::kaufmann::avro::BigDecimal },
+                    quote! { #conv::decimal_to(x, #precision, #scale, #size)? },
+                    quote! { #conv::decimal(v, #scale)? },
+                )
+            }
+            Schema::BigDecimal => m(
+                quote! { ::kaufmann::avro::BigDecimal },
+                quote! { #value::BigDecimal(x.clone()) },
+                quote! { #conv::big_decimal(v)? },
+            ),
+            Schema::Duration => m(
+                quote! { ::kaufmann::avro::Duration },
+                quote! { #conv::duration_to(x) },
+                quote! { #conv::duration(v)? },
+            ),
+            Schema::Array(array) => {
+                let Mapped { ty, to, from } =
+                    self.map(&array.items, &format!("{hint}Item"), true)?;
+                m(
+                    quote! { ::std::vec::Vec<#ty> },
+                    quote! {
+                        #value::Array(x.iter().map(|x| -> ::core::result::Result<#value, ::kaufmann::avro::AvroError> {
+                            ::core::result::Result::Ok(#to)
+                        }).collect::<::core::result::Result<_, _>>()?)
+                    },
+                    quote! {
+                        #conv::array(v)?.into_iter().map(|v| -> ::core::result::Result<#ty, ::kaufmann::avro::AvroError> {
+                            ::core::result::Result::Ok(#from)
+                        }).collect::<::core::result::Result<_, _>>()?
+                    },
+                )
+            }
+            Schema::Map(map) => {
+                let Mapped { ty, to, from } =
+                    self.map(&map.types, &format!("{hint}Value"), true)?;
+                m(
+                    quote! { ::std::collections::HashMap<::std::string::String, #ty> },
+                    quote! {
+                        #value::Map(x.iter().map(|(k, x)| -> ::core::result::Result<(::std::string::String, #value), ::kaufmann::avro::AvroError> {
+                            ::core::result::Result::Ok((k.clone(), #to))
+                        }).collect::<::core::result::Result<_, _>>()?)
+                    },
+                    quote! {
+                        #conv::map(v)?.into_iter().map(|(k, v)| -> ::core::result::Result<(::std::string::String, #ty), ::kaufmann::avro::AvroError> {
+                            ::core::result::Result::Ok((k, #from))
+                        }).collect::<::core::result::Result<_, _>>()?
+                    },
+                )
+            }
+            Schema::Union(union) => self.union(union.variants(), hint, indirect),
+            Schema::Record(record) => {
+                self.record(record)?;
+                Ok(self.reference(&record.name.fullname(None), indirect))
+            }
+            Schema::Enum(e) => {
+                self.enumeration(e)?;
+                Ok(self.reference(&e.name.fullname(None), indirect))
+            }
+            Schema::Fixed(f) => {
+                self.fixed(f);
+                Ok(self.reference(&f.name.fullname(None), indirect))
+            }
+            Schema::Ref { name } => {
+                let full = name.fullname(None);
+                match self.named.get(&full).cloned() {
+                    // apache-avro 0.17 does not register these names and panics on the
+                    // reference when it validates a value.
+                    Some(Named::Logical(_)) => Err(format!(
+                        "`{full}` is a `fixed` with a logical type, and apache-avro cannot \
+                         resolve a second use of it by name; give this field its own type"
+                    )),
+                    Some(Named::Type(_)) => Ok(self.reference(&full, indirect)),
+                    None => Err(format!("unknown type `{full}`")),
+                }
+            }
+        }
+    }
+
+    /// A union: `Option<T>` for `["null", T]`, otherwise a generated enum (in an `Option` when
+    /// `null` is a branch).
+    fn union(&mut self, branches: &[Schema], hint: &str, indirect: bool) -> Result<Mapped, String> {
+        let conv = quote! { ::kaufmann::avro::conv };
+        let value = quote! { ::kaufmann::avro::Value };
+        let null = branches
+            .iter()
+            .position(|b| matches!(b, Schema::Null))
+            .map(|i| u32::try_from(i).unwrap_or(u32::MAX));
+        let others: Vec<(u32, &Schema)> = branches
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| !matches!(b, Schema::Null))
+            .map(|(i, b)| (u32::try_from(i).unwrap_or(u32::MAX), b))
+            .collect();
+        let inner = match others.as_slice() {
+            [] => {
+                let n = null.unwrap_or(0);
+                return Ok(Mapped {
+                    ty: quote! { () },
+                    to: quote! { #value::Union(#n, ::std::boxed::Box::new(#value::Null)) },
+                    from: quote! { { #conv::union(v)?; } },
+                });
+            }
+            [(index, branch)] => {
+                let Mapped { ty, to, from } = self.map(branch, hint, indirect)?;
+                let wrapped_to = quote! { #value::Union(#index, ::std::boxed::Box::new(#to)) };
+                let unwrap = quote! {
+                    (i, _) => return ::core::result::Result::Err(#conv::bad_branch(i, #hint))
+                };
+                let Some(n) = null else {
+                    return Ok(Mapped {
+                        ty,
+                        to: wrapped_to,
+                        from: quote! { match #conv::union(v)? { (#index, v) => #from, #unwrap } },
+                    });
+                };
+                return Ok(Mapped {
+                    ty: quote! { ::core::option::Option<#ty> },
+                    to: quote! {
+                        match x {
+                            ::core::option::Option::None => #value::Union(#n, ::std::boxed::Box::new(#value::Null)),
+                            ::core::option::Option::Some(x) => #wrapped_to,
+                        }
+                    },
+                    from: quote! {
+                        match #conv::union(v)? {
+                            (#n, _) => ::core::option::Option::None,
+                            (#index, v) => ::core::option::Option::Some(#from),
+                            #unwrap
+                        }
+                    },
+                });
+            }
+            _ => self.union_enum(&others, hint)?,
+        };
+        let ty = inner.ty;
+        let Some(n) = null else {
+            return Ok(Mapped {
+                to: inner.to,
+                from: inner.from,
+                ty,
+            });
+        };
+        let inner_to = inner.to;
+        let inner_from = inner.from;
+        Ok(Mapped {
+            ty: quote! { ::core::option::Option<#ty> },
+            to: quote! {
+                match x {
+                    ::core::option::Option::None => #value::Union(#n, ::std::boxed::Box::new(#value::Null)),
+                    ::core::option::Option::Some(x) => #inner_to,
+                }
+            },
+            from: quote! {
+                if #conv::is_branch(&v, #n) { ::core::option::Option::None } else { ::core::option::Option::Some(#inner_from) }
+            },
+        })
+    }
+
+    /// An enum named `name` for the non-null branches of a union.
+    fn union_enum(&mut self, branches: &[(u32, &Schema)], name: &str) -> Result<Mapped, String> {
+        self.claim(name, &format!("a union named {name}"))?;
+        let ident = format_ident!("{}", name);
+        let mut variants = Vec::new();
+        let mut to = Vec::new();
+        let mut from = Vec::new();
+        for (index, branch) in branches {
+            let variant_name = self.variant_name(branch);
+            let variant = format_ident!("{}", variant_name);
+            let mapped = self.map(branch, &format!("{name}{variant_name}"), false)?;
+            let (ty, to_expr, from_expr) = (mapped.ty, mapped.to, mapped.from);
+            let doc = format!("Branch {index} of the union.");
+            variants.push(quote! { #[doc = #doc] #variant(#ty) });
+            to.push(quote! {
+                Self::#variant(x) => ::kaufmann::avro::Value::Union(#index, ::std::boxed::Box::new(#to_expr))
+            });
+            from.push(
+                quote! { (#index, v) => ::core::result::Result::Ok(Self::#variant(#from_expr)) },
+            );
+        }
+        let doc = format!("An Avro union with {} branches.", branches.len());
+        self.items.extend(quote! {
+            #[doc = #doc]
+            #[derive(Debug, Clone, PartialEq)]
+            pub enum #ident {
+                #(#variants,)*
+            }
+
+            #[allow(clippy::all, clippy::pedantic)]
+            impl ::kaufmann::avro::AvroValue for #ident {
+                fn to_avro(&self) -> ::core::result::Result<::kaufmann::avro::Value, ::kaufmann::avro::AvroError> {
+                    ::core::result::Result::Ok(match self { #(#to,)* })
+                }
+                fn from_avro(value: ::kaufmann::avro::Value) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
+                    match ::kaufmann::avro::conv::union(value)? {
+                        #(#from,)*
+                        (i, _) => ::core::result::Result::Err(::kaufmann::avro::conv::bad_branch(i, #name)),
+                    }
+                }
+            }
+        });
+        Ok(Mapped {
+            to: quote! { ::kaufmann::avro::AvroValue::to_avro(x)? },
+            from: quote! { <#ident as ::kaufmann::avro::AvroValue>::from_avro(v)? },
+            ty: quote! { #ident },
+        })
+    }
+
+    fn variant_name(&self, branch: &Schema) -> String {
+        let named = |name: &Name| self.rust_name(&name.fullname(None));
+        match branch {
+            Schema::Record(r) => named(&r.name),
+            Schema::Enum(e) => named(&e.name),
+            Schema::Fixed(f) => named(&f.name),
+            Schema::Ref { name } => match self.named.get(&name.fullname(None)) {
+                Some(Named::Logical(schema)) => self.variant_name(&schema.clone()),
+                _ => named(name),
+            },
+            other => {
+                let kind = format!("{:?}", apache_avro::schema::SchemaKind::from(other));
+                naming::type_name(&kind)
             }
         }
     }
 }
 
-fn no_bytes_inside(inner: &FieldType, container: &str) -> Result<(), String> {
-    match inner.serde_with {
-        None => Ok(()),
-        Some(_) => Err(format!(
-            "`bytes` inside an {container} is not supported yet"
-        )),
+fn unit_of(schema: &Schema) -> u8 {
+    match schema {
+        Schema::TimestampMillis | Schema::LocalTimestampMillis => 3,
+        Schema::TimestampMicros | Schema::LocalTimestampMicros => 6,
+        _ => 9,
     }
 }
 
-/// The full name of a named schema and the namespace its children inherit.
-fn full_name(
-    schema: &Map<String, Value>,
-    enclosing: Option<&str>,
-) -> Result<(String, Option<String>), String> {
-    let name = schema
-        .get("name")
-        .and_then(Value::as_str)
-        .ok_or("a named type has no `name`")?;
-    let full = if name.contains('.') {
-        name.to_owned()
-    } else {
-        match schema
-            .get("namespace")
-            .and_then(Value::as_str)
-            .or(enclosing)
-        {
-            Some(ns) if !ns.is_empty() => format!("{ns}.{name}"),
-            _ => name.to_owned(),
-        }
-    };
-    let ns = full.rsplit_once('.').map(|(ns, _)| ns.to_owned());
-    Ok((full, ns))
+/// The full name of a named schema.
+pub fn full_name(schema: &Schema) -> Option<String> {
+    schema.name().map(|n| n.fullname(None))
 }
 
-fn simple(full: &str) -> &str {
-    full.rsplit_once('.').map_or(full, |(_, s)| s)
+fn type_doc(
+    doc: Option<&str>,
+    kind: &str,
+    full: &str,
+    aliases: Option<&Vec<apache_avro::schema::Alias>>,
+) -> Vec<String> {
+    let mut lines = vec![doc.map_or_else(|| format!("The Avro {kind} `{full}`."), str::to_owned)];
+    if doc.is_some() {
+        lines.push(String::new());
+        lines.push(format!("Avro {kind} `{full}`."));
+    }
+    if let Some(aliases) = aliases.filter(|a| !a.is_empty()) {
+        let names: Vec<String> = aliases
+            .iter()
+            .map(|a| format!("`{}`", a.fullname(None)))
+            .collect();
+        lines.push(format!("Also known as {}.", names.join(", ")));
+    }
+    lines
 }
 
-fn doc_attr_or(schema: &Map<String, Value>, fallback: &str) -> TokenStream {
-    let doc = schema
-        .get("doc")
-        .and_then(Value::as_str)
-        .unwrap_or(fallback);
-    quote! { #[doc = #doc] }
+fn field_doc(field: &RecordField) -> Vec<String> {
+    let name = &field.name;
+    let mut lines = vec![field
+        .doc
+        .clone()
+        .unwrap_or_else(|| format!("The Avro field `{name}`."))];
+    if field.doc.is_some() {
+        lines.push(String::new());
+        lines.push(format!("Avro field `{name}`."));
+    }
+    if let Some(default) = &field.default {
+        lines.push(format!(
+            "Default `{default}` (when the writer's schema has no such field)."
+        ));
+    }
+    if let Some(aliases) = field.aliases.as_ref().filter(|a| !a.is_empty()) {
+        lines.push(format!("Also known as `{}`.", aliases.join("`, `")));
+    }
+    lines
 }

@@ -1,0 +1,586 @@
+//! Typed Avro values: the trait every type `schemas!` generates implements, and the Rust types
+//! Avro's logical types map to.
+//!
+//! | Avro | Rust |
+//! |---|---|
+//! | `null`, `boolean`, `int`, `long`, `float`, `double` | `()`, `bool`, `i32`, `i64`, `f32`, `f64` |
+//! | `bytes`, `string` | `Vec<u8>`, `String` |
+//! | `record`, `enum`, `fixed` | a generated `struct`, `enum`, `struct Name(pub [u8; N])` |
+//! | `array`, `map` | `Vec<T>`, `HashMap<String, T>` |
+//! | `["null", T]` (either order) | `Option<T>` |
+//! | any other union | a generated `enum` with one variant per branch (wrapped in `Option` when `null` is a branch) |
+//! | a record that contains itself | `Box<T>` at the point of recursion |
+//! | `uuid` | [`Uuid`] |
+//! | `date` | [`chrono::NaiveDate`] |
+//! | `time-millis`, `time-micros` | [`chrono::NaiveTime`] |
+//! | `timestamp-millis`, `-micros`, `-nanos` | [`chrono::DateTime<Utc>`](chrono::DateTime) |
+//! | `local-timestamp-millis`, `-micros`, `-nanos` | [`chrono::NaiveDateTime`] |
+//! | `decimal` (on `bytes` or `fixed`), `big-decimal` | [`BigDecimal`] |
+//! | `duration` | [`Duration`] (months, days, milliseconds) |
+//!
+//! Times and timestamps are truncated to the schema's unit when written (a `timestamp-millis`
+//! field drops sub-millisecond digits). A decimal that does not fit its schema's scale or precision
+//! is an error, never rounded.
+
+use std::collections::HashMap;
+use std::fmt;
+
+pub use apache_avro::types::Value;
+pub use bigdecimal::BigDecimal;
+pub use chrono;
+pub use uuid::Uuid;
+
+use bigdecimal::num_bigint::BigInt;
+use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
+
+/// A Rust value with a fixed Avro shape: converts to and from an Avro [`Value`] of its schema.
+///
+/// `schemas!` implements it for every type it generates; the codec uses it to encode and decode.
+pub trait AvroValue: Sized {
+    /// The Avro value of `self`, shaped for the type's schema.
+    ///
+    /// # Errors
+    /// When the value cannot be written under the schema (a decimal with more digits than its
+    /// precision, a date outside Avro's range).
+    fn to_avro(&self) -> Result<Value, AvroError>;
+
+    /// The Rust value of an Avro value decoded (and resolved) with the type's schema.
+    ///
+    /// # Errors
+    /// When the value does not have the schema's shape.
+    fn from_avro(value: Value) -> Result<Self, AvroError>;
+}
+
+impl<T: AvroValue> AvroValue for Box<T> {
+    fn to_avro(&self) -> Result<Value, AvroError> {
+        T::to_avro(self)
+    }
+
+    fn from_avro(value: Value) -> Result<Self, AvroError> {
+        T::from_avro(value).map(Box::new)
+    }
+}
+
+/// Avro's `duration`: months, days and milliseconds, each an unsigned 32-bit count (the three are
+/// independent: a month is not a number of days).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Duration {
+    /// Months.
+    pub months: u32,
+    /// Days.
+    pub days: u32,
+    /// Milliseconds.
+    pub millis: u32,
+}
+
+/// A value that does not fit its Avro schema, with the path of fields that leads to it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct AvroError {
+    problem: String,
+    /// Field names, innermost first.
+    path: Vec<String>,
+}
+
+impl AvroError {
+    /// An error with no field path yet.
+    pub fn new(problem: impl Into<String>) -> Self {
+        Self {
+            problem: problem.into(),
+            path: Vec::new(),
+        }
+    }
+
+    /// The same error, one field further out (`field` contains the failing value).
+    #[must_use]
+    pub fn in_field(mut self, field: &str) -> Self {
+        self.path.push(field.to_owned());
+        self
+    }
+
+    /// The problem, without the field path.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
+
+    /// The dotted field path to the failing value (empty at the top level).
+    pub fn path(&self) -> String {
+        let mut names: Vec<&str> = self.path.iter().map(String::as_str).collect();
+        names.reverse();
+        names.join(".")
+    }
+}
+
+impl fmt::Display for AvroError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "field `{}`: {}", self.path(), self.problem)
+        }
+    }
+}
+
+/// Conversions the generated code calls. Not public API.
+#[doc(hidden)]
+pub mod conv {
+    use super::{
+        AvroError, BigDecimal, BigInt, DateTime, Datelike, Duration, HashMap, NaiveDate,
+        NaiveDateTime, NaiveTime, Timelike, Utc, Uuid, Value,
+    };
+
+    type R<T> = Result<T, AvroError>;
+
+    /// Days from 0001-01-01 (chrono's day 1) to 1970-01-01.
+    const EPOCH_DAYS_FROM_CE: i32 = 719_163;
+
+    fn mismatch(expected: &str, found: &Value) -> AvroError {
+        let kind = format!("{found:?}");
+        let kind = kind.split(['(', ' ']).next().unwrap_or("a value");
+        AvroError::new(format!("expected {expected}, found {kind}"))
+    }
+
+    macro_rules! primitive {
+        ($($name:ident: $ty:ty = $variant:ident, $what:literal;)*) => {$(
+            #[doc = concat!("The ", $what, " in `value`.")]
+            pub fn $name(value: Value) -> R<$ty> {
+                match value {
+                    Value::$variant(v) => Ok(v),
+                    other => Err(mismatch($what, &other)),
+                }
+            }
+        )*};
+    }
+
+    primitive! {
+        boolean: bool = Boolean, "boolean";
+        float: f32 = Float, "float";
+        double: f64 = Double, "double";
+        string: String = String, "string";
+        uuid: Uuid = Uuid, "uuid";
+        big_decimal: BigDecimal = BigDecimal, "big-decimal";
+    }
+
+    /// `null`.
+    pub fn null(value: Value) -> R<()> {
+        match value {
+            Value::Null => Ok(()),
+            other => Err(mismatch("null", &other)),
+        }
+    }
+
+    /// An `int`.
+    pub fn int(value: Value) -> R<i32> {
+        match value {
+            Value::Int(v) => Ok(v),
+            other => Err(mismatch("int", &other)),
+        }
+    }
+
+    /// A `long` (an `int` is promoted, as schema resolution does).
+    pub fn long(value: Value) -> R<i64> {
+        match value {
+            Value::Long(v) => Ok(v),
+            Value::Int(v) => Ok(i64::from(v)),
+            other => Err(mismatch("long", &other)),
+        }
+    }
+
+    /// `bytes` (a `string` is accepted, as schema resolution does).
+    pub fn bytes(value: Value) -> R<Vec<u8>> {
+        match value {
+            Value::Bytes(v) => Ok(v),
+            Value::String(s) => Ok(s.into_bytes()),
+            other => Err(mismatch("bytes", &other)),
+        }
+    }
+
+    /// A `fixed` of `N` bytes.
+    pub fn fixed<const N: usize>(value: Value) -> R<[u8; N]> {
+        match value {
+            Value::Fixed(_, bytes) => {
+                let len = bytes.len();
+                bytes
+                    .try_into()
+                    .map_err(|_| AvroError::new(format!("expected {N} fixed bytes, found {len}")))
+            }
+            other => Err(mismatch("fixed", &other)),
+        }
+    }
+
+    /// An array's items.
+    pub fn array(value: Value) -> R<Vec<Value>> {
+        match value {
+            Value::Array(items) => Ok(items),
+            other => Err(mismatch("array", &other)),
+        }
+    }
+
+    /// A map's entries.
+    pub fn map(value: Value) -> R<HashMap<String, Value>> {
+        match value {
+            Value::Map(entries) => Ok(entries),
+            other => Err(mismatch("map", &other)),
+        }
+    }
+
+    /// A union's branch index and value.
+    pub fn union(value: Value) -> R<(u32, Value)> {
+        match value {
+            Value::Union(index, inner) => Ok((index, *inner)),
+            other => Err(mismatch("union", &other)),
+        }
+    }
+
+    /// Whether `value` is branch `index` of a union.
+    pub fn is_branch(value: &Value, index: u32) -> bool {
+        matches!(value, Value::Union(i, _) if *i == index)
+    }
+
+    /// Runs `convert`, adding `field` to the path of its error.
+    ///
+    /// # Errors
+    /// `convert`'s error, one field further out.
+    pub fn in_field<T>(field: &str, convert: impl FnOnce() -> R<T>) -> R<T> {
+        convert().map_err(|e| e.in_field(field))
+    }
+
+    /// The error for a union branch the generated type does not know.
+    pub fn bad_branch(index: u32, union: &str) -> AvroError {
+        AvroError::new(format!("union {union} has no branch {index}"))
+    }
+
+    /// An enum's symbol index and symbol.
+    pub fn symbol(value: Value) -> R<(u32, String)> {
+        match value {
+            Value::Enum(index, symbol) => Ok((index, symbol)),
+            other => Err(mismatch("enum", &other)),
+        }
+    }
+
+    /// The error for a symbol the generated enum does not know.
+    pub fn bad_symbol(symbol: &str, enumeration: &str) -> AvroError {
+        AvroError::new(format!("enum {enumeration} has no symbol `{symbol}`"))
+    }
+
+    /// A record's fields, to be taken in schema order with [`Fields::take`].
+    pub fn record(value: Value, record: &'static str) -> R<Fields> {
+        match value {
+            Value::Record(fields) => Ok(Fields {
+                record,
+                fields: fields.into_iter(),
+            }),
+            other => Err(mismatch(&format!("record {record}"), &other)),
+        }
+    }
+
+    /// The fields of a record value, in schema order.
+    pub struct Fields {
+        record: &'static str,
+        fields: std::vec::IntoIter<(String, Value)>,
+    }
+
+    impl Fields {
+        /// The next field's value; it must be named `name`.
+        ///
+        /// # Errors
+        /// When the record has no more fields or the next one has another name.
+        pub fn take(&mut self, name: &str) -> R<Value> {
+            match self.fields.next() {
+                Some((found, value)) if found == name => Ok(value),
+                Some((found, _)) => Err(AvroError::new(format!(
+                    "record {} has field `{found}` where `{name}` was expected",
+                    self.record
+                ))),
+                None => Err(AvroError::new(format!(
+                    "record {} has no field `{name}`",
+                    self.record
+                ))),
+            }
+        }
+    }
+
+    /// A `date`.
+    pub fn date(value: Value) -> R<NaiveDate> {
+        match value {
+            Value::Date(days) => days
+                .checked_add(EPOCH_DAYS_FROM_CE)
+                .and_then(NaiveDate::from_num_days_from_ce_opt)
+                .ok_or_else(|| AvroError::new(format!("date {days} is out of range"))),
+            other => Err(mismatch("date", &other)),
+        }
+    }
+
+    /// The `date` of `date`.
+    pub fn date_to(date: &NaiveDate) -> Value {
+        Value::Date(date.num_days_from_ce() - EPOCH_DAYS_FROM_CE)
+    }
+
+    fn time_of(micros: i64) -> R<NaiveTime> {
+        let secs = u32::try_from(micros.div_euclid(1_000_000)).ok();
+        let nanos = u32::try_from(micros.rem_euclid(1_000_000) * 1_000).ok();
+        secs.zip(nanos)
+            .and_then(|(s, n)| NaiveTime::from_num_seconds_from_midnight_opt(s, n))
+            .ok_or_else(|| AvroError::new(format!("time of day {micros} µs is out of range")))
+    }
+
+    fn micros_of_day(time: NaiveTime) -> i64 {
+        i64::from(time.num_seconds_from_midnight()) * 1_000_000
+            + i64::from(time.nanosecond() / 1_000)
+    }
+
+    /// A `time-millis` or `time-micros`.
+    pub fn time(value: Value) -> R<NaiveTime> {
+        match value {
+            Value::TimeMillis(ms) => time_of(i64::from(ms) * 1_000),
+            Value::TimeMicros(us) => time_of(us),
+            other => Err(mismatch("time", &other)),
+        }
+    }
+
+    /// The `time-millis` of `time` (sub-millisecond digits dropped).
+    pub fn time_millis_to(time: &NaiveTime) -> R<Value> {
+        i32::try_from(micros_of_day(*time) / 1_000)
+            .map(Value::TimeMillis)
+            .map_err(|_| AvroError::new(format!("time {time} is out of range")))
+    }
+
+    /// The `time-micros` of `time` (sub-microsecond digits dropped).
+    pub fn time_micros_to(time: &NaiveTime) -> Value {
+        Value::TimeMicros(micros_of_day(*time))
+    }
+
+    /// A `timestamp-millis`, `-micros` or `-nanos`.
+    pub fn timestamp(value: Value) -> R<DateTime<Utc>> {
+        let (at, unit) = match value {
+            Value::TimestampMillis(v) | Value::LocalTimestampMillis(v) => {
+                (DateTime::from_timestamp_millis(v), "ms")
+            }
+            Value::TimestampMicros(v) | Value::LocalTimestampMicros(v) => {
+                (DateTime::from_timestamp_micros(v), "µs")
+            }
+            Value::TimestampNanos(v) | Value::LocalTimestampNanos(v) => {
+                (Some(DateTime::from_timestamp_nanos(v)), "ns")
+            }
+            other => return Err(mismatch("timestamp", &other)),
+        };
+        at.ok_or_else(|| AvroError::new(format!("timestamp out of range ({unit})")))
+    }
+
+    /// A `local-timestamp-millis`, `-micros` or `-nanos`.
+    pub fn local_timestamp(value: Value) -> R<NaiveDateTime> {
+        timestamp(value).map(|at| at.naive_utc())
+    }
+
+    fn nanos_of(at: &DateTime<Utc>) -> R<i64> {
+        at.timestamp_nanos_opt()
+            .ok_or_else(|| AvroError::new(format!("{at} does not fit a timestamp in nanoseconds")))
+    }
+
+    /// The `timestamp-millis`, `-micros` or `-nanos` (`unit` 3, 6 or 9) of `at`, `local` for the
+    /// `local-` forms.
+    pub fn timestamp_to(at: &DateTime<Utc>, unit: u8, local: bool) -> R<Value> {
+        Ok(match (unit, local) {
+            (3, false) => Value::TimestampMillis(at.timestamp_millis()),
+            (3, true) => Value::LocalTimestampMillis(at.timestamp_millis()),
+            (6, false) => Value::TimestampMicros(at.timestamp_micros()),
+            (6, true) => Value::LocalTimestampMicros(at.timestamp_micros()),
+            (_, false) => Value::TimestampNanos(nanos_of(at)?),
+            (_, true) => Value::LocalTimestampNanos(nanos_of(at)?),
+        })
+    }
+
+    /// The `local-timestamp-*` of `at` (see [`timestamp_to`]).
+    pub fn local_timestamp_to(at: &NaiveDateTime, unit: u8) -> R<Value> {
+        timestamp_to(&at.and_utc(), unit, true)
+    }
+
+    /// A `decimal` with `scale` digits after the point.
+    pub fn decimal(value: Value, scale: usize) -> R<BigDecimal> {
+        let scale = i64::try_from(scale).unwrap_or(i64::MAX);
+        match value {
+            Value::Decimal(d) => Ok(BigDecimal::new(BigInt::from(d), scale)),
+            Value::Bytes(b) | Value::Fixed(_, b) => {
+                Ok(BigDecimal::new(BigInt::from_signed_bytes_be(&b), scale))
+            }
+            other => Err(mismatch("decimal", &other)),
+        }
+    }
+
+    /// The `decimal(precision, scale)` of `number`, on `fixed(size)` when `size` is given.
+    ///
+    /// # Errors
+    /// When `number` has more digits after the point than `scale`, more digits in all than
+    /// `precision`, or more bytes than `size`: decimals are never rounded.
+    pub fn decimal_to(
+        number: &BigDecimal,
+        precision: usize,
+        scale: usize,
+        size: Option<usize>,
+    ) -> R<Value> {
+        let scaled = number.with_scale(i64::try_from(scale).unwrap_or(i64::MAX));
+        if &scaled != number {
+            return Err(AvroError::new(format!(
+                "{number} has more than {scale} digits after the point (decimal({precision}, {scale}))"
+            )));
+        }
+        let (unscaled, _) = scaled.into_bigint_and_exponent();
+        let digits = unscaled.magnitude().to_string().len();
+        if digits > precision {
+            return Err(AvroError::new(format!(
+                "{number} has {digits} digits, more than decimal({precision}, {scale}) holds"
+            )));
+        }
+        let mut bytes = unscaled.to_signed_bytes_be();
+        // apache-avro's schema resolution refuses a `bytes` decimal whose byte length could not
+        // hold `precision` digits, whatever its value: write at least that many bytes.
+        if let Some(size) = size.or(Some(bytes_for_digits(precision))) {
+            let Some(pad) = size.checked_sub(bytes.len()) else {
+                return Err(AvroError::new(format!(
+                    "{number} needs more than the {size} bytes of its fixed"
+                )));
+            };
+            let sign = if unscaled.sign() == bigdecimal::num_bigint::Sign::Minus {
+                0xFF
+            } else {
+                0
+            };
+            bytes.splice(0..0, std::iter::repeat_n(sign, pad));
+        }
+        Ok(Value::Decimal(apache_avro::Decimal::from(bytes)))
+    }
+
+    /// The fewest two's-complement bytes that hold every number of `digits` decimal digits.
+    fn bytes_for_digits(digits: usize) -> usize {
+        let mut bytes = 1_usize;
+        // A signed n-byte number holds floor((8n - 1) * log10(2)) full decimal digits.
+        let wanted = f64::from(u32::try_from(digits).unwrap_or(u32::MAX));
+        while (f64::from(u32::try_from(8 * bytes - 1).unwrap_or(u32::MAX))
+            * std::f64::consts::LOG10_2)
+            .floor()
+            < wanted
+        {
+            bytes += 1;
+        }
+        bytes
+    }
+
+    /// A `duration`.
+    pub fn duration(value: Value) -> R<Duration> {
+        match value {
+            Value::Duration(d) => Ok(Duration {
+                months: d.months().into(),
+                days: d.days().into(),
+                millis: d.millis().into(),
+            }),
+            Value::Fixed(12, bytes) => {
+                let word = |i: usize| {
+                    u32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]])
+                };
+                Ok(Duration {
+                    months: word(0),
+                    days: word(4),
+                    millis: word(8),
+                })
+            }
+            other => Err(mismatch("duration", &other)),
+        }
+    }
+
+    /// The `duration` of `duration`.
+    pub fn duration_to(duration: &Duration) -> Value {
+        Value::Duration(apache_avro::Duration::new(
+            apache_avro::Months::new(duration.months),
+            apache_avro::Days::new(duration.days),
+            apache_avro::Millis::new(duration.millis),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conv::*;
+    use super::*;
+
+    #[test]
+    fn dates_and_times_round_trip() {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 26).unwrap();
+        assert_eq!(
+            date_to(&NaiveDate::from_ymd_opt(1970, 1, 2).unwrap()),
+            Value::Date(1)
+        );
+        assert_eq!(super::conv::date(date_to(&date)).unwrap(), date);
+        let time = NaiveTime::from_hms_micro_opt(23, 59, 58, 123_456).unwrap();
+        let millis = time_millis_to(&time).unwrap();
+        assert_eq!(millis, Value::TimeMillis(86_398_123));
+        assert_eq!(super::conv::time(time_micros_to(&time)).unwrap(), time);
+        let at = DateTime::from_timestamp_micros(1_764_000_000_123_456).unwrap();
+        let value = timestamp_to(&at, 3, false).unwrap();
+        assert_eq!(value, Value::TimestampMillis(1_764_000_000_123));
+        assert_eq!(timestamp(timestamp_to(&at, 6, false).unwrap()).unwrap(), at);
+        assert_eq!(timestamp(timestamp_to(&at, 9, false).unwrap()).unwrap(), at);
+        let local = at.naive_utc();
+        assert_eq!(
+            local_timestamp(local_timestamp_to(&local, 6).unwrap()).unwrap(),
+            local
+        );
+    }
+
+    #[test]
+    fn decimals_are_exact_or_refused() {
+        let n: BigDecimal = "-12.34".parse().unwrap();
+        let value = decimal_to(&n, 6, 2, None).unwrap();
+        assert_eq!(decimal(value.clone(), 2).unwrap(), n);
+        let fixed = decimal_to(&n, 6, 2, Some(8)).unwrap();
+        let Value::Decimal(d) = &value else {
+            panic!("{value:?}")
+        };
+        assert_eq!(
+            <Vec<u8>>::try_from(d).unwrap().len(),
+            3,
+            "6 digits need 3 bytes"
+        );
+        let Value::Decimal(d) = &fixed else {
+            panic!("{fixed:?}")
+        };
+        assert_eq!(<Vec<u8>>::try_from(d).unwrap().len(), 8);
+        assert_eq!(decimal(fixed, 2).unwrap(), n);
+        let too_fine: BigDecimal = "1.234".parse().unwrap();
+        assert!(decimal_to(&too_fine, 6, 2, None)
+            .unwrap_err()
+            .problem()
+            .contains("more than 2 digits after the point"));
+        let too_big: BigDecimal = "123456.7".parse().unwrap();
+        assert!(decimal_to(&too_big, 6, 1, None).is_err());
+        let wide: BigDecimal = "99999999999".parse().unwrap();
+        assert!(decimal_to(&wide, 30, 0, Some(2)).is_err());
+    }
+
+    #[test]
+    fn errors_name_the_field_path() {
+        let err = string(Value::Long(1))
+            .unwrap_err()
+            .in_field("street")
+            .in_field("address");
+        assert_eq!(
+            err.to_string(),
+            "field `address.street`: expected string, found Long"
+        );
+        let mut fields = record(
+            Value::Record(vec![("a".into(), Value::Null)]),
+            "com.acme.Thing",
+        )
+        .unwrap();
+        assert!(fields.take("b").is_err());
+        assert!(fields.take("a").is_err());
+    }
+
+    #[test]
+    fn durations_round_trip() {
+        let d = Duration {
+            months: 1,
+            days: 2,
+            millis: 3,
+        };
+        assert_eq!(duration(duration_to(&d)).unwrap(), d);
+    }
+}

@@ -1,0 +1,330 @@
+//! The types `schemas!` generates for every Avro type (fixture schemas in `fixtures/avro`):
+//! random values of each schema convert to the generated type and back unchanged, encode and
+//! decode with apache-avro under the schema, and data written with an older version of a schema
+//! decodes into the newer type through schema resolution.
+
+use std::collections::HashMap;
+
+use apache_avro::schema::Name;
+use apache_avro::types::Value;
+use apache_avro::Schema;
+use kaufmann::avro::{chrono, BigDecimal};
+use kaufmann::schema::{decode_body, encode_body};
+use kaufmann::EventSchema;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+mod fixture {
+    kaufmann::schemas!("fixtures/avro");
+}
+
+use fixture::{FixtureEverything, FixtureTree, FixtureUsesShared, FixtureVersioned, Kind, Status};
+
+/// Named definitions of a schema, for `Schema::Ref`.
+fn names(schema: &Schema, out: &mut HashMap<Name, Schema>) {
+    match schema {
+        Schema::Record(r) => {
+            out.insert(r.name.clone(), schema.clone());
+            for field in &r.fields {
+                names(&field.schema, out);
+            }
+        }
+        Schema::Enum(e) => {
+            out.insert(e.name.clone(), schema.clone());
+        }
+        Schema::Fixed(f) => {
+            out.insert(f.name.clone(), schema.clone());
+        }
+        Schema::Decimal(d) => {
+            if let Schema::Fixed(f) = &*d.inner {
+                out.insert(f.name.clone(), schema.clone());
+            }
+        }
+        Schema::Array(a) => names(&a.items, out),
+        Schema::Map(m) => names(&m.types, out),
+        Schema::Union(u) => u.variants().iter().for_each(|b| names(b, out)),
+        _ => {}
+    }
+}
+
+/// Random Avro values of `schema`, shaped as apache-avro decodes them. Past `depth` 3, unions
+/// take their `null` branch and arrays and maps are empty, so recursive schemas end.
+#[allow(clippy::too_many_lines)]
+fn values(schema: &Schema, defs: &HashMap<Name, Schema>, depth: u32) -> BoxedStrategy<Value> {
+    let deep = depth > 3;
+    match schema {
+        Schema::Array(_) if deep => Just(Value::Array(Vec::new())).boxed(),
+        Schema::Map(_) if deep => Just(Value::Map(HashMap::new())).boxed(),
+        Schema::Null => Just(Value::Null).boxed(),
+        Schema::Boolean => any::<bool>().prop_map(Value::Boolean).boxed(),
+        Schema::Int => any::<i32>().prop_map(Value::Int).boxed(),
+        Schema::Long => any::<i64>().prop_map(Value::Long).boxed(),
+        Schema::Float => any::<f32>()
+            .prop_filter("NaN is not equal to itself", |x| !x.is_nan())
+            .prop_map(Value::Float)
+            .boxed(),
+        Schema::Double => any::<f64>()
+            .prop_filter("NaN is not equal to itself", |x| !x.is_nan())
+            .prop_map(Value::Double)
+            .boxed(),
+        Schema::Bytes => prop::collection::vec(any::<u8>(), 0..12)
+            .prop_map(Value::Bytes)
+            .boxed(),
+        Schema::String => ".{0,10}".prop_map(Value::String).boxed(),
+        Schema::Uuid => any::<[u8; 16]>()
+            .prop_map(|b| Value::Uuid(uuid::Uuid::from_bytes(b)))
+            .boxed(),
+        Schema::Date => (-1_000_000..1_000_000).prop_map(Value::Date).boxed(),
+        Schema::TimeMillis => (0..86_400_000).prop_map(Value::TimeMillis).boxed(),
+        Schema::TimeMicros => (0..86_400_000_000_i64).prop_map(Value::TimeMicros).boxed(),
+        Schema::TimestampMillis => (-10_i64.pow(14)..10_i64.pow(14))
+            .prop_map(Value::TimestampMillis)
+            .boxed(),
+        Schema::TimestampMicros => (-10_i64.pow(17)..10_i64.pow(17))
+            .prop_map(Value::TimestampMicros)
+            .boxed(),
+        Schema::LocalTimestampMillis => (-10_i64.pow(14)..10_i64.pow(14))
+            .prop_map(Value::LocalTimestampMillis)
+            .boxed(),
+        Schema::LocalTimestampMicros => (-10_i64.pow(17)..10_i64.pow(17))
+            .prop_map(Value::LocalTimestampMicros)
+            .boxed(),
+        Schema::Duration => any::<(u32, u32, u32)>()
+            .prop_map(|(m, d, ms)| {
+                Value::Duration(apache_avro::Duration::new(
+                    apache_avro::Months::new(m),
+                    apache_avro::Days::new(d),
+                    apache_avro::Millis::new(ms),
+                ))
+            })
+            .boxed(),
+        Schema::Decimal(d) => {
+            let digits = u32::try_from(d.precision.min(18)).unwrap();
+            let max = 10_i64.pow(digits) - 1;
+            (-max..=max)
+                .prop_map(|unscaled| {
+                    let bytes = bigdecimal::num_bigint::BigInt::from(unscaled).to_signed_bytes_be();
+                    Value::Decimal(apache_avro::Decimal::from(bytes))
+                })
+                .boxed()
+        }
+        Schema::BigDecimal => (any::<i64>(), 0_i64..6)
+            .prop_map(|(n, scale)| Value::BigDecimal(BigDecimal::new(n.into(), scale)))
+            .boxed(),
+        Schema::Array(a) => prop::collection::vec(values(&a.items, defs, depth + 1), 0..4)
+            .prop_map(Value::Array)
+            .boxed(),
+        Schema::Map(m) => {
+            prop::collection::hash_map("[a-z]{0,6}", values(&m.types, defs, depth + 1), 0..4)
+                .prop_map(Value::Map)
+                .boxed()
+        }
+        Schema::Union(u) => {
+            let branches: Vec<(u32, &Schema)> = u
+                .variants()
+                .iter()
+                .enumerate()
+                .map(|(i, b)| (u32::try_from(i).unwrap(), b))
+                .filter(|(_, b)| !deep || matches!(b, Schema::Null) || !u.is_nullable())
+                .collect();
+            let options: Vec<BoxedStrategy<Value>> = branches
+                .into_iter()
+                .map(|(i, b)| {
+                    values(b, defs, depth + 1)
+                        .prop_map(move |v| Value::Union(i, Box::new(v)))
+                        .boxed()
+                })
+                .collect();
+            proptest::strategy::Union::new(options).boxed()
+        }
+        Schema::Record(r) => {
+            let names: Vec<String> = r.fields.iter().map(|f| f.name.clone()).collect();
+            let fields: Vec<BoxedStrategy<Value>> = r
+                .fields
+                .iter()
+                .map(|f| values(&f.schema, defs, depth + 1))
+                .collect();
+            fields
+                .prop_map(move |vs| Value::Record(names.iter().cloned().zip(vs).collect()))
+                .boxed()
+        }
+        Schema::Enum(e) => {
+            let symbols = e.symbols.clone();
+            (0..symbols.len())
+                .prop_map(move |i| Value::Enum(u32::try_from(i).unwrap(), symbols[i].clone()))
+                .boxed()
+        }
+        Schema::Fixed(f) => prop::collection::vec(any::<u8>(), f.size)
+            .prop_map({
+                let size = f.size;
+                move |b| Value::Fixed(size, b)
+            })
+            .boxed(),
+        Schema::Ref { name } => values(&defs[name], defs, depth + 1),
+        other => panic!("no value strategy for {other:?}"),
+    }
+}
+
+/// For random values of `T`'s schema: Avro value -> `T` -> the same Avro value; encoded with
+/// apache-avro and decoded (with and without resolution) -> the same `T`.
+fn round_trips<T: EventSchema + PartialEq + std::fmt::Debug>() {
+    let schema = T::schema();
+    let mut defs = HashMap::new();
+    names(schema, &mut defs);
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(&values(schema, &defs, 0), |value| {
+            let typed =
+                T::from_avro(value.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let back = typed
+                .to_avro()
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&back, &value);
+            let body = encode_body(T::EVENT_NAME, schema, &typed)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let decoded: T =
+                decode_body(schema, None, &body).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&decoded, &typed);
+            let plain = apache_avro::from_avro_datum(schema, &mut &body[..], None)
+                .map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(
+                T::from_avro(plain).map_err(|e| TestCaseError::fail(e.to_string()))?,
+                typed
+            );
+            Ok(())
+        })
+        .unwrap();
+}
+
+#[test]
+fn every_avro_type_round_trips() {
+    round_trips::<FixtureEverything>();
+}
+
+#[test]
+fn recursive_records_round_trip() {
+    round_trips::<FixtureTree>();
+}
+
+#[test]
+fn types_from_other_files_round_trip() {
+    round_trips::<FixtureUsesShared>();
+    // The registered schema is self-contained: the shared types are written out in it.
+    let schema: serde_json::Value = serde_json::from_str(FixtureUsesShared::SCHEMA_JSON).unwrap();
+    assert_eq!(schema["fields"][0]["type"]["name"], "Address");
+}
+
+#[test]
+fn versioned_round_trips() {
+    round_trips::<FixtureVersioned>();
+}
+
+const VERSIONED_V1: &str = r#"{
+  "type": "record", "name": "Versioned", "namespace": "com.acme.fixture",
+  "fields": [
+    {"name": "id", "type": "long"},
+    {"name": "name", "type": "string"},
+    {"name": "count", "type": "int"}
+  ]
+}"#;
+
+#[test]
+fn data_written_with_an_older_version_decodes_into_the_newer_type() {
+    let v1 = Schema::parse_str(VERSIONED_V1).unwrap();
+    let mut runner = TestRunner::new(Config {
+        cases: 128,
+        failure_persistence: None,
+        ..Config::default()
+    });
+    runner
+        .run(
+            &(any::<i64>(), ".{0,10}", any::<i32>()),
+            |(id, name, count)| {
+                let old = Value::Record(vec![
+                    ("id".into(), Value::Long(id)),
+                    ("name".into(), Value::String(name.clone())),
+                    ("count".into(), Value::Int(count)),
+                ]);
+                let body = apache_avro::to_avro_datum(&v1, old).unwrap();
+                let new: FixtureVersioned = decode_body(&v1, Some(1), &body).unwrap();
+                prop_assert_eq!(
+                    new,
+                    FixtureVersioned {
+                        id,
+                        name,
+                        nickname: String::new(),
+                        level: 1,
+                        kind: Kind::Basic,
+                        note: None,
+                        scores: Vec::new(),
+                        count: i64::from(count),
+                    }
+                );
+                Ok(())
+            },
+        )
+        .unwrap();
+}
+
+#[test]
+fn generated_types_are_plain_rust() {
+    use fixture::{Address, FixtureEverythingChoice, Geo};
+    let home = Address {
+        street: "Main St 1".into(),
+        zip: None,
+        geo: Geo {
+            lat: 52.5,
+            lon: 13.4,
+        },
+    };
+    let choice = FixtureEverythingChoice::Address(home.clone());
+    assert!(matches!(choice, FixtureEverythingChoice::Address(_)));
+    assert_eq!(Status::default(), Status::Active);
+    let tree = FixtureTree {
+        value: 1,
+        left: Some(Box::new(FixtureTree {
+            value: 2,
+            left: None,
+            right: None,
+            children: Vec::new(),
+            link: None,
+            either: None,
+        })),
+        right: None,
+        children: Vec::new(),
+        link: None,
+        either: None,
+    };
+    let body = encode_body(FixtureTree::EVENT_NAME, FixtureTree::schema(), &tree).unwrap();
+    let back: FixtureTree = decode_body(FixtureTree::schema(), None, &body).unwrap();
+    assert_eq!(back, tree);
+    let _: chrono::NaiveDate = chrono::NaiveDate::MIN;
+}
+
+#[test]
+fn a_value_that_does_not_fit_names_the_field() {
+    let shared = FixtureUsesShared {
+        home: fixture::Address {
+            street: String::new(),
+            zip: None,
+            geo: fixture::Geo { lat: 0.0, lon: 0.0 },
+        },
+        work: None,
+        status: Status::Active,
+        position: fixture::Geo { lat: 0.0, lon: 0.0 },
+        amount: "0.00001".parse().unwrap(),
+    };
+    let err = encode_body(
+        FixtureUsesShared::EVENT_NAME,
+        FixtureUsesShared::schema(),
+        &shared,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("field `amount`"), "{err}");
+    assert!(err.contains("more than 4 digits after the point"), "{err}");
+}
