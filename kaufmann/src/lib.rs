@@ -36,6 +36,7 @@
 //! Ctrl-C or SIGTERM.
 
 pub mod avro;
+mod checks;
 pub mod config;
 pub mod embedded;
 pub mod engine;
@@ -123,11 +124,11 @@ macro_rules! run {
 /// Not public API: paths used by the code the macros generate.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::checks::{unknown_event, wrong_payload};
     pub use crate::handler::{BoxFuture, HandlerRegistration, Incoming};
     pub use crate::schema::{canonical_once, parse_validated};
     pub use apache_avro;
     pub use inventory;
-    pub use serde;
     pub use std::sync::OnceLock;
 
     /// What a handler returns: `kaufmann::Result<()>`.
@@ -144,22 +145,6 @@ pub mod __private {
         fn into_result(self) -> crate::Result<()> {
             self
         }
-    }
-
-    /// Compares two strings in a const context (for the compile-time event name check).
-    pub const fn str_eq(a: &str, b: &str) -> bool {
-        let (a, b) = (a.as_bytes(), b.as_bytes());
-        if a.len() != b.len() {
-            return false;
-        }
-        let mut i = 0;
-        while i < a.len() {
-            if a[i] != b[i] {
-                return false;
-            }
-            i += 1;
-        }
-        true
     }
 
     /// The body of the `main` that `run!()` expands to.

@@ -17,14 +17,20 @@ pub fn expand(handler: &Handler) -> TokenStream {
     let name = &func.sig.ident;
     let name_str = name.to_string();
     let span = payload.span();
-    let event_check = quote_spanned! {span=>
-        const _: () = ::core::assert!(
-            ::kaufmann::__private::str_eq(<#payload as ::kaufmann::EventSchema>::EVENT_NAME, #event),
-            ::core::concat!(
-                "the payload type is not the type generated for event `", #event,
-                "`: use the type `schemas!` generates from ", #event, ".avsc"
-            ),
-        );
+    let schema = quote_spanned! {span=> <#payload as ::kaufmann::EventSchema> };
+    let event_check = quote_spanned! {event.span()=>
+        const _: () = if let ::core::option::Option::Some(message) =
+            &::kaufmann::__private::unknown_event(#event, #schema::SIBLINGS)
+        {
+            ::core::panic!("{}", message.as_str())
+        };
+    };
+    let payload_check = quote_spanned! {span=>
+        const _: () = if let ::core::option::Option::Some(message) =
+            &::kaufmann::__private::wrong_payload(#event, #schema::EVENT_NAME, #schema::SIBLINGS)
+        {
+            ::core::panic!("{}", message.as_str())
+        };
     };
     // A wrong return type is reported once, on the user's return type.
     let returns = match &func.sig.output {
@@ -44,6 +50,7 @@ pub fn expand(handler: &Handler) -> TokenStream {
 
         const _: () = {
             #event_check
+            #payload_check
 
             // Not public API.
             fn __kaufmann_entry(

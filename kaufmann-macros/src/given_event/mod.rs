@@ -39,19 +39,63 @@ pub fn expand(args: &TokenStream, item: TokenStream) -> TokenStream {
 // Accepted syntax:
 //     #[given_event("event.name")]
 fn parse_args(args: &TokenStream) -> syn::Result<syn::LitStr> {
-    let event: syn::LitStr = syn::parse2(args.clone()).map_err(|_| {
-        syn::Error::new_spanned(
-            args,
-            "expected the event name as one string literal: #[given_event(\"command.user.create\")]",
-        )
-    })?;
+    use syn::parse::Parser;
+    const USAGE: &str =
+        "expected the event name as one string literal: #[given_event(\"command.user.create\")]";
+    if args.is_empty() {
+        return Err(syn::Error::new(
+            proc_macro2::Span::call_site(),
+            "#[given_event] needs the event name: #[given_event(\"command.user.create\")]",
+        ));
+    }
+    let parsed = syn::punctuated::Punctuated::<syn::Expr, syn::Token![,]>::parse_terminated
+        .parse2(args.clone())
+        .map_err(|_| syn::Error::new_spanned(args, USAGE))?;
+    let mut parts = parsed.iter();
+    let event = match parts.next() {
+        Some(syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(event),
+            ..
+        })) => event.clone(),
+        Some(other) => return Err(syn::Error::new_spanned(other, USAGE)),
+        None => return Err(syn::Error::new_spanned(args, USAGE)),
+    };
+    if let Some(extra) = parts.next() {
+        let err = match extra {
+            syn::Expr::Lit(syn::ExprLit {
+                lit: syn::Lit::Str(second),
+                ..
+            }) => syn::Error::new_spanned(
+                second,
+                format!(
+                    "one handler serves one event, and `{}` is a second event name: write a handler for each",
+                    second.value()
+                ),
+            ),
+            syn::Expr::Assign(assign) => syn::Error::new_spanned(
+                &assign.left,
+                format!(
+                    "unknown argument `{}`: #[given_event] takes only the event name; per-event settings \
+                     (retries, timeout, dead-letter topic) go in the `[events.\"{}\"]` section of kaufmann.toml",
+                    assign.left.to_token_stream(),
+                    event.value()
+                ),
+            ),
+            other => syn::Error::new_spanned(
+                other,
+                "unexpected argument: #[given_event] takes only the event name",
+            ),
+        };
+        return Err(err);
+    }
     let name = event.value();
     let valid = !name.is_empty()
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
         && !name.starts_with('.')
-        && !name.ends_with('.');
+        && !name.ends_with('.')
+        && !name.contains("..");
     if !valid {
         return Err(syn::Error::new_spanned(
             &event,

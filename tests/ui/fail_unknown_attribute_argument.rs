@@ -1,0 +1,10 @@
+use kaufmann::Event;
+use kaufmann_examples::CommandUserCreate;
+
+#[kaufmann::given_event("command.user.create", retries = 5)]
+async fn create_user(event: Event<CommandUserCreate>) -> kaufmann::Result<()> {
+    let _ = event;
+    Ok(())
+}
+
+fn main() {}
