@@ -295,35 +295,77 @@ fn rate(count: u64, took: Duration) -> f64 {
     count as f64 / took.as_secs_f64().max(1e-9)
 }
 
-/// The kafkajs peer, when node and its packages are installed (`scripts/bench` installs them).
-fn kafkajs(brokers: &str, topic: &str, count: u64) -> Result<f64, String> {
+/// A peer consumer run as a child process: it decodes `count` messages of `topic` and prints
+/// `elapsed_ms <ms>`; `scripts/bench` installs each one under `.tools/`.
+struct Peer {
+    /// Its row label in the table.
+    label: &'static str,
+    /// Its column in the ratios (`C / <name>`) and the goal there.
+    name: &'static str,
+    goal: &'static str,
+    program: std::path::PathBuf,
+    script: std::path::PathBuf,
+    env: Vec<(&'static str, std::path::PathBuf)>,
+    /// Why it cannot run, when it is not installed.
+    missing: Option<String>,
+}
+
+fn peers() -> Vec<Peer> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let modules = root.join(".tools/node/node_modules");
-    if !modules.join("kafkajs").exists() {
-        return Err(
-            "kafkajs is not installed (scripts/bench installs it under .tools/node)".to_owned(),
-        );
+    let python = root.join(".tools/faust/bin/python");
+    vec![
+        Peer {
+            label: "kafkajs + avsc, decode only",
+            name: "kafkajs",
+            goal: ">= 3",
+            program: "node".into(),
+            script: root.join("tests/benches/peers/kafkajs.js"),
+            env: vec![("NODE_PATH", modules.clone())],
+            missing: (!modules.join("kafkajs").exists())
+                .then(|| "kafkajs is not installed (scripts/bench installs it under .tools/node)".to_owned()),
+        },
+        Peer {
+            label: "Faust (faust-streaming) + fastavro, decode only",
+            name: "Faust",
+            goal: ">= 10",
+            missing: (!python.exists())
+                .then(|| "faust-streaming is not installed (scripts/bench installs it under .tools/faust)".to_owned()),
+            program: python,
+            script: root.join("tests/benches/peers/faust_peer.py"),
+            env: Vec::new(),
+        },
+    ]
+}
+
+/// One run of `peer` over the first `count` messages of `topic`, in messages per second.
+fn run_peer(peer: &Peer, brokers: &str, topic: &str, count: u64) -> Result<f64, String> {
+    if let Some(why) = &peer.missing {
+        return Err(why.clone());
     }
-    let script = root.join("tests/benches/peers/kafkajs.js");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let schema = root.join("tests/benches/schemas/bench.event.avsc");
-    let output = Command::new("node")
-        .env("NODE_PATH", &modules)
-        .arg(script)
+    let work = std::env::temp_dir().join(format!("kaufmann-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+    let output = Command::new(&peer.program)
+        .envs(peer.env.iter().map(|(k, v)| (k, v)))
+        .current_dir(&work)
+        .arg(&peer.script)
         .arg(brokers)
         .arg(topic)
         .arg(count.to_string())
         .arg(schema)
         .output()
-        .map_err(|e| format!("node: {e}"))?;
+        .map_err(|e| format!("{}: {e}", peer.program.display()))?;
+    let _ = std::fs::remove_dir_all(&work);
     let text = String::from_utf8_lossy(&output.stdout);
     let ms: f64 = text
         .lines()
         .find_map(|l| l.strip_prefix("elapsed_ms ")?.trim().parse().ok())
         .ok_or_else(|| {
-            format!(
-                "kafkajs printed no result: {}",
-                String::from_utf8_lossy(&output.stderr)
-            )
+            let err = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = err.lines().rev().take(5).collect();
+            format!("{} printed no result: {}", peer.name, tail.join(" / "))
         })?;
     Ok(rate(count, Duration::from_secs_f64(ms / 1000.0)))
 }
@@ -405,20 +447,28 @@ fn main() {
         let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0) as f64 / 1000.0;
         let (p50, p99) = (pct(0.50), pct(0.99));
 
-        say("peer: kafkajs + avsc");
-        let mut peer_runs = Vec::new();
-        let mut peer_note = String::new();
-        for _ in 0..args.runs {
-            match kafkajs(&brokers, &topic, n) {
-                Ok(r) => peer_runs.push(r),
-                Err(why) => {
-                    eprintln!("kafkajs run failed: {why}");
-                    peer_note = why;
+        // Each peer: its median rate over the runs that finished, how many did, and why not.
+        let mut peer_results = Vec::new();
+        for peer in peers() {
+            say(&format!("peer: {}", peer.label));
+            let mut runs = Vec::new();
+            let mut note = String::new();
+            for _ in 0..args.runs {
+                match run_peer(&peer, &brokers, &topic, n) {
+                    Ok(r) => runs.push(r),
+                    Err(why) => {
+                        eprintln!("{} run failed: {why}", peer.name);
+                        note = why;
+                    }
+                }
+                if peer.missing.is_some() {
+                    break;
                 }
             }
+            let finished = runs.len();
+            let value = (!runs.is_empty()).then(|| median(runs));
+            peer_results.push((peer, value, finished, note));
         }
-        let peer_count = peer_runs.len();
-        let kjs = (!peer_runs.is_empty()).then(|| median(peer_runs));
 
         let ratio = |x: f64, base: f64| format!("{:.2}", x / base);
         table.push(("A. raw rdkafka StreamConsumer, counting".into(), a, "1.00".into()));
@@ -426,9 +476,11 @@ fn main() {
         table.push(("C. Kaufmann, no-op handler (decode, dispatch, commit)".into(), c, ratio(c, a)));
         table.push((format!("D. Kaufmann, 5 ms handler, demand 50 ({d_count} msgs)"), d, ratio(d, a)));
         table.push((format!("E. Kaufmann, 20 ms handler, demand 50 ({e_count} msgs)"), e, ratio(e, a)));
-        if let Some(k) = kjs {
-            let label = format!("kafkajs + avsc, decode only ({} of {} runs finished)", peer_count, args.runs);
-            table.push((label, k, ratio(k, a)));
+        for (peer, value, finished, _) in &peer_results {
+            if let Some(v) = value {
+                let label = format!("{} ({finished} of {} runs finished)", peer.label, args.runs);
+                table.push((label, *v, ratio(*v, a)));
+            }
         }
 
         let machine = machine();
@@ -447,15 +499,12 @@ fn main() {
         let _ = writeln!(md, "| E in-flight peak | {e_peak} | <= 50 |");
         let _ = writeln!(md, "| E peak RSS of the whole benchmark process (before E: {} MiB) | {} MiB | < 100 MB |", rss_before / 1024, e_rss / 1024);
         let _ = writeln!(md, "| end-to-end latency p50 / p99 at {lat_rate} msg/s ({lat_count} msgs, produce -> handler) | {p50:.1} ms / {p99:.1} ms | |");
-        match kjs {
-            Some(k) => {
-                let _ = writeln!(md, "| C / kafkajs | {:.2} | >= 3 |", c / k);
-            }
-            None => {
-                let _ = writeln!(md, "| C / kafkajs | not measured: {peer_note} | >= 3 |");
-            }
+        for (peer, value, _, note) in &peer_results {
+            let _ = match value {
+                Some(v) => writeln!(md, "| C / {} | {:.2} | {} |", peer.name, c / v, peer.goal),
+                None => writeln!(md, "| C / {} | not measured: {note} | {} |", peer.name, peer.goal),
+            };
         }
-        let _ = writeln!(md, "| C / Faust | not measured: faust-streaming is not installed by the bench script yet | >= 10 |");
         println!("{md}");
         std::fs::write(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(&args.out), md).unwrap();
     });

@@ -96,16 +96,24 @@ fn read(dir: &str, path: &Path) -> Result<SchemaFile, String> {
 /// Parses each file on its own after writing out, where first used, the named types it takes
 /// from other files of the folder; returns the schemas and the texts to register.
 fn parse(files: &[SchemaFile]) -> Result<(Vec<Schema>, Vec<String>), String> {
-    let mut defs = HashMap::new();
-    for file in files {
+    let mut found = HashMap::new();
+    let mut clash = None;
+    for (index, file) in files.iter().enumerate() {
         let mut json = file.json.clone();
-        walk(
-            &mut json,
-            None,
-            &mut HashSet::new(),
-            &mut Defs::Collect(&mut defs),
-        );
+        let mut collect = Defs::Collect {
+            found: &mut found,
+            file: index,
+            clash: &mut clash,
+        };
+        walk(&mut json, None, &mut HashSet::new(), &mut collect);
     }
+    if let Some((full, first, second)) = clash {
+        return Err(format!(
+            "`{full}` is defined differently in {} and in {}; define it once and refer to it by name",
+            files[first].shown, files[second].shown
+        ));
+    }
+    let defs: HashMap<String, Value> = found.into_iter().map(|(k, (v, _))| (k, v)).collect();
     let mut schemas = Vec::with_capacity(files.len());
     let mut texts = Vec::with_capacity(files.len());
     for file in files {
@@ -133,7 +141,13 @@ fn parse(files: &[SchemaFile]) -> Result<(Vec<Schema>, Vec<String>), String> {
 /// What [`walk`] does with named types: collect their definitions (by full name, with an explicit
 /// namespace), or write them out where a schema first uses one it does not define.
 enum Defs<'a> {
-    Collect(&'a mut HashMap<String, Value>),
+    Collect {
+        /// Each definition and the file it was first found in.
+        found: &'a mut HashMap<String, (Value, usize)>,
+        file: usize,
+        /// A type defined differently in two files: its name and both files.
+        clash: &'a mut Option<(String, usize, usize)>,
+    },
     Inline(&'a HashMap<String, Value>, &'a mut bool),
 }
 
@@ -189,7 +203,7 @@ fn walk(json: &mut Value, namespace: Option<&str>, seen: &mut HashSet<String>, d
                             }
                         }
                     }
-                    if let Defs::Collect(found) = defs {
+                    if let Defs::Collect { found, file, clash } = defs {
                         let mut def = Value::Object(map.clone());
                         if let Some(ns) = &own_ns {
                             def["name"] = Value::String(
@@ -199,7 +213,15 @@ fn walk(json: &mut Value, namespace: Option<&str>, seen: &mut HashSet<String>, d
                             );
                             def["namespace"] = Value::String(ns.clone());
                         }
-                        found.entry(full).or_insert(def);
+                        match found.get(&full) {
+                            Some((first, first_file)) if *first != def && clash.is_none() => {
+                                **clash = Some((full, *first_file, *file));
+                            }
+                            Some(_) => {}
+                            None => {
+                                found.insert(full, (def, *file));
+                            }
+                        }
                     }
                 }
                 Some("array") => {
@@ -308,6 +330,29 @@ mod tests {
         .unwrap_err();
         assert!(
             err.starts_with("schemas/event.bad.avsc: invalid Avro schema"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_type_defined_differently_in_two_files_is_refused() {
+        let dir =
+            std::env::temp_dir().join(format!("kaufmann-macros-twice-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let with = |field: &str| {
+            format!(
+                r#"{{"type": "record", "name": "R{field}", "namespace": "n", "fields": [
+                    {{"name": "a", "type": {{"type": "record", "name": "Shared",
+                        "fields": [{{"name": "{field}", "type": "string"}}]}}}}]}}"#
+            )
+        };
+        std::fs::write(dir.join("event.one.avsc"), with("x")).unwrap();
+        std::fs::write(dir.join("event.two.avsc"), with("y")).unwrap();
+        let result = super::load(&dir, "schemas").and_then(|files| super::generate(&files));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let err = result.unwrap_err();
+        assert!(
+            err.contains("`n.Shared` is defined differently in schemas/event.one.avsc and in schemas/event.two.avsc"),
             "{err}"
         );
     }
