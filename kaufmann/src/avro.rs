@@ -153,6 +153,7 @@ pub mod conv {
 
     primitive! {
         boolean: bool = Boolean, "boolean";
+        int: i32 = Int, "int";
         float: f32 = Float, "float";
         double: f64 = Double, "double";
         string: String = String, "string";
@@ -165,14 +166,6 @@ pub mod conv {
         match value {
             Value::Null => Ok(()),
             other => Err(mismatch("null", &other)),
-        }
-    }
-
-    /// An `int`.
-    pub fn int(value: Value) -> R<i32> {
-        match value {
-            Value::Int(v) => Ok(v),
-            other => Err(mismatch("int", &other)),
         }
     }
 

@@ -16,8 +16,9 @@ use crate::naming;
 enum Named {
     /// A generated Rust type of this name.
     Type(String),
-    /// A `fixed` carrying a logical type (`decimal`, `duration`): mapped like the inline schema.
-    Logical(Schema),
+    /// A `fixed` carrying a logical type (`decimal`): no type of its own, and apache-avro cannot
+    /// resolve a reference to it.
+    Logical,
 }
 
 /// A schema's Rust type and the expressions converting it: `to` reads `x: &T` and yields a
@@ -46,7 +47,7 @@ pub struct Generator<'a> {
 impl<'a> Generator<'a> {
     /// Names every named type of `schemas` (one per file, in file order); refuses Rust-name
     /// clashes, naming both files.
-    pub fn new(files: &'a [SchemaFile], schemas: &'a [Schema]) -> Result<Self, String> {
+    pub fn new(files: &'a [SchemaFile], schemas: &[Schema]) -> Result<Self, String> {
         let mut gen = Generator {
             files,
             named: HashMap::new(),
@@ -71,7 +72,7 @@ impl<'a> Generator<'a> {
     }
 
     /// Records the definitions inside `schema` and gives each a Rust name.
-    fn collect(&mut self, schema: &'a Schema) -> Result<(), String> {
+    fn collect(&mut self, schema: &Schema) -> Result<(), String> {
         match schema {
             Schema::Record(record) => {
                 self.define(&record.name)?;
@@ -83,8 +84,7 @@ impl<'a> Generator<'a> {
             Schema::Fixed(f) => self.define(&f.name)?,
             Schema::Decimal(d) => {
                 if let Schema::Fixed(f) = &*d.inner {
-                    self.named
-                        .insert(f.name.fullname(None), Named::Logical(schema.clone()));
+                    self.named.insert(f.name.fullname(None), Named::Logical);
                 }
             }
             Schema::Array(a) => self.collect(&a.items)?,
@@ -225,18 +225,16 @@ impl<'a> Generator<'a> {
                 #(#fields,)*
             }
 
-            #[allow(clippy::all, clippy::pedantic)]
-            impl ::kaufmann::avro::AvroValue for #ident {
-                fn to_avro(&self) -> ::core::result::Result<::kaufmann::avro::Value, ::kaufmann::avro::AvroError> {
-                    ::core::result::Result::Ok(::kaufmann::avro::Value::Record(::std::vec![#(#to),*]))
-                }
-                fn from_avro(value: ::kaufmann::avro::Value) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
-                    #[allow(unused_mut)]
-                    let mut fields = ::kaufmann::avro::conv::record(value, #full)?;
-                    ::core::result::Result::Ok(Self { #(#from,)* })
-                }
-            }
         });
+        self.avro_value_impl(
+            &ident,
+            &quote! { ::kaufmann::avro::Value::Record(::std::vec![#(#to),*]) },
+            &quote! {
+                #[allow(unused_mut)]
+                let mut fields = ::kaufmann::avro::conv::record(value, #full)?;
+                ::core::result::Result::Ok(Self { #(#from,)* })
+            },
+        );
         Ok(())
     }
 
@@ -283,21 +281,18 @@ impl<'a> Generator<'a> {
             }
 
             #default
-
-            #[allow(clippy::all, clippy::pedantic)]
-            impl ::kaufmann::avro::AvroValue for #ident {
-                fn to_avro(&self) -> ::core::result::Result<::kaufmann::avro::Value, ::kaufmann::avro::AvroError> {
-                    ::core::result::Result::Ok(match self { #(#to,)* })
-                }
-                fn from_avro(value: ::kaufmann::avro::Value) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
-                    let (_, symbol) = ::kaufmann::avro::conv::symbol(value)?;
-                    match symbol.as_str() {
-                        #(#from,)*
-                        other => ::core::result::Result::Err(::kaufmann::avro::conv::bad_symbol(other, #full)),
-                    }
-                }
-            }
         });
+        self.avro_value_impl(
+            &ident,
+            &quote! { match self { #(#to,)* } },
+            &quote! {
+                let (_, symbol) = ::kaufmann::avro::conv::symbol(value)?;
+                match symbol.as_str() {
+                    #(#from,)*
+                    other => ::core::result::Result::Err(::kaufmann::avro::conv::bad_symbol(other, #full)),
+                }
+            },
+        );
         Ok(())
     }
 
@@ -313,32 +308,22 @@ impl<'a> Generator<'a> {
             #(#[doc = #doc])*
             #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
             pub struct #ident(pub [u8; #size]);
-
-            #[allow(clippy::all, clippy::pedantic)]
-            impl ::kaufmann::avro::AvroValue for #ident {
-                fn to_avro(&self) -> ::core::result::Result<::kaufmann::avro::Value, ::kaufmann::avro::AvroError> {
-                    ::core::result::Result::Ok(::kaufmann::avro::Value::Fixed(#size, self.0.to_vec()))
-                }
-                fn from_avro(value: ::kaufmann::avro::Value) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
-                    ::kaufmann::avro::conv::fixed::<#size>(value).map(Self)
-                }
-            }
         });
+        self.avro_value_impl(
+            &ident,
+            &quote! { ::kaufmann::avro::Value::Fixed(#size, self.0.to_vec()) },
+            &quote! { ::kaufmann::avro::conv::fixed::<#size>(value).map(Self) },
+        );
     }
 
     /// A reference to the generated type `full`, boxed when it is a record being generated and
     /// nothing (`Vec`, `HashMap`) already stands between.
     fn reference(&self, full: &str, indirect: bool) -> Mapped {
         let ident = format_ident!("{}", self.rust_name(full));
-        let ty = if !indirect && self.stack.iter().any(|s| s == full) {
-            quote! { ::std::boxed::Box<#ident> }
+        if !indirect && self.stack.iter().any(|s| s == full) {
+            through_trait(quote! { ::std::boxed::Box<#ident> })
         } else {
-            quote! { #ident }
-        };
-        Mapped {
-            to: quote! { ::kaufmann::avro::AvroValue::to_avro(x)? },
-            from: quote! { <#ty as ::kaufmann::avro::AvroValue>::from_avro(v)? },
-            ty,
+            through_trait(quote! { #ident })
         }
     }
 
@@ -507,7 +492,7 @@ impl<'a> Generator<'a> {
                 match self.named.get(&full).cloned() {
                     // apache-avro 0.17 does not register these names and panics on the
                     // reference when it validates a value.
-                    Some(Named::Logical(_)) => Err(format!(
+                    Some(Named::Logical) => Err(format!(
                         "`{full}` is a `fixed` with a logical type, and apache-avro cannot \
                          resolve a second use of it by name; give this field its own type"
                     )),
@@ -533,6 +518,7 @@ impl<'a> Generator<'a> {
             .filter(|(_, b)| !matches!(b, Schema::Null))
             .map(|(i, b)| (u32::try_from(i).unwrap_or(u32::MAX), b))
             .collect();
+        // The non-null branches: one is converted in place, several become an enum.
         let inner = match others.as_slice() {
             [] => {
                 let n = null.unwrap_or(0);
@@ -544,46 +530,27 @@ impl<'a> Generator<'a> {
             }
             [(index, branch)] => {
                 let Mapped { ty, to, from } = self.map(branch, hint, indirect)?;
-                let wrapped_to = quote! { #value::Union(#index, ::std::boxed::Box::new(#to)) };
-                let unwrap = quote! {
-                    (i, _) => return ::core::result::Result::Err(#conv::bad_branch(i, #hint))
-                };
-                let Some(n) = null else {
-                    return Ok(Mapped {
-                        ty,
-                        to: wrapped_to,
-                        from: quote! { match #conv::union(v)? { (#index, v) => #from, #unwrap } },
-                    });
-                };
-                return Ok(Mapped {
-                    ty: quote! { ::core::option::Option<#ty> },
-                    to: quote! {
-                        match x {
-                            ::core::option::Option::None => #value::Union(#n, ::std::boxed::Box::new(#value::Null)),
-                            ::core::option::Option::Some(x) => #wrapped_to,
-                        }
-                    },
+                Mapped {
+                    ty,
+                    to: quote! { #value::Union(#index, ::std::boxed::Box::new(#to)) },
                     from: quote! {
                         match #conv::union(v)? {
-                            (#n, _) => ::core::option::Option::None,
-                            (#index, v) => ::core::option::Option::Some(#from),
-                            #unwrap
+                            (#index, v) => #from,
+                            (i, _) => return ::core::result::Result::Err(#conv::bad_branch(i, #hint)),
                         }
                     },
-                });
+                }
             }
             _ => self.union_enum(&others, hint)?,
         };
-        let ty = inner.ty;
         let Some(n) = null else {
-            return Ok(Mapped {
-                to: inner.to,
-                from: inner.from,
-                ty,
-            });
+            return Ok(inner);
         };
-        let inner_to = inner.to;
-        let inner_from = inner.from;
+        let Mapped {
+            ty,
+            to: inner_to,
+            from: inner_from,
+        } = inner;
         Ok(Mapped {
             ty: quote! { ::core::option::Option<#ty> },
             to: quote! {
@@ -626,25 +593,39 @@ impl<'a> Generator<'a> {
             pub enum #ident {
                 #(#variants,)*
             }
+        });
+        self.avro_value_impl(
+            &ident,
+            &quote! { match self { #(#to,)* } },
+            &quote! {
+                match ::kaufmann::avro::conv::union(value)? {
+                    #(#from,)*
+                    (i, _) => ::core::result::Result::Err(::kaufmann::avro::conv::bad_branch(i, #name)),
+                }
+            },
+        );
+        Ok(through_trait(quote! { #ident }))
+    }
 
+    /// The `AvroValue` impl of a generated type: `to` is its `Value` (it may use `?`), `from` its
+    /// whole `from_avro` body, reading `value`.
+    fn avro_value_impl(
+        &mut self,
+        ident: &proc_macro2::Ident,
+        to: &TokenStream,
+        from: &TokenStream,
+    ) {
+        self.items.extend(quote! {
             #[allow(clippy::all, clippy::pedantic)]
             impl ::kaufmann::avro::AvroValue for #ident {
                 fn to_avro(&self) -> ::core::result::Result<::kaufmann::avro::Value, ::kaufmann::avro::AvroError> {
-                    ::core::result::Result::Ok(match self { #(#to,)* })
+                    ::core::result::Result::Ok(#to)
                 }
                 fn from_avro(value: ::kaufmann::avro::Value) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
-                    match ::kaufmann::avro::conv::union(value)? {
-                        #(#from,)*
-                        (i, _) => ::core::result::Result::Err(::kaufmann::avro::conv::bad_branch(i, #name)),
-                    }
+                    #from
                 }
             }
         });
-        Ok(Mapped {
-            to: quote! { ::kaufmann::avro::AvroValue::to_avro(x)? },
-            from: quote! { <#ident as ::kaufmann::avro::AvroValue>::from_avro(v)? },
-            ty: quote! { #ident },
-        })
     }
 
     fn variant_name(&self, branch: &Schema) -> String {
@@ -653,15 +634,22 @@ impl<'a> Generator<'a> {
             Schema::Record(r) => named(&r.name),
             Schema::Enum(e) => named(&e.name),
             Schema::Fixed(f) => named(&f.name),
-            Schema::Ref { name } => match self.named.get(&name.fullname(None)) {
-                Some(Named::Logical(schema)) => self.variant_name(&schema.clone()),
-                _ => named(name),
-            },
+            // A reference to a logical `fixed` is refused by `map`.
+            Schema::Ref { name } => named(name),
             other => {
                 let kind = format!("{:?}", apache_avro::schema::SchemaKind::from(other));
                 naming::type_name(&kind)
             }
         }
+    }
+}
+
+/// A type converted by its own `AvroValue` impl.
+fn through_trait(ty: TokenStream) -> Mapped {
+    Mapped {
+        to: quote! { ::kaufmann::avro::AvroValue::to_avro(x)? },
+        from: quote! { <#ty as ::kaufmann::avro::AvroValue>::from_avro(v)? },
+        ty,
     }
 }
 
