@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use apache_avro::schema::Name;
+use apache_avro::schema::{NamesRef, ResolvedSchema};
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use kaufmann::avro::{chrono, BigDecimal};
@@ -20,37 +20,10 @@ mod fixture {
 
 use fixture::{FixtureEverything, FixtureTree, FixtureUsesShared, FixtureVersioned, Kind, Status};
 
-/// Named definitions of a schema, for `Schema::Ref`.
-fn names(schema: &Schema, out: &mut HashMap<Name, Schema>) {
-    match schema {
-        Schema::Record(r) => {
-            out.insert(r.name.clone(), schema.clone());
-            for field in &r.fields {
-                names(&field.schema, out);
-            }
-        }
-        Schema::Enum(e) => {
-            out.insert(e.name.clone(), schema.clone());
-        }
-        Schema::Fixed(f) => {
-            out.insert(f.name.clone(), schema.clone());
-        }
-        Schema::Decimal(d) => {
-            if let Schema::Fixed(f) = &*d.inner {
-                out.insert(f.name.clone(), schema.clone());
-            }
-        }
-        Schema::Array(a) => names(&a.items, out),
-        Schema::Map(m) => names(&m.types, out),
-        Schema::Union(u) => u.variants().iter().for_each(|b| names(b, out)),
-        _ => {}
-    }
-}
-
 /// Random Avro values of `schema`, shaped as apache-avro decodes them. Past `depth` 3, unions
 /// take their `null` branch and arrays and maps are empty, so recursive schemas end.
 #[allow(clippy::too_many_lines)]
-fn values(schema: &Schema, defs: &HashMap<Name, Schema>, depth: u32) -> BoxedStrategy<Value> {
+fn values(schema: &Schema, defs: &NamesRef<'_>, depth: u32) -> BoxedStrategy<Value> {
     let deep = depth > 3;
     match schema {
         Schema::Array(_) if deep => Just(Value::Array(Vec::new())).boxed(),
@@ -160,7 +133,7 @@ fn values(schema: &Schema, defs: &HashMap<Name, Schema>, depth: u32) -> BoxedStr
                 move |b| Value::Fixed(size, b)
             })
             .boxed(),
-        Schema::Ref { name } => values(&defs[name], defs, depth + 1),
+        Schema::Ref { name } => values(defs[name], defs, depth + 1),
         other => panic!("no value strategy for {other:?}"),
     }
 }
@@ -169,15 +142,15 @@ fn values(schema: &Schema, defs: &HashMap<Name, Schema>, depth: u32) -> BoxedStr
 /// apache-avro and decoded (with and without resolution) -> the same `T`.
 fn round_trips<T: EventSchema + PartialEq + std::fmt::Debug>() {
     let schema = T::schema();
-    let mut defs = HashMap::new();
-    names(schema, &mut defs);
+    let resolved = ResolvedSchema::try_from(schema).unwrap();
+    let defs = resolved.get_names();
     let mut runner = TestRunner::new(Config {
         cases: 128,
         failure_persistence: None,
         ..Config::default()
     });
     runner
-        .run(&values(schema, &defs, 0), |value| {
+        .run(&values(schema, defs, 0), |value| {
             let typed =
                 T::from_avro(value.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
             let back = typed

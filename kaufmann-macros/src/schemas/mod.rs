@@ -282,14 +282,22 @@ mod tests {
         );
     }
 
-    fn generate_one(name: &str, schema: &str) -> Result<proc_macro2::TokenStream, String> {
+    /// Generates from a temporary folder holding `files` (event name, schema text).
+    fn generate_files(files: &[(&str, &str)]) -> Result<proc_macro2::TokenStream, String> {
+        let first = files.first().map_or("none", |(name, _)| name);
         let dir =
-            std::env::temp_dir().join(format!("kaufmann-macros-{name}-{}", std::process::id()));
+            std::env::temp_dir().join(format!("kaufmann-macros-{first}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join(format!("{name}.avsc")), schema).unwrap();
+        for (name, schema) in files {
+            std::fs::write(dir.join(format!("{name}.avsc")), schema).unwrap();
+        }
         let result = super::load(&dir, "schemas").and_then(|files| super::generate(&files));
         std::fs::remove_dir_all(&dir).unwrap();
         result
+    }
+
+    fn generate_one(name: &str, schema: &str) -> Result<proc_macro2::TokenStream, String> {
+        generate_files(&[(name, schema)])
     }
 
     #[test]
@@ -336,9 +344,6 @@ mod tests {
 
     #[test]
     fn a_type_defined_differently_in_two_files_is_refused() {
-        let dir =
-            std::env::temp_dir().join(format!("kaufmann-macros-twice-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
         let with = |field: &str| {
             format!(
                 r#"{{"type": "record", "name": "R{field}", "namespace": "n", "fields": [
@@ -346,10 +351,7 @@ mod tests {
                         "fields": [{{"name": "{field}", "type": "string"}}]}}}}]}}"#
             )
         };
-        std::fs::write(dir.join("event.one.avsc"), with("x")).unwrap();
-        std::fs::write(dir.join("event.two.avsc"), with("y")).unwrap();
-        let result = super::load(&dir, "schemas").and_then(|files| super::generate(&files));
-        std::fs::remove_dir_all(&dir).unwrap();
+        let result = generate_files(&[("event.one", &with("x")), ("event.two", &with("y"))]);
         let err = result.unwrap_err();
         assert!(
             err.contains("`n.Shared` is defined differently in schemas/event.one.avsc and in schemas/event.two.avsc"),
