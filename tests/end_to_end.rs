@@ -109,7 +109,7 @@ async fn produce_commands(brokers: &str, topic: &str, registry_url: &str) -> Pro
             .payload(&value)
             .key(&key)
             .headers(meta.to_headers());
-        deliveries.push(producer.send_result(record).map_err(|(e, _)| e).unwrap());
+        deliveries.push(kaufmann_tests::send(&producer, record).await);
         index_by_message_id.insert(meta.message_id, i);
     }
     let mut ends: HashMap<i32, i64> = HashMap::new();
@@ -133,19 +133,7 @@ async fn read_and_check_events(
     started: Instant,
 ) {
     let registry = open_registry(registry_url).unwrap();
-    let reader: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("e2e-reader"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    reader.assign(&assignment).unwrap();
+    let reader = kaufmann_tests::reader(brokers, topic, PARTITIONS, "e2e-reader");
     let mut seen = vec![false; COUNT];
     for n in 0..COUNT {
         let left = DEADLINE.saturating_sub(started.elapsed());

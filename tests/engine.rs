@@ -6,13 +6,10 @@ use std::time::Duration;
 use kaufmann::engine::dead_letter;
 use kaufmann::Ordering;
 use kaufmann_tests::{
-    broker, create_topics, observed, peak_concurrency, produce, test_config, unique,
-    wait_for_commits, work_items, Record,
+    broker, observed, peak_concurrency, produce, test_config, topic_with_dead_letters, unique,
+    wait_for_commits, work_items, work_records, Record,
 };
-use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
-use rdkafka::{Offset, TopicPartitionList};
 
 const LIMIT: Duration = Duration::from_secs(180);
 
@@ -21,13 +18,9 @@ const LIMIT: Duration = Duration::from_secs(180);
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn backlog_is_handled_with_never_more_than_demand_in_flight() {
     let Some(brokers) = broker() else { return };
-    let topic = unique("bp");
-    create_topics(&brokers, &[(&topic, 4), (&format!("{topic}.DLT"), 1)]).await;
+    let topic = topic_with_dead_letters(&brokers, "bp", 4).await;
     let registry = format!("mock://{}", unique("bp"));
-    let records = work_items(20_000, 400, 5)
-        .into_iter()
-        .map(Record::Work)
-        .collect();
+    let records = work_records(20_000, 400, 5);
     let ends = produce(&brokers, &topic, &registry, records).await;
 
     let mut config = test_config(&brokers, &topic, &registry);
@@ -66,13 +59,9 @@ async fn backlog_is_handled_with_never_more_than_demand_in_flight() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn key_mode_keeps_each_keys_order_and_runs_keys_in_parallel() {
     let Some(brokers) = broker() else { return };
-    let topic = unique("key");
-    create_topics(&brokers, &[(&topic, 2), (&format!("{topic}.DLT"), 1)]).await;
+    let topic = topic_with_dead_letters(&brokers, "key", 2).await;
     let registry = format!("mock://{}", unique("key"));
-    let records = work_items(2_000, 8, 1)
-        .into_iter()
-        .map(Record::Work)
-        .collect();
+    let records = work_records(2_000, 8, 1);
     produce(&brokers, &topic, &registry, records).await;
 
     let mut config = test_config(&brokers, &topic, &registry);
@@ -102,13 +91,9 @@ async fn key_mode_keeps_each_keys_order_and_runs_keys_in_parallel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn partition_mode_keeps_each_partitions_order() {
     let Some(brokers) = broker() else { return };
-    let topic = unique("part");
-    create_topics(&brokers, &[(&topic, 3), (&format!("{topic}.DLT"), 1)]).await;
+    let topic = topic_with_dead_letters(&brokers, "part", 3).await;
     let registry = format!("mock://{}", unique("part"));
-    let records = work_items(1_500, 30, 1)
-        .into_iter()
-        .map(Record::Work)
-        .collect();
+    let records = work_records(1_500, 30, 1);
     produce(&brokers, &topic, &registry, records).await;
 
     let mut config = test_config(&brokers, &topic, &registry);
@@ -136,9 +121,8 @@ async fn partition_mode_keeps_each_partitions_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_messages_go_to_the_dead_letter_topic_and_the_rest_is_handled() {
     let Some(brokers) = broker() else { return };
-    let topic = unique("poison");
+    let topic = topic_with_dead_letters(&brokers, "poison", 2).await;
     let dlt = format!("{topic}.DLT");
-    create_topics(&brokers, &[(&topic, 2), (&dlt, 1)]).await;
     let registry = format!("mock://{}", unique("poison"));
     let mut records = Vec::new();
     let mut expected_dead = HashSet::new();
@@ -230,15 +214,7 @@ async fn read_dead_letters(
     topic: &str,
     count: usize,
 ) -> Vec<(String, HashMap<String, String>)> {
-    let reader: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("dlt-reader"))
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    list.add_partition_offset(topic, 0, Offset::Beginning)
-        .unwrap();
-    reader.assign(&list).unwrap();
+    let reader = kaufmann_tests::reader(brokers, topic, 1, "dlt-reader");
     let mut out = Vec::new();
     while out.len() < count {
         let message = tokio::time::timeout(LIMIT, reader.recv())

@@ -6,7 +6,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use kaufmann_tests::{
-    broker, create_topics, eventually, produce, test_config, unique, work_items, Record,
+    broker, eventually, produce, test_config, topic_with_dead_letters, unique, work_items, Record,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -45,8 +45,7 @@ fn sample(body: &str, series: &str) -> Option<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readiness_follows_the_group_join_and_metrics_count_every_message() {
     let Some(brokers) = broker() else { return };
-    let topic = unique("obs");
-    create_topics(&brokers, &[(&topic, 2), (&format!("{topic}.DLT"), 1)]).await;
+    let topic = topic_with_dead_letters(&brokers, "obs", 2).await;
     let registry = format!("mock://{}", unique("obs"));
 
     let mut config = test_config(&brokers, &topic, &registry);

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use kaufmann_tests::{broker, committed, create_topics, produce, unique, work_items, Record};
+use kaufmann_tests::{
+    broker, committed, produce, topic_with_dead_letters, unique, work_records, Record,
+};
 
 const LIMIT: Duration = Duration::from_secs(120);
 
@@ -40,12 +42,7 @@ struct Setup {
 impl Setup {
     async fn new(name: &str, partitions: i32, records: Vec<Record>) -> Option<Self> {
         let brokers = broker()?;
-        let topic = unique(name);
-        create_topics(
-            &brokers,
-            &[(&topic, partitions), (&format!("{topic}.DLT"), 1)],
-        )
-        .await;
+        let topic = topic_with_dead_letters(&brokers, name, partitions).await;
         // The producer's scope gets `test.work` as id 1, as each service process's own scope does.
         produce(
             &brokers,
@@ -162,10 +159,7 @@ async fn wait_exit(service: &mut Service, limit: Duration) -> ExitStatus {
 async fn a_killed_service_loses_nothing_and_repeats_at_most_demand_messages() {
     let _serial = ONE_AT_A_TIME.lock().await;
     const COUNT: i64 = 2_000;
-    let records = work_items(COUNT, 40, 100)
-        .into_iter()
-        .map(Record::Work)
-        .collect();
+    let records = work_records(COUNT, 40, 100);
     let Some(setup) = Setup::new("crash", 4, records).await else {
         return;
     };
@@ -223,10 +217,7 @@ async fn a_killed_service_loses_nothing_and_repeats_at_most_demand_messages() {
 async fn two_members_share_partitions_and_one_takes_over_when_the_other_stops() {
     let _serial = ONE_AT_A_TIME.lock().await;
     const COUNT: i64 = 4_000;
-    let records = work_items(COUNT, 40, 50)
-        .into_iter()
-        .map(Record::Work)
-        .collect();
+    let records = work_records(COUNT, 40, 50);
     let Some(setup) = Setup::new("pair", 4, records).await else {
         return;
     };
@@ -282,10 +273,7 @@ async fn two_members_share_partitions_and_one_takes_over_when_the_other_stops() 
 async fn sigterm_finishes_in_flight_work_and_commits_it() {
     let _serial = ONE_AT_A_TIME.lock().await;
     const COUNT: i64 = 3_000;
-    let records = work_items(COUNT, 60, 100)
-        .into_iter()
-        .map(Record::Work)
-        .collect();
+    let records = work_records(COUNT, 60, 100);
     let Some(setup) = Setup::new("term", 3, records).await else {
         return;
     };

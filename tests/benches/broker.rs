@@ -24,10 +24,8 @@ use kaufmann::schema::{encode_body, open_registry, subject_for, wire};
 use kaufmann::{Event, EventSchema, Metadata};
 use kaufmann_tests::{create_topics, unique};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 
 kaufmann::schemas!("benches/schemas");
 
@@ -165,22 +163,11 @@ async fn prefill(
         bytes += value.len();
         let key = format!("k{}", i % 1000);
         let meta = Metadata::new(BenchEvent::EVENT_NAME, "bench", "bench-1");
-        let mut record = FutureRecord::to(topic)
+        let record = FutureRecord::to(topic)
             .payload(&value)
             .key(&key)
             .headers(meta.to_headers());
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    pending.push(delivery);
-                    break;
-                }
-                Err((_, back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                }
-            }
-        }
+        pending.push(kaufmann_tests::send(&producer, record).await);
         if pending.len() >= 10_000 {
             for d in pending.drain(..) {
                 d.await.unwrap().map_err(|(e, _)| e).unwrap();
@@ -202,18 +189,7 @@ async fn raw_consume(
     decode: bool,
 ) -> Duration {
     let registry = open_registry(registry_url).unwrap();
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", unique("raw"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut list = TopicPartitionList::new();
-    for p in 0..PARTITIONS {
-        list.add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&list).unwrap();
+    let consumer = kaufmann_tests::reader(brokers, topic, PARTITIONS, "raw");
     let mut writers = HashMap::new();
     let mut first = None;
     for _ in 0..count {

@@ -13,9 +13,9 @@ use kaufmann::{Event, EventSchema, Metadata};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::TopicPartitionList;
+use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
 
 kaufmann::schemas!("schemas");
 
@@ -63,6 +63,56 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
     for result in results {
         if let Err((topic, err)) = result {
             panic!("creating topic {topic} failed: {err}");
+        }
+    }
+}
+
+/// Creates `<prefix>-<random>` with `partitions` partitions and its dead-letter topic
+/// (`<topic>.DLT`, one partition); returns the topic's name.
+pub async fn topic_with_dead_letters(brokers: &str, prefix: &str, partitions: i32) -> String {
+    let topic = unique(prefix);
+    create_topics(
+        brokers,
+        &[(&topic, partitions), (&format!("{topic}.DLT"), 1)],
+    )
+    .await;
+    topic
+}
+
+/// A consumer outside any group, assigned every partition of `topic` from the beginning.
+pub fn reader(brokers: &str, topic: &str, partitions: i32, group_prefix: &str) -> StreamConsumer {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique(group_prefix))
+        .set("enable.auto.commit", "false")
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    consumer
+}
+
+/// Queues `record` on `producer`, waiting while librdkafka's queue is full.
+pub async fn send<K, P>(
+    producer: &FutureProducer,
+    mut record: FutureRecord<'_, K, P>,
+) -> DeliveryFuture
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+{
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return delivery,
+            Err((_, back)) => {
+                record = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
     }
 }
@@ -194,6 +244,14 @@ pub fn work_items(n: i64, lanes: i64, sleep_ms: i32) -> Vec<TestWork> {
         .collect()
 }
 
+/// `work_items` as records to produce.
+pub fn work_records(n: i64, lanes: i64, sleep_ms: i32) -> Vec<Record> {
+    work_items(n, lanes, sleep_ms)
+        .into_iter()
+        .map(Record::Work)
+        .collect()
+}
+
 /// One record to produce: a `test.work` event (keyed by its lane) or raw bytes.
 pub enum Record {
     /// A framed, enveloped `test.work`.
@@ -238,18 +296,7 @@ pub async fn produce(
         if let Some(headers) = headers {
             record = record.headers(headers);
         }
-        loop {
-            match producer.send_result(record) {
-                Ok(delivery) => {
-                    deliveries.push(delivery);
-                    break;
-                }
-                Err((_, back)) => {
-                    record = back;
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            }
-        }
+        deliveries.push(send(&producer, record).await);
     }
     let mut ends: HashMap<i32, i64> = HashMap::new();
     for delivery in deliveries {
