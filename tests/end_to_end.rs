@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use kaufmann::schema::{decode_body, encode_body, open_registry, subject_for, wire};
+use kaufmann::registry::{open_registry, subject_for};
+use kaufmann::schema::{decode_body, encode_body, wire};
 use kaufmann::trace::TraceParent;
 use kaufmann::{EventSchema, Metadata};
 use kaufmann_examples::{CommandUserCreate, EventUserCreated};

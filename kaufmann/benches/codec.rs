@@ -6,7 +6,8 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use kaufmann::schema::{decode_body, encode_body, wire, MemoryRegistry, SchemaRegistry};
+use kaufmann::registry::{MemoryRegistry, SchemaRegistry};
+use kaufmann::schema::{decode_body, encode_body, wire};
 use kaufmann::EventSchema;
 
 kaufmann::schemas!("../schemas");

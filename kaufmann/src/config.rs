@@ -6,10 +6,12 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, RegistryError};
 use crate::ordering::Ordering;
+use crate::registry::{open_registry_with, HttpOptions, SchemaRegistry, SubjectStrategy};
 use crate::retry::RetryPolicy;
 
 /// What happens to a message whose event has no handler in this service.
@@ -94,8 +96,15 @@ pub struct Config {
     pub event_errors: HashMap<String, ErrorPolicy>,
     /// What happens to events without a handler.
     pub unhandled: Unhandled,
-    /// The schema registry: `mock://<scope>` for the in-memory registry.
+    /// The schema registry: `mock://<scope>` for the in-memory registry, or
+    /// `http(s)://[user:password@]host:port` for a Confluent-compatible one.
     pub registry_url: String,
+    /// A bearer token for the registry (instead of basic auth in the URL).
+    pub registry_bearer_token: Option<String>,
+    /// The limit for one registry request.
+    pub registry_timeout: Duration,
+    /// How registry subjects are named.
+    pub subject_strategy: SubjectStrategy,
     /// librdkafka properties passed through to the consumer and producer as they are.
     pub librdkafka: BTreeMap<String, String>,
     /// Where `/metrics`, `/health/live` and `/health/ready` are served (`host:port`); `None`: off.
@@ -122,6 +131,9 @@ const KEYS: &[&str] = &[
     "dead_letter_topic",
     "unhandled",
     "registry_url",
+    "registry_bearer_token",
+    "registry_timeout_ms",
+    "subject_strategy",
     "metrics_addr",
     "log_format",
 ];
@@ -153,6 +165,9 @@ impl Config {
             event_errors: HashMap::new(),
             unhandled: Unhandled::default(),
             registry_url: "mock://kaufmann".to_owned(),
+            registry_bearer_token: None,
+            registry_timeout: Duration::from_secs(10),
+            subject_strategy: SubjectStrategy::default(),
             librdkafka: BTreeMap::new(),
             metrics_addr: None,
             log_format: LogFormat::Text,
@@ -235,6 +250,16 @@ impl Config {
             self.unhandled,
             self.metrics_addr,
         )
+    }
+
+    /// Opens the configured schema registry.
+    pub fn open_registry(&self) -> Result<Arc<dyn SchemaRegistry>, RegistryError> {
+        let options = HttpOptions {
+            timeout: self.registry_timeout,
+            bearer_token: self.registry_bearer_token.clone(),
+            ..HttpOptions::default()
+        };
+        open_registry_with(&self.registry_url, options)
     }
 
     /// The error policy of an event: its own overrides, else the service's.
@@ -390,6 +415,26 @@ impl Values {
         }
         if let Some(raw) = top.get("registry_url") {
             c.registry_url = string(raw)?;
+        }
+        if let Some(raw) = top.get("registry_bearer_token") {
+            c.registry_bearer_token = Some(string(raw)?).filter(|t| !t.is_empty());
+        }
+        if let Some(raw) = top.get("registry_timeout_ms") {
+            c.registry_timeout = millis(raw)?;
+        }
+        if let Some(raw) = top.get("subject_strategy") {
+            let name = string(raw)?;
+            c.subject_strategy = SubjectStrategy::NAMES
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, s)| *s)
+                .ok_or_else(|| {
+                    invalid(
+                        &raw.origin,
+                        &display(raw),
+                        "`event`, `topic`, `record` or `topic_record`",
+                    )
+                })?;
         }
         if let Some(raw) = top.get("metrics_addr") {
             c.metrics_addr = Some(string(raw)?).filter(|a| !a.is_empty());

@@ -33,7 +33,8 @@ use crate::metrics::{Metrics, Outcome};
 use crate::offsets::OffsetTracker;
 use crate::ordering::{Lane, Lanes};
 use crate::publisher::{Context, Publisher};
-use crate::schema::{wire, RegisteredSchema, SchemaRegistry};
+use crate::registry::{RegisteredSchema, SchemaRegistry};
+use crate::schema::wire;
 use crate::trace::{TraceParent, TRACEPARENT};
 
 /// Counters and gauges of a running service.
@@ -561,7 +562,11 @@ impl Engine {
             .ok_or_else(|| permanent("decode", &CodecError::NoPayload))?;
         let (schema_id, _) = wire::split(&value).map_err(|e| permanent("decode", &e))?;
         let writer = self.decoder.writer(schema_id).await.map_err(|e| match e {
-            Error::Registry(RegistryError::SchemaNotFound { .. }) => Failure::Transient {
+            Error::Registry(
+                RegistryError::SchemaNotFound { .. }
+                | RegistryError::Unreachable { .. }
+                | RegistryError::Server { .. },
+            ) => Failure::Transient {
                 kind: "registry",
                 error: e.to_string(),
             },

@@ -149,11 +149,12 @@ pub enum CodecError {
     },
 }
 
-/// The schema registry could not answer.
+/// The schema registry refused a request or could not be reached. Confluent's error codes map to
+/// the variants named after them.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
-    /// No schema has this id.
+    /// No schema has this id (Confluent 40403).
     #[error("schema id {id} is not in registry `{registry}` (Confluent error 40403)")]
     SchemaNotFound {
         /// The id asked for.
@@ -161,7 +162,50 @@ pub enum RegistryError {
         /// The registry's URL.
         registry: String,
     },
-    /// The schema text is not a valid Avro schema.
+    /// The subject has no versions (Confluent 40401).
+    #[error(
+        "subject `{subject}` is not in registry `{registry}` (Confluent error 40401); \
+         register it with `kaufmann schemas migrate`"
+    )]
+    SubjectNotFound {
+        /// The subject.
+        subject: String,
+        /// The registry's URL.
+        registry: String,
+    },
+    /// The subject has no such version (Confluent 40402).
+    #[error("subject `{subject}` has no version {version} in registry `{registry}` (Confluent error 40402)")]
+    VersionNotFound {
+        /// The subject.
+        subject: String,
+        /// The version asked for.
+        version: String,
+        /// The registry's URL.
+        registry: String,
+    },
+    /// The subject exists but none of its versions is this schema (Confluent 40403 on lookup).
+    #[error("subject `{subject}` in registry `{registry}` has no version with this schema (Confluent error 40403)")]
+    SchemaNotInSubject {
+        /// The subject.
+        subject: String,
+        /// The registry's URL.
+        registry: String,
+    },
+    /// The subject's compatibility level refuses the schema (Confluent 409).
+    #[error(
+        "subject `{subject}` refuses the schema under {level} compatibility (Confluent error 409): {}; \
+         give new fields defaults, or change the level",
+        messages.join("; ")
+    )]
+    Incompatible {
+        /// The subject.
+        subject: String,
+        /// The compatibility level that refused it.
+        level: &'static str,
+        /// Why, one line per earlier version that cannot read or be read.
+        messages: Vec<String>,
+    },
+    /// The schema text is not a valid Avro schema (Confluent 42201).
     #[error("subject `{subject}`: invalid Avro schema (Confluent error 42201): {reason}")]
     InvalidSchema {
         /// The subject.
@@ -169,10 +213,56 @@ pub enum RegistryError {
         /// What is wrong.
         reason: String,
     },
+    /// Not a compatibility level (Confluent 42203).
+    #[error(
+        "`{level}` is not a compatibility level (Confluent error 42203); use BACKWARD, \
+         BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE or NONE"
+    )]
+    InvalidCompatibility {
+        /// The level given.
+        level: String,
+    },
+    /// The registry answered with an error of its own (Confluent 500xx, or a code Kaufmann does
+    /// not map).
+    #[error("registry `{registry}` answered HTTP {status} (error code {code}): {message}")]
+    Server {
+        /// The registry's URL.
+        registry: String,
+        /// The HTTP status.
+        status: u16,
+        /// Confluent's `error_code`, or the HTTP status when the body had none.
+        code: u32,
+        /// Confluent's `message`, or the body.
+        message: String,
+    },
+    /// The registry refused the credentials (HTTP 401 or 403).
+    #[error(
+        "registry `{registry}` refused the credentials (HTTP {status}); put `user:password@` in \
+         KAUFMANN_REGISTRY_URL or set KAUFMANN_REGISTRY_BEARER_TOKEN"
+    )]
+    Unauthorized {
+        /// The registry's URL (password masked).
+        registry: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The registry could not be reached (after retrying).
+    #[error(
+        "registry `{registry}` is unreachable after {attempts} attempts: {reason}; check \
+         KAUFMANN_REGISTRY_URL and that the registry is running"
+    )]
+    Unreachable {
+        /// The registry's URL (password masked).
+        registry: String,
+        /// How many requests were tried.
+        attempts: u32,
+        /// The last error.
+        reason: String,
+    },
     /// The registry URL has a scheme this build does not speak.
     #[error(
-        "registry URL `{url}` is not supported: use `mock://<scope>` (in-memory registry); \
-         the HTTP client arrives with the message-contract work"
+        "registry URL `{url}` is not supported: use `mock://<scope>` (in-memory registry) or \
+         `http(s)://host:port` (a Confluent-compatible registry)"
     )]
     UnsupportedUrl {
         /// The URL.

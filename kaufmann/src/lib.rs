@@ -48,6 +48,7 @@ pub mod metrics;
 pub mod offsets;
 pub mod ordering;
 pub mod publisher;
+pub mod registry;
 pub mod retry;
 pub mod schema;
 pub mod service;

@@ -7,10 +7,12 @@ use std::time::Duration;
 use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use crate::config::Config;
 use crate::envelope::{Metadata, Origin};
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, Outcome};
-use crate::schema::{encode_body, subject_for, wire, EventSchema, SchemaRegistry};
+use crate::registry::{SchemaRegistry, SubjectStrategy};
+use crate::schema::{encode_body, wire, EventSchema};
 use crate::trace::{TraceParent, TRACEPARENT};
 
 /// Publishes typed events for a service. Cheap to clone.
@@ -22,7 +24,9 @@ pub struct Publisher {
 struct PublisherInner {
     producer: FutureProducer,
     registry: Arc<dyn SchemaRegistry>,
-    schema_ids: Mutex<HashMap<&'static str, u32>>,
+    /// Schema ids by event, then by topic (the subject may depend on the topic).
+    schema_ids: Mutex<HashMap<&'static str, HashMap<String, u32>>>,
+    strategy: SubjectStrategy,
     metrics: Arc<Metrics>,
     service: String,
     instance: String,
@@ -53,18 +57,19 @@ impl Publisher {
         producer: FutureProducer,
         registry: Arc<dyn SchemaRegistry>,
         metrics: Arc<Metrics>,
-        service: &str,
-        default_topic: &str,
+        config: &Config,
     ) -> Self {
+        let service = &config.service_name;
         Self {
             inner: Arc::new(PublisherInner {
                 producer,
                 registry,
                 schema_ids: Mutex::default(),
+                strategy: config.subject_strategy,
                 metrics,
                 service: service.to_owned(),
                 instance: format!("{service}-{}", uuid::Uuid::new_v4().simple()),
-                default_topic: default_topic.to_owned(),
+                default_topic: config.default_topic.clone(),
                 send_timeout: Duration::from_secs(30),
             }),
         }
@@ -127,12 +132,12 @@ impl Publisher {
         route: Route<'_>,
     ) -> Result<Metadata> {
         let inner = &self.inner;
-        let schema_id = self.schema_id::<T>().await?;
+        let topic = route.topic.unwrap_or(&inner.default_topic);
+        let schema_id = self.schema_id::<T>(topic).await?;
         let body = encode_body(T::EVENT_NAME, T::schema(), value)?;
         let framed = wire::frame(schema_id, &body);
         let meta = Metadata::new(T::EVENT_NAME, &inner.service, &inner.instance)
             .with_callback_id(route.callback_id);
-        let topic = route.topic.unwrap_or(&inner.default_topic);
         let trace = route
             .trace
             .unwrap_or_else(TraceParent::new_root)
@@ -163,27 +168,34 @@ impl Publisher {
         Ok(meta)
     }
 
-    async fn schema_id<T: EventSchema>(&self) -> Result<u32> {
-        let cached = self
-            .inner
+    /// The schema id of `T` for `topic`: registered (or found) once, then cached.
+    async fn schema_id<T: EventSchema>(&self, topic: &str) -> Result<u32> {
+        let inner = &self.inner;
+        // Under the event and record strategies the subject does not depend on the topic.
+        let topic = if inner.strategy.uses_topic() {
+            topic
+        } else {
+            ""
+        };
+        let cached = inner
             .schema_ids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(T::EVENT_NAME)
+            .and_then(|by_topic| by_topic.get(topic))
             .copied();
         if let Some(id) = cached {
             return Ok(id);
         }
-        let id = self
-            .inner
-            .registry
-            .register(&subject_for(T::EVENT_NAME), T::schema())
-            .await?;
-        self.inner
+        let subject = inner.strategy.subject(T::EVENT_NAME, topic, T::schema());
+        let id = inner.registry.register(&subject, T::schema()).await?;
+        inner
             .schema_ids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(T::EVENT_NAME, id);
+            .entry(T::EVENT_NAME)
+            .or_default()
+            .insert(topic.to_owned(), id);
         Ok(id)
     }
 }

@@ -1,12 +1,12 @@
-//! Schemas: the trait generated types implement, the Confluent wire format and the registry.
+//! Schemas: the trait generated types implement, the Confluent wire format and the Avro body
+//! codec. Registries are in [`crate::registry`].
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::OnceLock;
 
 use apache_avro::Schema;
 
 use crate::avro::AvroValue;
-use crate::error::{CodecError, RegistryError};
+use crate::error::CodecError;
 
 /// A type generated from a `.avsc` file by [`schemas!`](crate::schemas): it knows its event name and
 /// its Avro schema.
@@ -84,124 +84,6 @@ pub mod wire {
     }
 }
 
-/// The registry subject for an event under the default (topic-name style) strategy: `<event>-value`.
-pub fn subject_for(event: &str) -> String {
-    format!("{event}-value")
-}
-
-/// A schema the registry knows, with the subject it was first registered under.
-#[derive(Debug, Clone)]
-pub struct RegisteredSchema {
-    /// The registry's id for the schema.
-    pub id: u32,
-    /// The subject it was first registered under.
-    pub subject: String,
-    /// The parsed schema.
-    pub schema: Arc<Schema>,
-    /// Its parsing canonical form (to see, once per schema, whether it equals a reader's).
-    pub canonical: Arc<str>,
-}
-
-/// A Confluent-compatible schema registry.
-#[async_trait::async_trait]
-pub trait SchemaRegistry: Send + Sync + std::fmt::Debug {
-    /// Registers `schema` under `subject` (or finds it, when it is already there) and returns its id.
-    async fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError>;
-    /// Fetches the schema with this id.
-    async fn schema_by_id(&self, id: u32) -> Result<RegisteredSchema, RegistryError>;
-    /// Checks that the registry answers (the readiness probe waits for it).
-    async fn ping(&self) -> Result<(), RegistryError> {
-        Ok(())
-    }
-}
-
-/// Opens the registry a URL names. `mock://<scope>` is an in-memory registry shared by everything in
-/// this process that names the same scope (as Confluent's serializers name their mock registry).
-pub fn open_registry(url: &str) -> Result<Arc<dyn SchemaRegistry>, RegistryError> {
-    static SCOPES: OnceLock<Mutex<HashMap<String, Arc<MemoryRegistry>>>> = OnceLock::new();
-    let Some(scope) = url.strip_prefix("mock://") else {
-        return Err(RegistryError::UnsupportedUrl {
-            url: url.to_owned(),
-        });
-    };
-    let mut scopes = SCOPES
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner);
-    let registry = scopes
-        .entry(scope.to_owned())
-        .or_insert_with(|| Arc::new(MemoryRegistry::new(url)))
-        .clone();
-    Ok(registry)
-}
-
-/// An in-memory schema registry: ids are assigned from 1 in registration order, and one schema
-/// (by canonical form) has one id whatever the subject, as in Confluent's registry.
-#[derive(Debug)]
-pub struct MemoryRegistry {
-    url: String,
-    state: Mutex<MemoryState>,
-}
-
-#[derive(Debug, Default)]
-struct MemoryState {
-    by_canonical: HashMap<String, u32>,
-    by_id: HashMap<u32, RegisteredSchema>,
-    subjects: HashMap<String, Vec<u32>>,
-}
-
-impl MemoryRegistry {
-    /// An empty registry; `url` names it in errors.
-    pub fn new(url: &str) -> Self {
-        Self {
-            url: url.to_owned(),
-            state: Mutex::default(),
-        }
-    }
-
-    fn state(&self) -> std::sync::MutexGuard<'_, MemoryState> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-#[async_trait::async_trait]
-impl SchemaRegistry for MemoryRegistry {
-    async fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError> {
-        let canonical = schema.canonical_form();
-        let shared: Arc<str> = Arc::from(canonical.as_str());
-        let mut state = self.state();
-        let next = u32::try_from(state.by_id.len() + 1).unwrap_or(u32::MAX);
-        let id = *state.by_canonical.entry(canonical).or_insert(next);
-        if id == next {
-            state.by_id.insert(
-                id,
-                RegisteredSchema {
-                    id,
-                    subject: subject.to_owned(),
-                    schema: Arc::new(schema.clone()),
-                    canonical: shared,
-                },
-            );
-        }
-        let versions = state.subjects.entry(subject.to_owned()).or_default();
-        if !versions.contains(&id) {
-            versions.push(id);
-        }
-        Ok(id)
-    }
-
-    async fn schema_by_id(&self, id: u32) -> Result<RegisteredSchema, RegistryError> {
-        self.state()
-            .by_id
-            .get(&id)
-            .cloned()
-            .ok_or_else(|| RegistryError::SchemaNotFound {
-                id,
-                registry: self.url.clone(),
-            })
-    }
-}
-
 /// Encodes a value as the Avro body for `schema` (no framing).
 pub fn encode_body<T: AvroValue>(
     event: &str,
@@ -275,41 +157,6 @@ mod tests {
         assert!(matches!(
             wire::split(&[7, 0, 0, 0, 1, 2]),
             Err(CodecError::BadMagic { found: 7 })
-        ));
-    }
-
-    #[tokio::test]
-    async fn memory_registry_gives_one_id_per_schema() {
-        let registry = MemoryRegistry::new("mock://unit");
-        let a = Schema::parse_str(
-            r#"{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}"#,
-        )
-        .unwrap();
-        let b = Schema::parse_str(
-            r#"{"type":"record","name":"B","fields":[{"name":"y","type":"long"}]}"#,
-        )
-        .unwrap();
-        let id_a = registry.register("a-value", &a).await.unwrap();
-        let id_b = registry.register("b-value", &b).await.unwrap();
-        assert_ne!(id_a, id_b);
-        assert_eq!(registry.register("other-value", &a).await.unwrap(), id_a);
-        let found = registry.schema_by_id(id_b).await.unwrap();
-        assert_eq!(found.subject, "b-value");
-        assert_eq!(found.schema.canonical_form(), b.canonical_form());
-        assert!(matches!(
-            registry.schema_by_id(99).await,
-            Err(RegistryError::SchemaNotFound { id: 99, .. })
-        ));
-    }
-
-    #[test]
-    fn mock_urls_share_a_scope_and_other_urls_are_refused() {
-        let one = open_registry("mock://shared-scope").unwrap();
-        let two = open_registry("mock://shared-scope").unwrap();
-        assert!(std::ptr::addr_eq(Arc::as_ptr(&one), Arc::as_ptr(&two)));
-        assert!(matches!(
-            open_registry("ftp://x"),
-            Err(RegistryError::UnsupportedUrl { .. })
         ));
     }
 }

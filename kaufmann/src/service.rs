@@ -18,7 +18,6 @@ use crate::error::{Error, Result};
 use crate::handler::HandlerTable;
 use crate::metrics::Metrics;
 use crate::publisher::Publisher;
-use crate::schema::open_registry;
 
 /// How long startup waits for the broker to answer a metadata request.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -54,7 +53,7 @@ impl Service {
         let brokers = config.brokers.clone().unwrap_or_default();
         log_startup(&config, &handlers);
 
-        let registry = open_registry(&config.registry_url)?;
+        let registry = config.open_registry()?;
         let producer: FutureProducer = client_config(&config, &brokers)
             .set("message.timeout.ms", "30000")
             .create()
@@ -105,13 +104,7 @@ impl Service {
             Some(addr) => Some(serve_metrics(addr, &metrics, &stats, shutdown_rx.clone()).await?),
             None => None,
         };
-        let publisher = Publisher::new(
-            producer,
-            registry.clone(),
-            metrics,
-            &config.service_name,
-            &config.default_topic,
-        );
+        let publisher = Publisher::new(producer, registry.clone(), metrics, &config);
         let engine = Engine::new(
             consumer,
             shared,

@@ -20,7 +20,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use kaufmann::schema::{encode_body, open_registry, subject_for, wire};
+use kaufmann::registry::{open_registry, subject_for};
+use kaufmann::schema::{encode_body, wire};
 use kaufmann::{Event, EventSchema, Metadata};
 use kaufmann_tests::{create_topics, unique};
 use rdkafka::config::ClientConfig;

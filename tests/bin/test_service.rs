@@ -4,7 +4,7 @@
 //! The in-memory registry lives in one process, so this process and the test's producer each
 //! register `test.work` first in a fresh `mock://` scope: both get schema id 1.
 
-use kaufmann::schema::{open_registry, subject_for};
+use kaufmann::registry::{open_registry, subject_for};
 use kaufmann::EventSchema;
 use kaufmann_tests::TestWork;
 

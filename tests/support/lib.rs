@@ -8,7 +8,8 @@ use std::io::Write;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use kaufmann::schema::{encode_body, open_registry, subject_for, wire};
+use kaufmann::registry::{open_registry, subject_for};
+use kaufmann::schema::{encode_body, wire};
 use kaufmann::{Event, EventSchema, Metadata};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;

@@ -1,0 +1,285 @@
+//! The `kaufmann` command: registers a schemas folder in a registry, checks compatibility before a
+//! deploy, lists what is registered, and serves a local development registry.
+
+// The doc comments of the argument types are the `--help` text, where backticks would show.
+#![allow(clippy::doc_markdown)]
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use kaufmann::registry::folder::{read_folder, FolderSchema};
+use kaufmann::registry::server::LocalRegistry;
+use kaufmann::registry::{memory_scope, SchemaRegistry, SubjectStrategy};
+use kaufmann::Config;
+
+/// Kaufmann's command line: schemas and the local registry.
+#[derive(Parser)]
+#[command(name = "kaufmann", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Register, check and list the schemas of a folder.
+    #[command(subcommand)]
+    Schemas(SchemasCommand),
+    /// The local development registry.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
+}
+
+#[derive(Subcommand)]
+enum SchemasCommand {
+    /// Register every schema of the folder (idempotent) and print subject, version, id and
+    /// whether it is new.
+    Migrate(SchemasArgs),
+    /// Test each schema against the registry's latest version of its subject; exit 1 naming every
+    /// incompatible subject and why (for CI, before a deploy).
+    Check(SchemasArgs),
+    /// List the folder's schemas with their subjects and what the registry has for them.
+    List(SchemasArgs),
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Serve an in-memory registry over the Confluent REST API subset until Ctrl-C (a development
+    /// stand-in: nothing is persisted).
+    Serve {
+        /// The address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        addr: String,
+    },
+}
+
+#[derive(Args)]
+struct SchemasArgs {
+    /// The registry (default: KAUFMANN_REGISTRY_URL or `registry_url` in kaufmann.toml).
+    #[arg(long)]
+    registry: Option<String>,
+    /// The folder of `.avsc` files, one per event.
+    #[arg(long, default_value = "schemas")]
+    dir: PathBuf,
+    /// How subjects are named: event, topic, record or topic_record (default: the config's
+    /// `subject_strategy`, else `event`).
+    #[arg(long)]
+    strategy: Option<String>,
+    /// The topic for the topic strategies (default: the config's `default_topic`).
+    #[arg(long)]
+    topic: Option<String>,
+}
+
+/// What a command reports when it cannot do its work (exit code 2).
+type Failure = String;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Schemas(command) => schemas(command).await,
+        Command::Registry(RegistryCommand::Serve { addr }) => serve(&addr).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// The folder's schemas, each with its subject, and the registry to compare them with.
+struct Plan {
+    registry: Arc<dyn SchemaRegistry>,
+    schemas: Vec<(String, FolderSchema)>,
+}
+
+fn plan(args: &SchemasArgs) -> Result<Plan, Failure> {
+    let mut config = Config::from_env().map_err(|e| e.to_string())?;
+    if let Some(url) = &args.registry {
+        config.registry_url.clone_from(url);
+    }
+    if config.registry_url.starts_with("mock://") {
+        return Err(format!(
+            "the registry `{}` lives inside one process; pass --registry http://host:port or set \
+             KAUFMANN_REGISTRY_URL (`kaufmann registry serve` runs a local one)",
+            config.registry_url
+        ));
+    }
+    let strategy = match &args.strategy {
+        Some(name) => SubjectStrategy::NAMES
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, s)| *s)
+            .ok_or_else(|| {
+                format!("--strategy `{name}`: expected event, topic, record or topic_record")
+            })?,
+        None => config.subject_strategy,
+    };
+    let topic = args.topic.clone().unwrap_or(config.default_topic.clone());
+    let registry = config.open_registry().map_err(|e| e.to_string())?;
+    let schemas = read_folder(&args.dir)?
+        .into_iter()
+        .map(|s| (strategy.subject(&s.event, &topic, &s.schema), s))
+        .collect();
+    Ok(Plan { registry, schemas })
+}
+
+/// One progress line, rewritten in place, when standard error is a terminal.
+fn progress(index: usize, total: usize, subject: &str) {
+    let mut err = std::io::stderr();
+    if !err.is_terminal() {
+        return;
+    }
+    let _ = write!(err, "\r[{}/{total}] {subject}\x1b[K", index + 1);
+    if index + 1 == total {
+        let _ = writeln!(err);
+    }
+}
+
+fn table(header: [&str; 4], rows: &[[String; 4]]) {
+    let mut widths = header.map(str::len);
+    for row in rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: [&str; 4]| {
+        let out: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        println!("{}", out.join("  ").trim_end());
+    };
+    line(header);
+    for row in rows {
+        line([&row[0], &row[1], &row[2], &row[3]]);
+    }
+}
+
+async fn schemas(command: SchemasCommand) -> Result<ExitCode, Failure> {
+    match command {
+        SchemasCommand::Migrate(args) => migrate(&plan(&args)?).await,
+        SchemasCommand::Check(args) => check(&plan(&args)?).await,
+        SchemasCommand::List(args) => list(&plan(&args)?).await,
+    }
+}
+
+async fn migrate(plan: &Plan) -> Result<ExitCode, Failure> {
+    let mut rows = Vec::new();
+    for (index, (subject, file)) in plan.schemas.iter().enumerate() {
+        progress(index, plan.schemas.len(), subject);
+        let known = plan.registry.lookup(subject, &file.schema).await.is_ok();
+        plan.registry
+            .register(subject, &file.schema)
+            .await
+            .map_err(|e| format!("{}: {e}", file.file))?;
+        let found = plan
+            .registry
+            .lookup(subject, &file.schema)
+            .await
+            .map_err(|e| format!("{}: {e}", file.file))?;
+        let status = if known { "unchanged" } else { "new" };
+        rows.push([
+            subject.clone(),
+            found.version.to_string(),
+            found.id.to_string(),
+            status.to_owned(),
+        ]);
+    }
+    table(["subject", "version", "id", "status"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(plan: &Plan) -> Result<ExitCode, Failure> {
+    let mut rows = Vec::new();
+    let mut refused = Vec::new();
+    for (index, (subject, file)) in plan.schemas.iter().enumerate() {
+        progress(index, plan.schemas.len(), subject);
+        let level = plan
+            .registry
+            .compatibility(Some(subject))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (latest, result) = match plan.registry.latest(subject).await {
+            Err(kaufmann::error::RegistryError::SubjectNotFound { .. }) => {
+                ("-".to_owned(), "new subject".to_owned())
+            }
+            Err(err) => return Err(err.to_string()),
+            Ok(latest) => {
+                let report = plan
+                    .registry
+                    .test_compatibility(subject, &file.schema)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let result = if report.compatible {
+                    "compatible".to_owned()
+                } else {
+                    refused.push((subject.clone(), file.file.clone(), report.messages));
+                    "INCOMPATIBLE".to_owned()
+                };
+                (latest.version.to_string(), result)
+            }
+        };
+        rows.push([subject.clone(), level.to_string(), latest, result]);
+    }
+    table(["subject", "compatibility", "latest", "result"], &rows);
+    if refused.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (subject, file, messages) in &refused {
+        eprintln!("\n{subject} ({file}) is incompatible with the registry:");
+        for message in messages {
+            eprintln!("  - {message}");
+        }
+    }
+    eprintln!(
+        "\n{} of {} schemas would be refused; give new fields defaults, or change the subject's \
+         compatibility level on purpose",
+        refused.len(),
+        plan.schemas.len()
+    );
+    Ok(ExitCode::from(1))
+}
+
+async fn list(plan: &Plan) -> Result<ExitCode, Failure> {
+    let mut rows = Vec::new();
+    for (subject, file) in &plan.schemas {
+        let (version, id) = match plan.registry.lookup(subject, &file.schema).await {
+            Ok(found) => (found.version.to_string(), found.id.to_string()),
+            Err(_) => match plan.registry.latest(subject).await {
+                Ok(latest) => (
+                    format!("{} (local differs)", latest.version),
+                    "-".to_owned(),
+                ),
+                Err(_) => ("not registered".to_owned(), "-".to_owned()),
+            },
+        };
+        rows.push([file.event.clone(), subject.clone(), version, id]);
+    }
+    table(["event", "subject", "version", "id"], &rows);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(addr: &str) -> Result<ExitCode, Failure> {
+    let registry = memory_scope("mock://kaufmann-dev").map_err(|e| e.to_string())?;
+    let server = LocalRegistry::start(addr, registry)
+        .await
+        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    println!(
+        "local schema registry (development stand-in, in memory) on {}\n\
+         export KAUFMANN_REGISTRY_URL={}\nCtrl-C stops it",
+        server.url(),
+        server.url()
+    );
+    tokio::signal::ctrl_c()
+        .await
+        .map_err(|e| format!("waiting for Ctrl-C: {e}"))?;
+    server.stop().await;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,396 @@
+//! Schema registries: the [`SchemaRegistry`] trait (a subset of Confluent's REST API), the
+//! in-memory registry, the HTTP client, subject naming and the local development server.
+//!
+//! `mock://<scope>` opens an in-memory registry shared by everything in the process that names the
+//! same scope (as Confluent's serializers name theirs); `http://` and `https://` open the
+//! [`HttpRegistry`] client. [`server::LocalRegistry`] serves an in-memory registry over the same
+//! REST subset for development and tests: it is a stand-in, not Confluent's registry.
+
+pub mod folder;
+mod http;
+mod memory;
+pub mod server;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use apache_avro::Schema;
+
+use crate::error::RegistryError;
+
+pub use http::{HttpOptions, HttpRegistry};
+pub use memory::MemoryRegistry;
+
+/// A schema the registry knows, found by its id.
+#[derive(Debug, Clone)]
+pub struct RegisteredSchema {
+    /// The registry's id for the schema.
+    pub id: u32,
+    /// A subject it is registered under (the first one), or empty when the registry did not say.
+    pub subject: String,
+    /// The parsed schema.
+    pub schema: Arc<Schema>,
+    /// Its parsing canonical form (to see, once per schema, whether it equals a reader's).
+    pub canonical: Arc<str>,
+}
+
+impl RegisteredSchema {
+    /// A registered schema with its canonical form computed.
+    pub fn new(id: u32, subject: impl Into<String>, schema: Arc<Schema>) -> Self {
+        let canonical = Arc::from(schema.canonical_form().as_str());
+        Self {
+            id,
+            subject: subject.into(),
+            schema,
+            canonical,
+        }
+    }
+}
+
+/// One version of a subject.
+#[derive(Debug, Clone)]
+pub struct SubjectVersion {
+    /// The subject.
+    pub subject: String,
+    /// The version within the subject, from 1.
+    pub version: u32,
+    /// The schema's registry-wide id.
+    pub id: u32,
+    /// The schema.
+    pub schema: Arc<Schema>,
+}
+
+/// The answer to a compatibility test.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompatibilityReport {
+    /// Whether the schema may be registered under the subject.
+    pub compatible: bool,
+    /// Why not (empty when compatible).
+    pub messages: Vec<String>,
+}
+
+/// A compatibility level, as Confluent's registry names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compatibility {
+    /// A new schema reads data written with the latest one (the default).
+    #[default]
+    Backward,
+    /// A new schema reads data written with every earlier one.
+    BackwardTransitive,
+    /// The latest schema reads data written with a new one.
+    Forward,
+    /// Every earlier schema reads data written with a new one.
+    ForwardTransitive,
+    /// Backward and forward against the latest schema.
+    Full,
+    /// Backward and forward against every earlier schema.
+    FullTransitive,
+    /// No checks.
+    None,
+}
+
+impl Compatibility {
+    const NAMES: [(&'static str, Self); 7] = [
+        ("BACKWARD", Self::Backward),
+        ("BACKWARD_TRANSITIVE", Self::BackwardTransitive),
+        ("FORWARD", Self::Forward),
+        ("FORWARD_TRANSITIVE", Self::ForwardTransitive),
+        ("FULL", Self::Full),
+        ("FULL_TRANSITIVE", Self::FullTransitive),
+        ("NONE", Self::None),
+    ];
+
+    /// The name Confluent's REST API uses (`BACKWARD`, `FULL_TRANSITIVE`, ...).
+    pub fn name(self) -> &'static str {
+        Self::NAMES
+            .iter()
+            .find(|(_, level)| *level == self)
+            .map_or("NONE", |(name, _)| name)
+    }
+
+    /// Checks `new` against the subject's earlier schemas (oldest first) at this level; returns
+    /// why it does not fit, empty when it does.
+    pub fn check(self, new: &Schema, earlier: &[Arc<Schema>]) -> Vec<String> {
+        let (backward, forward, transitive) = match self {
+            Self::Backward => (true, false, false),
+            Self::BackwardTransitive => (true, false, true),
+            Self::Forward => (false, true, false),
+            Self::ForwardTransitive => (false, true, true),
+            Self::Full => (true, true, false),
+            Self::FullTransitive => (true, true, true),
+            Self::None => return Vec::new(),
+        };
+        let first = if transitive {
+            0
+        } else {
+            earlier.len().saturating_sub(1)
+        };
+        let mut messages = Vec::new();
+        for (index, old) in earlier.iter().enumerate().skip(first) {
+            let checks = [
+                (
+                    backward,
+                    old.as_ref(),
+                    new,
+                    "the new schema cannot read data written with",
+                ),
+                (
+                    forward,
+                    new,
+                    old.as_ref(),
+                    "data written with the new schema cannot be read by",
+                ),
+            ];
+            for (on, writer, reader, what) in checks {
+                if !on {
+                    continue;
+                }
+                if let Err(err) =
+                    apache_avro::schema_compatibility::SchemaCompatibility::can_read(writer, reader)
+                {
+                    messages.push(format!("{what} version {}: {err}", index + 1));
+                }
+            }
+        }
+        messages
+    }
+}
+
+impl fmt::Display for Compatibility {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Compatibility {
+    type Err = RegistryError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::NAMES
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s))
+            .map(|(_, level)| *level)
+            .ok_or_else(|| RegistryError::InvalidCompatibility {
+                level: s.to_owned(),
+            })
+    }
+}
+
+/// How an event's registry subject is named (Confluent's subject name strategies, plus the
+/// event-name default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SubjectStrategy {
+    /// `<event name>-value` (the default: one subject per event, whatever the topic).
+    #[default]
+    Event,
+    /// `<topic>-value` (Confluent's `TopicNameStrategy`: one schema per topic).
+    Topic,
+    /// `<record full name>` (Confluent's `RecordNameStrategy`).
+    Record,
+    /// `<topic>-<record full name>` (Confluent's `TopicRecordNameStrategy`).
+    TopicRecord,
+}
+
+impl SubjectStrategy {
+    /// The accepted config values.
+    pub const NAMES: [(&'static str, Self); 4] = [
+        ("event", Self::Event),
+        ("topic", Self::Topic),
+        ("record", Self::Record),
+        ("topic_record", Self::TopicRecord),
+    ];
+
+    /// The subject for `event` (whose schema is `schema`) published to `topic`.
+    pub fn subject(self, event: &str, topic: &str, schema: &Schema) -> String {
+        let record = || match schema {
+            Schema::Record(record) => record.name.fullname(None),
+            other => format!("{other:?}"),
+        };
+        match self {
+            Self::Event => format!("{event}-value"),
+            Self::Topic => format!("{topic}-value"),
+            Self::Record => record(),
+            Self::TopicRecord => format!("{topic}-{}", record()),
+        }
+    }
+
+    /// Whether the subject depends on the topic.
+    pub fn uses_topic(self) -> bool {
+        matches!(self, Self::Topic | Self::TopicRecord)
+    }
+}
+
+/// The registry subject for an event under the default strategy: `<event>-value`.
+pub fn subject_for(event: &str) -> String {
+    format!("{event}-value")
+}
+
+/// A Confluent-compatible schema registry. Every method answers as the REST endpoint it names
+/// does, with Confluent's error codes mapped to [`RegistryError`] variants.
+#[async_trait::async_trait]
+pub trait SchemaRegistry: Send + Sync + fmt::Debug {
+    /// Where the registry is (for messages).
+    fn url(&self) -> &str;
+
+    /// `POST /subjects/{subject}/versions`: registers `schema` under `subject` (or finds it, when
+    /// the subject has it already) and returns its id; a schema the subject's compatibility level
+    /// refuses is [`RegistryError::Incompatible`].
+    async fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError>;
+
+    /// `POST /subjects/{subject}`: the version of `subject` that is `schema`.
+    async fn lookup(&self, subject: &str, schema: &Schema)
+        -> Result<SubjectVersion, RegistryError>;
+
+    /// `GET /schemas/ids/{id}`: the schema with this id.
+    async fn schema_by_id(&self, id: u32) -> Result<RegisteredSchema, RegistryError>;
+
+    /// `GET /subjects/{subject}/versions/latest`.
+    async fn latest(&self, subject: &str) -> Result<SubjectVersion, RegistryError>;
+
+    /// `GET /subjects`, sorted.
+    async fn subjects(&self) -> Result<Vec<String>, RegistryError>;
+
+    /// `GET /subjects/{subject}/versions`.
+    async fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError>;
+
+    /// `POST /compatibility/subjects/{subject}/versions/latest?verbose=true`: whether `schema`
+    /// could be registered under `subject` now (a subject without versions accepts anything).
+    async fn test_compatibility(
+        &self,
+        subject: &str,
+        schema: &Schema,
+    ) -> Result<CompatibilityReport, RegistryError>;
+
+    /// `GET /config` (`None`) or `GET /config/{subject}?defaultToGlobal=true`.
+    async fn compatibility(&self, subject: Option<&str>) -> Result<Compatibility, RegistryError>;
+
+    /// `PUT /config` (`None`) or `PUT /config/{subject}`.
+    async fn set_compatibility(
+        &self,
+        subject: Option<&str>,
+        level: Compatibility,
+    ) -> Result<(), RegistryError>;
+
+    /// Checks that the registry answers (the readiness probe waits for it).
+    async fn ping(&self) -> Result<(), RegistryError> {
+        self.subjects().await.map(drop)
+    }
+}
+
+/// Opens the registry a URL names: `mock://<scope>` (in-memory, shared by everything in this
+/// process that names the same scope), or `http(s)://[user:password@]host[:port]` (the HTTP
+/// client, with basic auth from the URL's user info).
+pub fn open_registry(url: &str) -> Result<Arc<dyn SchemaRegistry>, RegistryError> {
+    open_registry_with(url, HttpOptions::default())
+}
+
+/// [`open_registry`] with options for the HTTP client (ignored by `mock://`).
+pub fn open_registry_with(
+    url: &str,
+    options: HttpOptions,
+) -> Result<Arc<dyn SchemaRegistry>, RegistryError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Ok(Arc::new(HttpRegistry::new(url, options)?));
+    }
+    Ok(memory_scope(url)?)
+}
+
+/// The in-memory registry of a `mock://<scope>` URL, shared by everything in this process that
+/// names the same scope.
+pub fn memory_scope(url: &str) -> Result<Arc<MemoryRegistry>, RegistryError> {
+    static SCOPES: OnceLock<Mutex<HashMap<String, Arc<MemoryRegistry>>>> = OnceLock::new();
+    let Some(scope) = url.strip_prefix("mock://") else {
+        return Err(RegistryError::UnsupportedUrl {
+            url: url.to_owned(),
+        });
+    };
+    let mut scopes = SCOPES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let registry = scopes
+        .entry(scope.to_owned())
+        .or_insert_with(|| Arc::new(MemoryRegistry::new(url)))
+        .clone();
+    Ok(registry)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(fields: &str) -> Schema {
+        Schema::parse_str(&format!(
+            r#"{{"type":"record","name":"R","namespace":"t","fields":[{fields}]}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn levels_check_the_directions_and_versions_they_name() {
+        let v1 = Arc::new(record(r#"{"name":"a","type":"int"}"#));
+        let v2 = Arc::new(record(
+            r#"{"name":"a","type":"int"},{"name":"b","type":"int","default":0}"#,
+        ));
+        let without_default = record(r#"{"name":"a","type":"int"},{"name":"c","type":"int"}"#);
+        let dropped_a = record(r#"{"name":"b","type":"int","default":0}"#);
+        let earlier = [v1.clone(), v2.clone()];
+        // A field without a default breaks reading old data: backward refuses, naming it.
+        let messages = Compatibility::Backward.check(&without_default, &earlier);
+        assert_eq!(messages.len(), 1, "{messages:?}");
+        assert!(messages[0].contains("'c'"), "{messages:?}");
+        assert!(Compatibility::Forward
+            .check(&without_default, &earlier)
+            .is_empty());
+        // Dropping `a` (no default in the old reader) breaks forward, against v2 and v1.
+        assert_eq!(Compatibility::Forward.check(&dropped_a, &earlier).len(), 1);
+        assert_eq!(
+            Compatibility::ForwardTransitive
+                .check(&dropped_a, &earlier)
+                .len(),
+            2
+        );
+        assert!(Compatibility::Backward
+            .check(&dropped_a, &earlier)
+            .is_empty());
+        assert_eq!(Compatibility::Full.check(&dropped_a, &earlier).len(), 1);
+        assert!(Compatibility::None
+            .check(&without_default, &earlier)
+            .is_empty());
+    }
+
+    #[test]
+    fn levels_parse_from_their_confluent_names() {
+        for (name, level) in Compatibility::NAMES {
+            assert_eq!(name.parse::<Compatibility>().unwrap(), level);
+            assert_eq!(level.to_string(), name);
+        }
+        assert!(matches!(
+            "SIDEWAYS".parse::<Compatibility>(),
+            Err(RegistryError::InvalidCompatibility { .. })
+        ));
+    }
+
+    #[test]
+    fn strategies_name_subjects_as_confluent_does() {
+        let schema = record(r#"{"name":"a","type":"int"}"#);
+        let subject = |s: SubjectStrategy| s.subject("event.x", "rapids", &schema);
+        assert_eq!(subject(SubjectStrategy::Event), "event.x-value");
+        assert_eq!(subject(SubjectStrategy::Topic), "rapids-value");
+        assert_eq!(subject(SubjectStrategy::Record), "t.R");
+        assert_eq!(subject(SubjectStrategy::TopicRecord), "rapids-t.R");
+    }
+
+    #[test]
+    fn mock_urls_share_a_scope_and_other_urls_are_refused() {
+        let one = open_registry("mock://shared-scope").unwrap();
+        let two = open_registry("mock://shared-scope").unwrap();
+        assert!(std::ptr::addr_eq(Arc::as_ptr(&one), Arc::as_ptr(&two)));
+        assert!(matches!(
+            open_registry("ftp://x"),
+            Err(RegistryError::UnsupportedUrl { .. })
+        ));
+    }
+}

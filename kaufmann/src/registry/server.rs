@@ -1,0 +1,387 @@
+//! A local registry server for development and tests: an in-memory registry behind the subset
+//! of Confluent's Schema Registry REST API that serializers and Kaufmann use.
+//!
+//! It is a stand-in, not Confluent's registry: Avro only (no schema references, no other schema
+//! types), nothing persisted, no deletes, modes or contexts. The requests, answers and error codes
+//! follow Confluent's published API reference:
+//!
+//! | request | answer |
+//! |---|---|
+//! | `GET /subjects` | `["a-value", ..]` |
+//! | `GET /subjects/{subject}/versions` | `[1, 2]` |
+//! | `GET /subjects/{subject}/versions/{version\|latest}` | `{subject, id, version, schema}` |
+//! | `POST /subjects/{subject}/versions` `{schema}` | `{id}` |
+//! | `POST /subjects/{subject}` `{schema}` | `{subject, id, version, schema}` |
+//! | `GET /schemas/ids/{id}` | `{schema}` |
+//! | `GET /schemas/ids/{id}/versions` | `[{subject, version}]` |
+//! | `POST /compatibility/subjects/{subject}/versions/{version\|latest}` `{schema}` | `{is_compatible, messages}` |
+//! | `GET /config`, `GET /config/{subject}` | `{compatibilityLevel}` |
+//! | `PUT /config`, `PUT /config/{subject}` `{compatibility}` | `{compatibility}` |
+//!
+//! Errors answer `{error_code, message}` with the HTTP status of the code's first three digits:
+//! 40401 subject not found, 40402 version not found, 40403 schema not found, 409 incompatible
+//! schema, 42201 invalid schema, 42202 invalid version, 42203 invalid compatibility level.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering as Atomic};
+use std::sync::Arc;
+
+use apache_avro::Schema;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use super::{Compatibility, MemoryRegistry, SchemaRegistry, SubjectVersion};
+use crate::error::RegistryError;
+
+/// A running local registry server. It stops when dropped or [`stopped`](Self::stop).
+#[derive(Debug)]
+pub struct LocalRegistry {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    registry: Arc<MemoryRegistry>,
+    requests: AtomicU64,
+}
+
+impl LocalRegistry {
+    /// Serves `registry` on `addr` (`127.0.0.1:0` picks a free port).
+    pub async fn start(addr: &str, registry: Arc<MemoryRegistry>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            registry,
+            requests: AtomicU64::new(0),
+        });
+        let (stop, stopped) = oneshot::channel::<()>();
+        let app = router(shared.clone());
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(err) = serve.await {
+                tracing::error!("local registry server stopped: {err}");
+            }
+        });
+        tracing::info!("local schema registry (development stand-in) on http://{addr}");
+        Ok(Self {
+            addr,
+            shared,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    /// The URL to give clients: `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The registry it serves.
+    pub fn registry(&self) -> &Arc<MemoryRegistry> {
+        &self.shared.registry
+    }
+
+    /// How many requests it has answered.
+    pub fn requests(&self) -> u64 {
+        self.shared.requests.load(Atomic::Relaxed)
+    }
+
+    /// Stops serving and waits until the server has closed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for LocalRegistry {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+type AppState = State<Arc<Shared>>;
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(|| async { answer(&json!({})) }))
+        .route("/subjects", get(subjects))
+        .route("/subjects/{subject}", post(lookup))
+        .route("/subjects/{subject}/versions", get(versions).post(register))
+        .route("/subjects/{subject}/versions/{version}", get(version))
+        .route("/schemas/ids/{id}", get(schema_by_id))
+        .route("/schemas/ids/{id}/versions", get(versions_of))
+        .route(
+            "/compatibility/subjects/{subject}/versions/{version}",
+            post(compatibility_test),
+        )
+        .route("/config", get(global_config).put(set_global_config))
+        .route(
+            "/config/{subject}",
+            get(subject_config).put(set_subject_config),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            count_requests,
+        ))
+        .with_state(shared)
+}
+
+async fn count_requests(
+    State(shared): AppState,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    shared.requests.fetch_add(1, Atomic::Relaxed);
+    next.run(request).await
+}
+
+/// A JSON answer in Confluent's media type.
+fn answer(value: &Value) -> Response {
+    with_status(StatusCode::OK, value)
+}
+
+fn with_status(status: StatusCode, value: &Value) -> Response {
+    (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            "application/vnd.schemaregistry.v1+json",
+        )],
+        value.to_string(),
+    )
+        .into_response()
+}
+
+/// Confluent's error body, with the HTTP status of the code's first three digits.
+fn refuse(code: u32, message: &str) -> Response {
+    let http = if code >= 1000 { code / 100 } else { code };
+    let status = u16::try_from(http)
+        .ok()
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    with_status(status, &json!({ "error_code": code, "message": message }))
+}
+
+fn refuse_error(err: &RegistryError) -> Response {
+    let code = match err {
+        RegistryError::SubjectNotFound { .. } => 40401,
+        RegistryError::VersionNotFound { .. } => 40402,
+        RegistryError::SchemaNotFound { .. } | RegistryError::SchemaNotInSubject { .. } => 40403,
+        RegistryError::Incompatible { .. } => 409,
+        RegistryError::InvalidSchema { .. } => 42201,
+        RegistryError::InvalidCompatibility { .. } => 42203,
+        _ => 50001,
+    };
+    refuse(code, &err.to_string())
+}
+
+fn schema_text(schema: &Schema) -> String {
+    serde_json::to_string(schema).unwrap_or_else(|_| schema.canonical_form())
+}
+
+fn version_json(found: &SubjectVersion) -> Value {
+    json!({
+        "subject": found.subject,
+        "id": found.id,
+        "version": found.version,
+        "schema": schema_text(&found.schema),
+    })
+}
+
+/// The schema of a request body `{"schema": "..", "schemaType"?: "AVRO", "references"?: []}`.
+fn parse_body(subject: &str, body: &[u8]) -> Result<Schema, RegistryError> {
+    let invalid = |reason: String| RegistryError::InvalidSchema {
+        subject: subject.to_owned(),
+        reason,
+    };
+    let json: Value = serde_json::from_slice(body)
+        .map_err(|err| invalid(format!("the request body is not JSON: {err}")))?;
+    if let Some(kind) = json.get("schemaType").and_then(Value::as_str) {
+        if !kind.eq_ignore_ascii_case("AVRO") {
+            return Err(invalid(format!(
+                "schema type {kind} is not served by this development registry (Avro only)"
+            )));
+        }
+    }
+    if json
+        .get("references")
+        .and_then(Value::as_array)
+        .is_some_and(|r| !r.is_empty())
+    {
+        return Err(invalid(
+            "schema references are not served by this development registry".to_owned(),
+        ));
+    }
+    let text = json
+        .get("schema")
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid("the request body has no `schema` string".to_owned()))?;
+    Schema::parse_str(text).map_err(|err| invalid(err.to_string()))
+}
+
+fn respond<T>(result: Result<T, RegistryError>, to_json: impl FnOnce(T) -> Value) -> Response {
+    match result {
+        Ok(value) => answer(&to_json(value)),
+        Err(err) => refuse_error(&err),
+    }
+}
+
+async fn subjects(State(shared): AppState) -> Response {
+    respond(shared.registry.subjects().await, |s| json!(s))
+}
+
+async fn versions(State(shared): AppState, Path(subject): Path<String>) -> Response {
+    respond(shared.registry.versions(&subject).await, |v| json!(v))
+}
+
+/// `latest`, `-1` (also latest) or a version number.
+fn parse_version(version: &str) -> Result<Option<u32>, String> {
+    match version {
+        "latest" | "-1" => Ok(None),
+        n => n
+            .parse::<u32>()
+            .map(Some)
+            .map_err(|_| format!("`{n}` is not a version: use a number from 1 or `latest`")),
+    }
+}
+
+async fn version(
+    State(shared): AppState,
+    Path((subject, version)): Path<(String, String)>,
+) -> Response {
+    let result = match parse_version(&version) {
+        Ok(None) => shared.registry.latest(&subject).await,
+        Ok(Some(n)) => shared.registry.subject_version(&subject, n),
+        Err(message) => return refuse(42202, &message),
+    };
+    respond(result, |found| version_json(&found))
+}
+
+async fn register(State(shared): AppState, Path(subject): Path<String>, body: Bytes) -> Response {
+    match parse_body(&subject, &body) {
+        Ok(schema) => respond(
+            shared.registry.register(&subject, &schema).await,
+            |id| json!({ "id": id }),
+        ),
+        Err(err) => refuse_error(&err),
+    }
+}
+
+async fn lookup(State(shared): AppState, Path(subject): Path<String>, body: Bytes) -> Response {
+    match parse_body(&subject, &body) {
+        Ok(schema) => respond(shared.registry.lookup(&subject, &schema).await, |found| {
+            version_json(&found)
+        }),
+        Err(err) => refuse_error(&err),
+    }
+}
+
+async fn schema_by_id(State(shared): AppState, Path(id): Path<u32>) -> Response {
+    respond(
+        shared.registry.schema_by_id(id).await,
+        |found| json!({ "schema": schema_text(&found.schema) }),
+    )
+}
+
+async fn versions_of(State(shared): AppState, Path(id): Path<u32>) -> Response {
+    let first = match shared.registry.schema_by_id(id).await {
+        Ok(found) => found.subject,
+        Err(err) => return refuse_error(&err),
+    };
+    let mut found = shared.registry.versions_of(id);
+    found.sort_by_key(|(subject, _)| *subject != first);
+    answer(&json!(found
+        .iter()
+        .map(|(subject, version)| json!({ "subject": subject, "version": version }))
+        .collect::<Vec<_>>()))
+}
+
+async fn compatibility_test(
+    State(shared): AppState,
+    Path((subject, version)): Path<(String, String)>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    if let Err(message) = parse_version(&version) {
+        return refuse(42202, &message);
+    }
+    let schema = match parse_body(&subject, &body) {
+        Ok(schema) => schema,
+        Err(err) => return refuse_error(&err),
+    };
+    let verbose = query.get("verbose").is_some_and(|v| v == "true");
+    respond(
+        shared.registry.test_compatibility(&subject, &schema).await,
+        |report| {
+            if verbose {
+                json!({ "is_compatible": report.compatible, "messages": report.messages })
+            } else {
+                json!({ "is_compatible": report.compatible })
+            }
+        },
+    )
+}
+
+async fn global_config(State(shared): AppState) -> Response {
+    respond(
+        shared.registry.compatibility(None).await,
+        |level| json!({ "compatibilityLevel": level.name() }),
+    )
+}
+
+async fn subject_config(State(shared): AppState, Path(subject): Path<String>) -> Response {
+    respond(
+        shared.registry.compatibility(Some(&subject)).await,
+        |level| json!({ "compatibilityLevel": level.name() }),
+    )
+}
+
+async fn set_config(shared: &Shared, subject: Option<&str>, body: &[u8]) -> Response {
+    let json: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    let name = json
+        .get("compatibility")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let level = match name.parse::<Compatibility>() {
+        Ok(level) => level,
+        Err(err) => return refuse_error(&err),
+    };
+    respond(
+        shared.registry.set_compatibility(subject, level).await,
+        |()| json!({ "compatibility": level.name() }),
+    )
+}
+
+async fn set_global_config(State(shared): AppState, body: Bytes) -> Response {
+    set_config(&shared, None, &body).await
+}
+
+async fn set_subject_config(
+    State(shared): AppState,
+    Path(subject): Path<String>,
+    body: Bytes,
+) -> Response {
+    set_config(&shared, Some(&subject), &body).await
+}

@@ -1,0 +1,162 @@
+//! The `kaufmann` command against the local registry server: `schemas migrate` is idempotent,
+//! `schemas check` refuses an incompatible change with exit 1 naming the field, `schemas list`
+//! shows what is registered, and every command has `--help`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+
+use kaufmann::registry::server::LocalRegistry;
+use kaufmann::registry::MemoryRegistry;
+
+fn kaufmann(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kaufmann"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KAUFMANN_REGISTRY_URL")
+        .env_remove("KAUFMANN_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn write_schema(dir: &Path, name: &str, extra: &str) {
+    let record = if name.ends_with("created") {
+        "UserCreated"
+    } else {
+        "UserRenamed"
+    };
+    let text = format!(
+        r#"{{"type":"record","name":"{record}","namespace":"users","fields":[
+            {{"name":"id","type":"string"}}{extra}]}}"#
+    );
+    std::fs::write(dir.join("schemas").join(format!("{name}.avsc")), text).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_check_and_list_against_the_local_registry() {
+    let server = LocalRegistry::start("127.0.0.1:0", Arc::new(MemoryRegistry::new("mock://cli")))
+        .await
+        .unwrap();
+    let url = server.url();
+    let dir = std::env::temp_dir().join(format!("kaufmann-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    write_schema(&dir, "event.user.created", "");
+    write_schema(
+        &dir,
+        "event.user.renamed",
+        r#",{"name":"name","type":"string"}"#,
+    );
+    let run = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend(["--registry", url.as_str()]);
+        kaufmann(&dir, &all)
+    };
+
+    let first = run(&["schemas", "migrate"]);
+    let (out, err) = text(&first);
+    assert!(first.status.success(), "{out}{err}");
+    assert!(out.starts_with("subject"), "a table: {out}");
+    assert!(
+        out.contains("event.user.created-value  1        1   new"),
+        "{out}"
+    );
+    let again = run(&["schemas", "migrate"]);
+    let (out, _) = text(&again);
+    assert!(again.status.success());
+    assert_eq!(out.matches("unchanged").count(), 2, "{out}");
+
+    // A field without a default cannot read old events: refused under BACKWARD, naming it.
+    write_schema(
+        &dir,
+        "event.user.created",
+        r#",{"name":"age","type":"int"}"#,
+    );
+    let refused = run(&["schemas", "check"]);
+    let (out, err) = text(&refused);
+    assert_eq!(refused.status.code(), Some(1), "{out}{err}");
+    assert!(out.contains("INCOMPATIBLE"), "{out}");
+    assert!(err.contains("event.user.created-value"), "{err}");
+    assert!(err.contains("'age'") && err.contains("default"), "{err}");
+    assert!(
+        !err.contains("event.user.renamed-value"),
+        "only the refused subject: {err}"
+    );
+
+    // With a default it is compatible, and migrate adds version 2.
+    write_schema(
+        &dir,
+        "event.user.created",
+        r#",{"name":"age","type":"int","default":0}"#,
+    );
+    let fine = run(&["schemas", "check"]);
+    assert!(fine.status.success(), "{:?}", text(&fine));
+    let migrated = run(&["schemas", "migrate"]);
+    let (out, _) = text(&migrated);
+    assert!(
+        out.contains("event.user.created-value  2        3   new"),
+        "{out}"
+    );
+
+    let listed = run(&["schemas", "list"]);
+    let (out, _) = text(&listed);
+    assert!(
+        out.contains("event.user.renamed  event.user.renamed-value  1        2"),
+        "{out}"
+    );
+
+    // The record strategy names subjects after the record.
+    let by_record = run(&["schemas", "list", "--strategy", "record"]);
+    assert!(
+        text(&by_record).0.contains("users.UserCreated"),
+        "{:?}",
+        text(&by_record)
+    );
+
+    let _ = std::fs::remove_dir_all(&dir);
+    server.stop().await;
+}
+
+#[test]
+fn every_command_has_help_and_errors_exit_2() {
+    let dir = std::env::temp_dir();
+    for args in [
+        &["--help"][..],
+        &["schemas", "--help"],
+        &["schemas", "migrate", "--help"],
+        &["schemas", "check", "--help"],
+        &["schemas", "list", "--help"],
+        &["registry", "serve", "--help"],
+    ] {
+        let output = kaufmann(&dir, args);
+        assert!(output.status.success(), "{args:?}");
+        assert!(text(&output).0.contains("Usage:"), "{args:?}");
+    }
+    let output = kaufmann(&dir, &["schemas", "check", "--registry", "mock://x"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output).1.contains("--registry http://host:port"));
+    let output = kaufmann(
+        &dir,
+        &[
+            "schemas",
+            "check",
+            "--registry",
+            "http://127.0.0.1:1",
+            "--dir",
+            "no-such-folder",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        text(&output).1.contains("no-such-folder"),
+        "{:?}",
+        text(&output)
+    );
+}
