@@ -1,0 +1,172 @@
+//! Interop with clients no one here wrote: Confluent's own Python client (`confluent-kafka` from
+//! PyPI: `SchemaRegistryClient`, `AvroSerializer`, `AvroDeserializer`, `Producer`, `Consumer`,
+//! installed by `scripts/install-confluent-python`) registers and produces through the local
+//! registry server and the tansu broker, and a Kaufmann service consumes and decodes every
+//! message; then Kaufmann publishes and the Python deserializer decodes every message.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kaufmann::registry::server::LocalRegistry;
+use kaufmann::registry::{subject_for, MemoryRegistry, SchemaRegistry};
+use kaufmann::EventSchema;
+use kaufmann_tests::{
+    broker, create_topics, eventually, observed, test_config, topic_with_dead_letters, unique,
+    work_items, TestWork,
+};
+
+/// The variable `scripts/test` sets to the virtualenv's python with confluent-kafka installed.
+const PYTHON_VAR: &str = "TEST_CONFLUENT_PYTHON";
+
+/// The python with confluent-kafka; skipped without one, except under CI, where it fails.
+fn confluent_python() -> Option<PathBuf> {
+    match std::env::var(PYTHON_VAR) {
+        Ok(python) if !python.is_empty() => Some(PathBuf::from(python)),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{PYTHON_VAR} is not set under CI: run the suite with `bash scripts/test`"
+            );
+            eprintln!("skipped: {PYTHON_VAR} is not set (run `bash scripts/test`)");
+            None
+        }
+    }
+}
+
+async fn peer(python: &Path, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/confluent_peer.py");
+    let output = tokio::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .await
+        .expect("the confluent peer starts");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "confluent peer {args:?} failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn confluent_python_client_and_kaufmann_read_each_other() {
+    let Some(brokers) = broker() else { return };
+    let Some(python) = confluent_python() else {
+        return;
+    };
+    let server = LocalRegistry::start(
+        "127.0.0.1:0",
+        Arc::new(MemoryRegistry::new("mock://interop")),
+    )
+    .await
+    .unwrap();
+    let url = server.url();
+    let inbound = topic_with_dead_letters(&brokers, "py-in", 2).await;
+    let outbound = unique("py-out");
+    create_topics(&brokers, &[(&outbound, 2)]).await;
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/test.work.avsc");
+    let subject = subject_for(TestWork::EVENT_NAME);
+
+    // Python produces; Kaufmann consumes and decodes every message.
+    let count = 40;
+    peer(
+        &python,
+        &[
+            "produce",
+            "--brokers",
+            &brokers,
+            "--registry",
+            &url,
+            "--topic",
+            &inbound,
+            "--count",
+            &count.to_string(),
+            "--first-id",
+            "1000",
+            "--schema",
+            &schema.to_string_lossy(),
+            "--subject",
+            &subject,
+        ],
+    )
+    .await;
+    let service = kaufmann::Service::start(test_config(&brokers, &inbound, &url))
+        .await
+        .unwrap();
+    let all_seen = eventually(Duration::from_secs(120), || {
+        observed(&inbound).len() >= count
+    })
+    .await;
+    let seen = observed(&inbound);
+    assert!(all_seen, "Kaufmann decoded {} of {count}", seen.len());
+    let ids: BTreeSet<i64> = seen.iter().map(|o| o.id).collect();
+    assert_eq!(ids, (1000..1000 + count as i64).collect());
+    for o in &seen {
+        let i = o.id - 1000;
+        assert_eq!(
+            (o.lane.as_str(), o.seq),
+            (format!("py-{}", i % 4).as_str(), i / 4)
+        );
+    }
+    assert_eq!(service.stats().failed(), 0);
+
+    // Kaufmann publishes; Python decodes every message.
+    let items: Vec<TestWork> = work_items(30, 3, 0)
+        .into_iter()
+        .map(|mut w| {
+            w.id += 2000;
+            w
+        })
+        .collect();
+    for item in items.clone() {
+        let key = item.lane.clone();
+        service
+            .publisher()
+            .publish_to(&outbound, Some(key.as_bytes()), item)
+            .await
+            .unwrap();
+    }
+    let lines = peer(
+        &python,
+        &[
+            "consume",
+            "--brokers",
+            &brokers,
+            "--registry",
+            &url,
+            "--topic",
+            &outbound,
+            "--count",
+            &items.len().to_string(),
+            "--partitions",
+            "2",
+            "--group",
+            &unique("py-group"),
+        ],
+    )
+    .await;
+    let mut decoded: Vec<serde_json::Value> = lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    decoded.sort_by_key(|m| m["value"]["id"].as_i64());
+    assert_eq!(decoded.len(), items.len());
+    for (message, item) in decoded.iter().zip(&items) {
+        let expected = serde_json::json!({
+            "id": item.id, "lane": item.lane, "seq": item.seq,
+            "sleep_ms": item.sleep_ms, "fail_times": item.fail_times,
+        });
+        assert_eq!(message["value"], expected);
+        assert_eq!(message["key"], item.lane.as_str());
+        assert_eq!(message["headers"]["message_name"], "test.work");
+        assert_eq!(message["headers"]["emitter_service"], "engine-test");
+    }
+    // Both sides used one subject and one schema id.
+    assert_eq!(server.registry().versions(&subject).await.unwrap(), vec![1]);
+    service.shutdown().await.unwrap();
+    server.stop().await;
+}
