@@ -1,5 +1,5 @@
 //! Interop with clients no one here wrote: Confluent's own Python client (`confluent-kafka` from
-//! PyPI: `SchemaRegistryClient`, `AvroSerializer`, `AvroDeserializer`, `Producer`, `Consumer`,
+//! `PyPI`: `SchemaRegistryClient`, `AvroSerializer`, `AvroDeserializer`, `Producer`, `Consumer`,
 //! installed by `scripts/install-confluent-python`) registers and produces through the local
 //! registry server and the tansu broker, and a Kaufmann service consumes and decodes every
 //! message; then Kaufmann publishes and the Python deserializer decodes every message.
@@ -58,63 +58,79 @@ async fn confluent_python_client_and_kaufmann_read_each_other() {
     let Some(python) = confluent_python() else {
         return;
     };
-    let server = LocalRegistry::start(
-        "127.0.0.1:0",
-        Arc::new(MemoryRegistry::new("mock://interop")),
-    )
-    .await
-    .unwrap();
+    let registry = Arc::new(MemoryRegistry::new("mock://interop"));
+    let server = LocalRegistry::start("127.0.0.1:0", registry).await.unwrap();
     let url = server.url();
     let inbound = topic_with_dead_letters(&brokers, "py-in", 2).await;
     let outbound = unique("py-out");
     create_topics(&brokers, &[(&outbound, 2)]).await;
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/test.work.avsc");
     let subject = subject_for(TestWork::EVENT_NAME);
+    let service = python_to_kaufmann(&python, &brokers, &url, &inbound, &subject).await;
+    kaufmann_to_python(&python, &brokers, &url, &service, &outbound).await;
+    // Both sides used one subject and one schema id.
+    assert_eq!(server.registry().versions(&subject).await.unwrap(), vec![1]);
+    service.shutdown().await.unwrap();
+    server.stop().await;
+}
 
-    // Python produces; Kaufmann consumes and decodes every message.
-    let count = 40;
-    peer(
-        &python,
-        &[
-            "produce",
-            "--brokers",
-            &brokers,
-            "--registry",
-            &url,
-            "--topic",
-            &inbound,
-            "--count",
-            &count.to_string(),
-            "--first-id",
-            "1000",
-            "--schema",
-            &schema.to_string_lossy(),
-            "--subject",
-            &subject,
-        ],
-    )
-    .await;
-    let service = kaufmann::Service::start(test_config(&brokers, &inbound, &url))
+/// Python produces; a Kaufmann service consumes and decodes every message. Returns the service.
+async fn python_to_kaufmann(
+    python: &Path,
+    brokers: &str,
+    url: &str,
+    inbound: &str,
+    subject: &str,
+) -> kaufmann::RunningService {
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/test.work.avsc");
+    let schema = schema.to_string_lossy();
+    let count: i64 = 40;
+    let count_text = count.to_string();
+    let args = [
+        "produce",
+        "--brokers",
+        brokers,
+        "--registry",
+        url,
+        "--topic",
+        inbound,
+        "--count",
+        &count_text,
+        "--first-id",
+        "1000",
+        "--schema",
+        &schema,
+        "--subject",
+        subject,
+    ];
+    peer(python, &args).await;
+    let service = kaufmann::Service::start(test_config(brokers, inbound, url))
         .await
         .unwrap();
+    let expected = usize::try_from(count).unwrap();
     let all_seen = eventually(Duration::from_secs(120), || {
-        observed(&inbound).len() >= count
+        observed(inbound).len() >= expected
     })
     .await;
-    let seen = observed(&inbound);
+    let seen = observed(inbound);
     assert!(all_seen, "Kaufmann decoded {} of {count}", seen.len());
     let ids: BTreeSet<i64> = seen.iter().map(|o| o.id).collect();
-    assert_eq!(ids, (1000..1000 + count as i64).collect());
+    assert_eq!(ids, (1000..1000 + count).collect());
     for o in &seen {
         let i = o.id - 1000;
-        assert_eq!(
-            (o.lane.as_str(), o.seq),
-            (format!("py-{}", i % 4).as_str(), i / 4)
-        );
+        assert_eq!((o.lane.clone(), o.seq), (format!("py-{}", i % 4), i / 4));
     }
     assert_eq!(service.stats().failed(), 0);
+    service
+}
 
-    // Kaufmann publishes; Python decodes every message.
+/// Kaufmann publishes; Python decodes every message.
+async fn kaufmann_to_python(
+    python: &Path,
+    brokers: &str,
+    url: &str,
+    service: &kaufmann::RunningService,
+    outbound: &str,
+) {
     let items: Vec<TestWork> = work_items(30, 3, 0)
         .into_iter()
         .map(|mut w| {
@@ -126,29 +142,28 @@ async fn confluent_python_client_and_kaufmann_read_each_other() {
         let key = item.lane.clone();
         service
             .publisher()
-            .publish_to(&outbound, Some(key.as_bytes()), item)
+            .publish_to(outbound, Some(key.as_bytes()), item)
             .await
             .unwrap();
     }
-    let lines = peer(
-        &python,
-        &[
-            "consume",
-            "--brokers",
-            &brokers,
-            "--registry",
-            &url,
-            "--topic",
-            &outbound,
-            "--count",
-            &items.len().to_string(),
-            "--partitions",
-            "2",
-            "--group",
-            &unique("py-group"),
-        ],
-    )
-    .await;
+    let count = items.len().to_string();
+    let group = unique("py-group");
+    let args = [
+        "consume",
+        "--brokers",
+        brokers,
+        "--registry",
+        url,
+        "--topic",
+        outbound,
+        "--count",
+        &count,
+        "--partitions",
+        "2",
+        "--group",
+        &group,
+    ];
+    let lines = peer(python, &args).await;
     let mut decoded: Vec<serde_json::Value> = lines
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
@@ -165,8 +180,4 @@ async fn confluent_python_client_and_kaufmann_read_each_other() {
         assert_eq!(message["headers"]["message_name"], "test.work");
         assert_eq!(message["headers"]["emitter_service"], "engine-test");
     }
-    // Both sides used one subject and one schema id.
-    assert_eq!(server.registry().versions(&subject).await.unwrap(), vec![1]);
-    service.shutdown().await.unwrap();
-    server.stop().await;
 }
