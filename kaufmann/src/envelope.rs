@@ -20,6 +20,40 @@ pub mod header {
     pub const CALLBACK_ID: &str = "callback_id";
     /// When the event was emitted, milliseconds since the Unix epoch.
     pub const TIMESTAMP: &str = "timestamp";
+    /// Where answers go: `<topic>` or `<topic>:<partition>`.
+    pub const CALLBACK_TOPIC: &str = "callback_topic";
+}
+
+/// Where the emitter of an event wants answers (`KaufmannEx`'s `callback_topic`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallbackTopic {
+    /// The topic, when the emitter named one.
+    pub topic: Option<String>,
+    /// The partition, when the emitter named one.
+    pub partition: Option<i32>,
+}
+
+impl CallbackTopic {
+    /// As a header value: `<topic>` or `<topic>:<partition>` (`:` cannot occur in topic names).
+    pub fn to_header(&self) -> String {
+        let topic = self.topic.as_deref().unwrap_or_default();
+        match self.partition {
+            Some(p) => format!("{topic}:{p}"),
+            None => topic.to_owned(),
+        }
+    }
+
+    /// Reads a header value written by [`to_header`](Self::to_header).
+    pub fn from_header(value: &str) -> Self {
+        let (topic, partition) = match value.rsplit_once(':') {
+            Some((topic, p)) => (topic, p.parse().ok()),
+            None => (value, None),
+        };
+        Self {
+            topic: Some(topic.to_owned()).filter(|t| !t.is_empty()),
+            partition,
+        }
+    }
 }
 
 /// The metadata of an event (`KaufmannEx`'s `event_metadata`).
@@ -38,6 +72,8 @@ pub struct Metadata {
     pub callback_id: Option<String>,
     /// When the event was emitted, milliseconds since the Unix epoch.
     pub timestamp_ms: i64,
+    /// Where the emitter wants answers, when it said.
+    pub callback_topic: Option<CallbackTopic>,
 }
 
 impl Metadata {
@@ -50,6 +86,7 @@ impl Metadata {
             emitter_service_id: instance.to_owned(),
             callback_id: None,
             timestamp_ms: now_ms(),
+            callback_topic: None,
         }
     }
 
@@ -63,7 +100,8 @@ impl Metadata {
     /// The metadata as Kafka headers.
     pub fn to_headers(&self) -> OwnedHeaders {
         let timestamp = self.timestamp_ms.to_string();
-        let mut headers = OwnedHeaders::new_with_capacity(6);
+        let callback_topic = self.callback_topic.as_ref().map(CallbackTopic::to_header);
+        let mut headers = OwnedHeaders::new_with_capacity(7);
         let fields = [
             (header::MESSAGE_ID, Some(self.message_id.as_str())),
             (header::MESSAGE_NAME, Some(self.message_name.as_str())),
@@ -74,6 +112,7 @@ impl Metadata {
             ),
             (header::CALLBACK_ID, self.callback_id.as_deref()),
             (header::TIMESTAMP, Some(timestamp.as_str())),
+            (header::CALLBACK_TOPIC, callback_topic.as_deref()),
         ];
         for (key, value) in fields {
             if let Some(value) = value {
@@ -102,6 +141,9 @@ impl Metadata {
                 header::EMITTER_SERVICE_ID => meta.emitter_service_id = value,
                 header::CALLBACK_ID => meta.callback_id = Some(value),
                 header::TIMESTAMP => meta.timestamp_ms = value.parse().unwrap_or_default(),
+                header::CALLBACK_TOPIC => {
+                    meta.callback_topic = Some(CallbackTopic::from_header(&value));
+                }
                 _ => {}
             }
         }
@@ -147,8 +189,12 @@ mod tests {
 
     #[test]
     fn metadata_round_trips_through_headers() {
-        let meta = Metadata::new("event.user.created", "users", "users-1")
+        let mut meta = Metadata::new("event.user.created", "users", "users-1")
             .with_callback_id(Some("abc".to_owned()));
+        meta.callback_topic = Some(CallbackTopic {
+            topic: Some("replies.v1".to_owned()),
+            partition: Some(3),
+        });
         let headers = meta.to_headers();
         assert_eq!(Metadata::from_headers(Some(&headers)), meta);
         let none: Option<&OwnedHeaders> = None;

@@ -44,6 +44,7 @@ pub mod envelope;
 pub mod error;
 pub mod handler;
 mod http;
+pub mod kaufmann_ex;
 pub mod metrics;
 pub mod offsets;
 pub mod ordering;
