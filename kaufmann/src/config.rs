@@ -25,6 +25,18 @@ pub enum Unhandled {
     DeadLetter,
 }
 
+/// How events are laid out on the wire (the `wire_format` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WireFormat {
+    /// Confluent framing (magic byte, schema id, Avro body); metadata in Kafka headers.
+    #[default]
+    Confluent,
+    /// `KaufmannEx`'s layout (see [`crate::kaufmann_ex`]): raw Avro of `[event_metadata,
+    /// {meta, payload}]`, the event name as the key, the event name as the subject.
+    KaufmannEx,
+}
+
 /// How logs are written (the `log_format` key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -47,6 +59,9 @@ pub struct ErrorPolicy {
     /// The dead-letter topic; `{topic}` is replaced by the source topic. `None`: failures are
     /// logged and committed past, not sent anywhere.
     pub dead_letter_topic: Option<String>,
+    /// Whether a failure also publishes `event.error.<event name>` to the default topic and to
+    /// the event's callback topic (as `KaufmannEx` does).
+    pub error_events: bool,
 }
 
 impl Default for ErrorPolicy {
@@ -55,6 +70,7 @@ impl Default for ErrorPolicy {
             retry: RetryPolicy::default(),
             handler_timeout: Duration::from_secs(30),
             dead_letter_topic: Some("{topic}.DLT".to_owned()),
+            error_events: true,
         }
     }
 }
@@ -105,6 +121,8 @@ pub struct Config {
     pub registry_timeout: Duration,
     /// How registry subjects are named.
     pub subject_strategy: SubjectStrategy,
+    /// How events are laid out on the wire.
+    pub wire_format: WireFormat,
     /// librdkafka properties passed through to the consumer and producer as they are.
     pub librdkafka: BTreeMap<String, String>,
     /// Where `/metrics`, `/health/live` and `/health/ready` are served (`host:port`); `None`: off.
@@ -134,6 +152,8 @@ const KEYS: &[&str] = &[
     "registry_bearer_token",
     "registry_timeout_ms",
     "subject_strategy",
+    "wire_format",
+    "error_events",
     "metrics_addr",
     "log_format",
 ];
@@ -145,6 +165,7 @@ const EVENT_KEYS: &[&str] = &[
     "retry_backoff_ms",
     "retry_backoff_max_ms",
     "dead_letter_topic",
+    "error_events",
 ];
 
 impl Config {
@@ -168,6 +189,7 @@ impl Config {
             registry_bearer_token: None,
             registry_timeout: Duration::from_secs(10),
             subject_strategy: SubjectStrategy::default(),
+            wire_format: WireFormat::default(),
             librdkafka: BTreeMap::new(),
             metrics_addr: None,
             log_format: LogFormat::Text,
@@ -436,6 +458,19 @@ impl Values {
                     )
                 })?;
         }
+        if let Some(raw) = top.get("wire_format") {
+            c.wire_format = match string(raw)?.as_str() {
+                "confluent" => WireFormat::Confluent,
+                "kaufmann_ex" => WireFormat::KaufmannEx,
+                _ => {
+                    return Err(invalid(
+                        &raw.origin,
+                        &display(raw),
+                        "`confluent` or `kaufmann_ex`",
+                    ))
+                }
+            };
+        }
         if let Some(raw) = top.get("metrics_addr") {
             c.metrics_addr = Some(string(raw)?).filter(|a| !a.is_empty());
         }
@@ -473,6 +508,9 @@ fn policy(base: &ErrorPolicy, keys: &BTreeMap<String, Raw>) -> Result<ErrorPolic
     if let Some(raw) = keys.get("dead_letter_topic") {
         p.dead_letter_topic = Some(string(raw)?).filter(|t| !t.is_empty());
     }
+    if let Some(raw) = keys.get("error_events") {
+        p.error_events = boolean(raw)?;
+    }
     Ok(p)
 }
 
@@ -480,6 +518,15 @@ fn display(raw: &Raw) -> String {
     match &raw.value {
         toml::Value::String(s) => s.clone(),
         other => other.to_string(),
+    }
+}
+
+fn boolean(raw: &Raw) -> Result<bool, ConfigError> {
+    match &raw.value {
+        toml::Value::Boolean(b) => Ok(*b),
+        toml::Value::String(s) if s.trim() == "true" => Ok(true),
+        toml::Value::String(s) if s.trim() == "false" => Ok(false),
+        _ => Err(invalid(&raw.origin, &display(raw), "`true` or `false`")),
     }
 }
 
@@ -621,6 +668,31 @@ mod tests {
         assert_eq!(create.retry.max_retries, 0);
         assert_eq!(create.dead_letter_topic, None);
         assert_eq!(config.error_policy("other").retry.max_retries, 1);
+    }
+
+    #[test]
+    fn contract_keys_parse_and_refuse_what_they_do_not_know() {
+        let config = from(&[
+            ("KAUFMANN_WIRE_FORMAT", "kaufmann_ex"),
+            ("KAUFMANN_SUBJECT_STRATEGY", "topic_record"),
+            ("KAUFMANN_ERROR_EVENTS", "false"),
+            ("KAUFMANN_REGISTRY_TIMEOUT_MS", "250"),
+            ("KAUFMANN_REGISTRY_BEARER_TOKEN", "t"),
+        ])
+        .unwrap();
+        assert_eq!(config.wire_format, WireFormat::KaufmannEx);
+        assert_eq!(config.subject_strategy, SubjectStrategy::TopicRecord);
+        assert!(!config.errors.error_events);
+        assert_eq!(config.registry_timeout, Duration::from_millis(250));
+        assert_eq!(config.registry_bearer_token.as_deref(), Some("t"));
+        for (key, value, accepted) in [
+            ("KAUFMANN_WIRE_FORMAT", "avro", "`confluent` or `kaufmann_ex`"),
+            ("KAUFMANN_SUBJECT_STRATEGY", "name", "`event`, `topic`"),
+            ("KAUFMANN_ERROR_EVENTS", "yes", "`true` or `false`"),
+        ] {
+            let err = from(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(accepted), "{err}");
+        }
     }
 
     #[test]

@@ -25,14 +25,16 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::Instrument;
 
-use crate::config::{Config, Unhandled};
+use crate::config::{Config, Unhandled, WireFormat};
 use crate::envelope::{Metadata, Origin};
 use crate::error::{CodecError, Error, RegistryError, Result};
+use crate::error_event;
 use crate::handler::{HandlerTable, Incoming};
+use crate::kaufmann_ex;
 use crate::metrics::{Metrics, Outcome};
 use crate::offsets::OffsetTracker;
 use crate::ordering::{Lane, Lanes};
-use crate::publisher::{Context, Publisher};
+use crate::publisher::{Context, Outgoing, Publisher, Route};
 use crate::registry::{RegisteredSchema, SchemaRegistry};
 use crate::schema::wire;
 use crate::trace::{TraceParent, TRACEPARENT};
@@ -262,7 +264,13 @@ const STALL: Duration = Duration::from_millis(500);
 struct Decoder {
     registry: Arc<dyn SchemaRegistry>,
     cache: Mutex<std::collections::HashMap<u32, Arc<RegisteredSchema>>>,
+    /// `kaufmann_ex`: the latest schema of each subject, and when it was fetched.
+    latest: Mutex<std::collections::HashMap<String, (Instant, Arc<RegisteredSchema>)>>,
 }
+
+/// How long the latest schema of a subject is trusted (`kaufmann_ex` messages name no schema
+/// id, so a new version is seen when this passes).
+const LATEST_TTL: Duration = Duration::from_secs(30);
 
 impl Decoder {
     async fn writer(&self, id: u32) -> Result<Arc<RegisteredSchema>> {
@@ -282,6 +290,28 @@ impl Decoder {
             .insert(id, found.clone());
         Ok(found)
     }
+
+    /// The latest schema of `subject` (for `kaufmann_ex` messages), asked for again after
+    /// [`LATEST_TTL`].
+    async fn latest(&self, subject: &str) -> Result<Arc<RegisteredSchema>> {
+        let cached = self
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(subject)
+            .filter(|(at, _)| at.elapsed() < LATEST_TTL)
+            .map(|(_, found)| found.clone());
+        if let Some(found) = cached {
+            return Ok(found);
+        }
+        let latest = self.registry.latest(subject).await?;
+        let found = Arc::new(RegisteredSchema::new(latest.id, subject, latest.schema));
+        self.latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(subject.to_owned(), (Instant::now(), found.clone()));
+        Ok(found)
+    }
 }
 
 pub(crate) struct Engine {
@@ -294,6 +324,22 @@ pub(crate) struct Engine {
     lanes: Arc<Lanes<Lane, (Job, OwnedSemaphorePermit)>>,
     config: Config,
 }
+
+/// A failure retrying cannot help.
+fn permanent(kind: &'static str, error: &dyn std::fmt::Display) -> Failure {
+    Failure::Permanent {
+        kind,
+        error: error.to_string(),
+    }
+}
+
+/// A message's writer schema, schema id (0 for `kaufmann_ex`) and, for `kaufmann_ex`, its decoded
+/// payload.
+type Writer = (
+    Arc<RegisteredSchema>,
+    u32,
+    Option<apache_avro::types::Value>,
+);
 
 /// How one attempt ended, when it did not succeed.
 enum Failure {
@@ -319,6 +365,7 @@ impl Engine {
             decoder: Decoder {
                 registry,
                 cache: Mutex::default(),
+                latest: Mutex::default(),
             },
             publisher,
             semaphore: Arc::new(Semaphore::new(config.demand)),
@@ -504,16 +551,16 @@ impl Engine {
         self.process_traced(job, meta, trace).instrument(span).await;
     }
 
-    async fn process_traced(&self, job: Job, meta: Metadata, trace: Option<TraceParent>) {
-        let mut event = meta.message_name.clone();
-        self.shared.metrics.record(&event, Outcome::Consumed);
+    async fn process_traced(&self, job: Job, mut meta: Metadata, trace: Option<TraceParent>) {
+        self.shared
+            .metrics
+            .record(&meta.message_name, Outcome::Consumed);
         let mut attempt = 0_u32;
         let failure = loop {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
-            let policy = self.config.error_policy(&event);
-            let run = AssertUnwindSafe(self.dispatch(&job, meta.clone(), trace, &mut event))
-                .catch_unwind();
+            let policy = self.config.error_policy(&meta.message_name);
+            let run = AssertUnwindSafe(self.dispatch(&job, &mut meta, trace)).catch_unwind();
             let outcome = match tokio::time::timeout(policy.handler_timeout, run).await {
                 Ok(Ok(outcome)) => outcome,
                 Ok(Err(panic)) => Err(Failure::Transient {
@@ -532,8 +579,10 @@ impl Engine {
                     match policy.retry.backoff(attempt + 1) {
                         Some(wait) => {
                             self.shared.stats.retried.fetch_add(1, Atomic::SeqCst);
-                            self.shared.metrics.record(&event, Outcome::Retried);
-                            tracing::warn!(at = %place(&job.origin), event = %event, attempt, "{kind}: {error}; retrying in {wait:?}");
+                            self.shared
+                                .metrics
+                                .record(&meta.message_name, Outcome::Retried);
+                            tracing::warn!(at = %place(&job.origin), event = %meta.message_name, attempt, "{kind}: {error}; retrying in {wait:?}");
                             tokio::time::sleep(wait).await;
                         }
                         None => break (kind, error),
@@ -541,41 +590,24 @@ impl Engine {
                 }
             }
         };
-        self.give_up(&job, &event, attempt, failure).await;
+        self.give_up(&job, &meta, attempt, failure).await;
     }
 
-    /// Decodes and runs the handler once. Sets `event` once the event name is known.
+    /// Decodes and runs the handler once. Completes `known` (the metadata from the headers) with
+    /// what the message itself says (event name, `kaufmann_ex` metadata).
     async fn dispatch(
         &self,
         job: &Job,
-        mut meta: Metadata,
+        known: &mut Metadata,
         trace: Option<TraceParent>,
-        event: &mut String,
     ) -> Result<(), Failure> {
-        let permanent = |kind, error: &dyn std::fmt::Display| Failure::Permanent {
-            kind,
-            error: error.to_string(),
-        };
         let value = job
             .value
             .clone()
             .ok_or_else(|| permanent("decode", &CodecError::NoPayload))?;
-        let (schema_id, _) = wire::split(&value).map_err(|e| permanent("decode", &e))?;
-        let writer = self.decoder.writer(schema_id).await.map_err(|e| match e {
-            Error::Registry(
-                RegistryError::SchemaNotFound { .. }
-                | RegistryError::Unreachable { .. }
-                | RegistryError::Server { .. },
-            ) => Failure::Transient {
-                kind: "registry",
-                error: e.to_string(),
-            },
-            other => permanent("registry", &other),
-        })?;
-        if meta.message_name.is_empty() {
-            meta.message_name = writer.subject.trim_end_matches("-value").to_owned();
-            event.clone_from(&meta.message_name);
-        }
+        let (writer, schema_id, payload) = self.writer_for(job, &value, known).await?;
+        let meta = known.clone();
+        let event = &known.message_name;
         let Some(handler) = self.handlers.get(&meta.message_name) else {
             self.shared.stats.unhandled.fetch_add(1, Atomic::SeqCst);
             return match self.config.unhandled {
@@ -589,17 +621,13 @@ impl Engine {
                 )),
             };
         };
-        let context = Context::new(
-            self.publisher.clone(),
-            meta.message_id.clone(),
-            job.origin.clone(),
-            trace,
-        );
+        let context = Context::new(self.publisher.clone(), &meta, job.origin.clone(), trace);
         let incoming = Incoming {
             resolve: !handler.reads_as_written(&writer.canonical),
             writer: Arc::clone(&writer.schema),
             schema_id,
             value,
+            payload,
             meta,
             origin: job.origin.clone(),
         };
@@ -620,16 +648,91 @@ impl Engine {
         }
     }
 
+    /// The writer schema of a message (and, for `kaufmann_ex`, its decoded payload), completing
+    /// `known` with the event name and metadata the message carries.
+    async fn writer_for(
+        &self,
+        job: &Job,
+        value: &[u8],
+        known: &mut Metadata,
+    ) -> Result<Writer, Failure> {
+        let registry_failure = |e: Error| match e {
+            Error::Registry(
+                RegistryError::SchemaNotFound { .. }
+                | RegistryError::Unreachable { .. }
+                | RegistryError::Server { .. },
+            ) => Failure::Transient {
+                kind: "registry",
+                error: e.to_string(),
+            },
+            other => permanent("registry", &other),
+        };
+        if self.config.wire_format == WireFormat::KaufmannEx {
+            let key = job
+                .origin
+                .key
+                .as_deref()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .ok_or_else(|| {
+                    permanent(
+                        "decode",
+                        &"a kaufmann_ex message carries its event name as the Kafka key, \
+                              and this one has none",
+                    )
+                })?;
+            let subject = kaufmann_ex::subject(key);
+            let writer = self
+                .decoder
+                .latest(subject)
+                .await
+                .map_err(registry_failure)?;
+            let (meta, payload) = kaufmann_ex::decode_parts(key, &writer.schema, value)
+                .map_err(|e| permanent("decode", &e))?;
+            *known = meta;
+            if known.message_name.is_empty() {
+                kaufmann_ex::event_name(key).clone_into(&mut known.message_name);
+            }
+            return Ok((writer, 0, Some(payload)));
+        }
+        let (schema_id, _) = wire::split(value).map_err(|e| permanent("decode", &e))?;
+        let writer = self
+            .decoder
+            .writer(schema_id)
+            .await
+            .map_err(registry_failure)?;
+        if known.message_name.is_empty() {
+            writer
+                .subject
+                .trim_end_matches("-value")
+                .clone_into(&mut known.message_name);
+        }
+        Ok((writer, schema_id, None))
+    }
+
     /// The last resort: the dead-letter topic (retried until it succeeds), or a loud log.
     async fn give_up(
         &self,
         job: &Job,
-        event: &str,
+        meta: &Metadata,
         attempts: u32,
         (kind, error): (&'static str, String),
     ) {
+        let event = meta.message_name.as_str();
         self.shared.stats.failed.fetch_add(1, Atomic::SeqCst);
         self.shared.metrics.record(event, Outcome::Failed);
+        if self.config.error_policy(event).error_events && !event.is_empty() {
+            let failed = error_event::Failed {
+                event,
+                error: &error,
+                kind,
+                attempts,
+                topic: &job.origin.topic,
+                partition: job.origin.partition,
+                offset: job.origin.offset,
+                original: job.value.as_deref(),
+            };
+            self.publish_error_event(job, meta, &failed).await;
+        }
         let origin = &job.origin;
         let place = place(origin);
         let Some(topic) = self
@@ -664,6 +767,54 @@ impl Engine {
         self.shared.stats.dead_lettered.fetch_add(1, Atomic::SeqCst);
         self.shared.metrics.record(event, Outcome::DeadLettered);
         tracing::error!(at = %place, event, attempts, dead_letter_topic = %topic, "{kind}: {error}; sent to the dead-letter topic");
+    }
+}
+
+impl Engine {
+    /// Publishes `event.error.<event>` to the default topic and to the event's callback topic,
+    /// when it names one; a failure to publish is logged (the dead-letter topic keeps the record).
+    async fn publish_error_event(
+        &self,
+        job: &Job,
+        meta: &Metadata,
+        failed: &error_event::Failed<'_>,
+    ) {
+        let format = self.config.wire_format;
+        let (schema, schema_json) = error_event::schema(format);
+        let name = error_event::name(failed.event);
+        let callback = meta
+            .callback_topic
+            .as_ref()
+            .and_then(|c| c.topic.as_deref().map(|t| (t, c.partition)));
+        let targets = std::iter::once((None, None)).chain(
+            callback
+                .into_iter()
+                .map(|(topic, partition)| (Some(topic), partition)),
+        );
+        for (topic, partition) in targets {
+            let outgoing = Outgoing {
+                event: &name,
+                schema,
+                schema_json,
+                value: error_event::value(format, failed),
+            };
+            let route = Route {
+                topic,
+                partition,
+                key: job.origin.key.as_deref(),
+                callback_id: Some(meta.message_id.clone()),
+                callback_topic: None,
+                trace: None,
+            };
+            match self.publisher.publish_routed(outgoing, route).await {
+                Ok(sent) => {
+                    tracing::info!(error_event = %name, message_id = %sent.message_id, topic = ?topic, "error event published");
+                }
+                Err(err) => {
+                    tracing::error!(error_event = %name, "could not publish the error event: {err}");
+                }
+            }
+        }
     }
 }
 

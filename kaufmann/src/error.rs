@@ -46,6 +46,17 @@ pub enum Error {
     /// A handler failed; the message names the handler's own error.
     #[error("{0}")]
     Handler(String),
+    /// `ctx.reply` for an event whose emitter named no callback topic.
+    #[error(
+        "cannot reply to `{event}` (message {message_id}): its metadata names no callback topic; \
+         publish with `ctx.publish` or `ctx.publish_to` instead"
+    )]
+    NoCallbackTopic {
+        /// The event being handled.
+        event: String,
+        /// Its message id.
+        message_id: String,
+    },
     /// Starting or stopping the service took longer than allowed.
     #[error("{what} did not finish within {limit:?}")]
     Timeout {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use apache_avro::Schema;
 
 use crate::envelope::{Event, Metadata, Origin};
-use crate::error::{Error, Result};
+use crate::error::{CodecError, Error, Result};
 use crate::publisher::Context;
 use crate::schema::{decode_resolved, EventSchema};
 
@@ -140,6 +140,8 @@ pub struct Incoming {
     pub(crate) resolve: bool,
     pub(crate) schema_id: u32,
     pub(crate) value: Vec<u8>,
+    /// The payload, already decoded (`kaufmann_ex`, where it arrives inside the envelope).
+    pub(crate) payload: Option<apache_avro::types::Value>,
     pub(crate) meta: Metadata,
     pub(crate) origin: Origin,
 }
@@ -147,8 +149,17 @@ pub struct Incoming {
 impl Incoming {
     /// Decodes the payload (written with the writer's schema) into `T`, resolving to `T`'s schema.
     pub fn decode<T: EventSchema>(self) -> Result<Event<T>> {
-        let body = &self.value[crate::schema::wire::HEADER_LEN..];
-        let payload = decode_resolved::<T>(&self.writer, self.resolve, Some(self.schema_id), body)?;
+        let payload = if let Some(value) = self.payload {
+            T::from_avro(value).map_err(|source| CodecError::Shape {
+                action: "decode",
+                event: T::EVENT_NAME.to_owned(),
+                schema_id: None,
+                source,
+            })?
+        } else {
+            let body = &self.value[crate::schema::wire::HEADER_LEN..];
+            decode_resolved::<T>(&self.writer, self.resolve, Some(self.schema_id), body)?
+        };
         Ok(Event {
             payload,
             meta: self.meta,

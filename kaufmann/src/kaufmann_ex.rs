@@ -153,20 +153,30 @@ pub fn encode<T: EventSchema>(
     meta: &Metadata,
     payload: &T,
 ) -> Result<Vec<u8>, CodecError> {
-    let shape = |source| CodecError::Shape {
+    let value = payload.to_avro().map_err(|source| CodecError::Shape {
         action: "encode",
         event: T::EVENT_NAME.to_owned(),
         schema_id: None,
         source,
-    };
-    let event = Value::Record(vec![
+    })?;
+    encode_value(T::EVENT_NAME, schema, meta, value)
+}
+
+/// [`encode`] for a payload that is already an Avro value.
+pub fn encode_value(
+    event: &str,
+    schema: &Schema,
+    meta: &Metadata,
+    payload: Value,
+) -> Result<Vec<u8>, CodecError> {
+    let record = Value::Record(vec![
         ("meta".into(), metadata_value(meta)),
-        ("payload".into(), payload.to_avro().map_err(shape)?),
+        ("payload".into(), payload),
     ]);
-    apache_avro::to_avro_datum(schema, Value::Union(1, Box::new(event))).map_err(|source| {
+    apache_avro::to_avro_datum(schema, Value::Union(1, Box::new(record))).map_err(|source| {
         CodecError::Avro {
             action: "encode",
-            event: T::EVENT_NAME.to_owned(),
+            event: event.to_owned(),
             schema_id: None,
             source: Box::new(source),
         }
@@ -223,31 +233,44 @@ fn metadata_from(value: &Value) -> Metadata {
 /// Decodes a `KaufmannEx` value written with `writer` (the subject's schema, `[event_metadata,
 /// event]`) into its metadata and typed payload. Values of the bare metadata branch, or of an
 /// event record without `meta`, are errors naming what was found.
-pub fn decode<T: EventSchema>(
-    writer: &Schema,
-    mut bytes: &[u8],
-) -> Result<(Metadata, T), CodecError> {
-    let shape = |source| CodecError::Shape {
+pub fn decode<T: EventSchema>(writer: &Schema, bytes: &[u8]) -> Result<(Metadata, T), CodecError> {
+    let (meta, payload) = decode_parts(T::EVENT_NAME, writer, bytes)?;
+    let payload = T::from_avro(payload).map_err(|source| CodecError::Shape {
         action: "decode",
         event: T::EVENT_NAME.to_owned(),
+        schema_id: None,
+        source,
+    })?;
+    Ok((meta, payload))
+}
+
+/// [`decode`] up to the payload's Avro value; `event` names the event in errors.
+pub fn decode_parts(
+    event: &str,
+    writer: &Schema,
+    mut bytes: &[u8],
+) -> Result<(Metadata, Value), CodecError> {
+    let shape = |source| CodecError::Shape {
+        action: "decode",
+        event: event.to_owned(),
         schema_id: None,
         source,
     };
     let value = apache_avro::from_avro_datum(writer, &mut bytes, None).map_err(|source| {
         CodecError::Avro {
             action: "decode",
-            event: T::EVENT_NAME.to_owned(),
+            event: event.to_owned(),
             schema_id: None,
             source: Box::new(source),
         }
     })?;
-    let event = match value {
+    let record = match value {
         Value::Union(_, inner) => *inner,
         other => other,
     };
-    let Value::Record(mut fields) = event else {
+    let Value::Record(mut fields) = record else {
         return Err(shape(AvroError::new(format!(
-            "expected the event record {{meta, payload}}, found {event:?}"
+            "expected the event record {{meta, payload}}, found {record:?}"
         ))));
     };
     let meta = field(&fields, "meta").map(metadata_from);
@@ -256,7 +279,7 @@ pub fn decode<T: EventSchema>(
         .position(|(n, _)| n == "payload")
         .map(|i| fields.swap_remove(i).1);
     match (meta, payload) {
-        (Some(meta), Some(payload)) => Ok((meta, T::from_avro(payload).map_err(shape)?)),
+        (Some(meta), Some(payload)) => Ok((meta, payload)),
         _ => Err(shape(AvroError::new(
             "the kaufmann_ex value has no `meta` and `payload` fields (it is the bare metadata \
              branch, or not a KaufmannEx event)"

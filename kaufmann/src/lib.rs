@@ -42,6 +42,7 @@ pub mod embedded;
 pub mod engine;
 pub mod envelope;
 pub mod error;
+pub mod error_event;
 pub mod handler;
 mod http;
 pub mod kaufmann_ex;
@@ -56,7 +57,7 @@ pub mod service;
 pub mod trace;
 
 pub use avro::AvroValue;
-pub use config::{Config, ErrorPolicy, LogFormat, Unhandled};
+pub use config::{Config, ErrorPolicy, LogFormat, Unhandled, WireFormat};
 pub use engine::Stats;
 pub use envelope::{Event, Metadata, Origin};
 pub use error::{Error, Result};

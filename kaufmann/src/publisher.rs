@@ -4,15 +4,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use apache_avro::types::Value;
+use apache_avro::Schema;
 use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use crate::config::Config;
-use crate::envelope::{Metadata, Origin};
-use crate::error::{Error, Result};
+use crate::config::{Config, WireFormat};
+use crate::envelope::{CallbackTopic, Metadata, Origin};
+use crate::error::{CodecError, Error, Result};
+use crate::kaufmann_ex;
 use crate::metrics::{Metrics, Outcome};
 use crate::registry::{SchemaRegistry, SubjectStrategy};
-use crate::schema::{encode_body, wire, EventSchema};
+use crate::schema::{wire, EventSchema};
 use crate::trace::{TraceParent, TRACEPARENT};
 
 /// Publishes typed events for a service. Cheap to clone.
@@ -25,8 +28,11 @@ struct PublisherInner {
     producer: FutureProducer,
     registry: Arc<dyn SchemaRegistry>,
     /// Schema ids by event, then by topic (the subject may depend on the topic).
-    schema_ids: Mutex<HashMap<&'static str, HashMap<String, u32>>>,
+    schema_ids: Mutex<HashMap<String, HashMap<String, u32>>>,
+    /// `kaufmann_ex` wire schemas by event.
+    wire_schemas: Mutex<HashMap<String, Arc<Schema>>>,
     strategy: SubjectStrategy,
+    format: WireFormat,
     metrics: Arc<Metrics>,
     service: String,
     instance: String,
@@ -39,6 +45,7 @@ impl std::fmt::Debug for Publisher {
         f.debug_struct("Publisher")
             .field("service", &self.inner.service)
             .field("default_topic", &self.inner.default_topic)
+            .field("format", &self.inner.format)
             .finish_non_exhaustive()
     }
 }
@@ -47,9 +54,37 @@ impl std::fmt::Debug for Publisher {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Route<'a> {
     pub(crate) topic: Option<&'a str>,
+    pub(crate) partition: Option<i32>,
     pub(crate) key: Option<&'a [u8]>,
     pub(crate) callback_id: Option<String>,
+    /// Where answers to this event should go.
+    pub(crate) callback_topic: Option<CallbackTopic>,
     pub(crate) trace: Option<TraceParent>,
+}
+
+/// An event to encode: its name, schema (parsed and as text) and Avro value.
+pub(crate) struct Outgoing<'a> {
+    pub(crate) event: &'a str,
+    pub(crate) schema: &'a Schema,
+    pub(crate) schema_json: &'a str,
+    pub(crate) value: Value,
+}
+
+impl<'a> Outgoing<'a> {
+    fn typed<T: EventSchema>(value: &T) -> Result<Outgoing<'a>> {
+        let value = value.to_avro().map_err(|source| CodecError::Shape {
+            action: "encode",
+            event: T::EVENT_NAME.to_owned(),
+            schema_id: None,
+            source,
+        })?;
+        Ok(Outgoing {
+            event: T::EVENT_NAME,
+            schema: T::schema(),
+            schema_json: T::SCHEMA_JSON,
+            value,
+        })
+    }
 }
 
 impl Publisher {
@@ -65,7 +100,9 @@ impl Publisher {
                 producer,
                 registry,
                 schema_ids: Mutex::default(),
+                wire_schemas: Mutex::default(),
                 strategy: config.subject_strategy,
+                format: config.wire_format,
                 metrics,
                 service: service.to_owned(),
                 instance: format!("{service}-{}", uuid::Uuid::new_v4().simple()),
@@ -77,10 +114,12 @@ impl Publisher {
 
     /// Publishes `value` to the default topic with fresh metadata; returns the metadata sent.
     pub async fn publish<T: EventSchema>(&self, value: T) -> Result<Metadata> {
-        self.publish_routed(&value, Route::default()).await
+        self.publish_routed(Outgoing::typed(&value)?, Route::default())
+            .await
     }
 
-    /// Publishes `value` to `topic` with the Kafka key `key`.
+    /// Publishes `value` to `topic` with the Kafka key `key` (none: the format's default key,
+    /// which is the event name under `kaufmann_ex` and no key under `confluent`).
     pub async fn publish_to<T: EventSchema>(
         &self,
         topic: &str,
@@ -90,10 +129,23 @@ impl Publisher {
         let route = Route {
             topic: Some(topic),
             key,
-            callback_id: None,
-            trace: None,
+            ..Route::default()
         };
-        self.publish_routed(&value, route).await
+        self.publish_routed(Outgoing::typed(&value)?, route).await
+    }
+
+    /// Publishes `value` to the default topic asking for answers on `callback` (the metadata's
+    /// `callback_topic`): the handler answers with `ctx.reply`, and error events go there too.
+    pub async fn publish_with_callback<T: EventSchema>(
+        &self,
+        value: T,
+        callback: CallbackTopic,
+    ) -> Result<Metadata> {
+        let route = Route {
+            callback_topic: Some(callback),
+            ..Route::default()
+        };
+        self.publish_routed(Outgoing::typed(&value)?, route).await
     }
 
     /// Produces a record as it is (no schema, no envelope): for the dead-letter topic.
@@ -126,18 +178,32 @@ impl Publisher {
         }
     }
 
-    pub(crate) async fn publish_routed<T: EventSchema>(
+    /// Encodes `outgoing` in the service's wire format and produces it; waits for the broker's
+    /// acknowledgement.
+    pub(crate) async fn publish_routed(
         &self,
-        value: &T,
+        outgoing: Outgoing<'_>,
         route: Route<'_>,
     ) -> Result<Metadata> {
         let inner = &self.inner;
+        let event = outgoing.event;
         let topic = route.topic.unwrap_or(&inner.default_topic);
-        let schema_id = self.schema_id::<T>(topic).await?;
-        let body = encode_body(T::EVENT_NAME, T::schema(), value)?;
-        let framed = wire::frame(schema_id, &body);
-        let meta = Metadata::new(T::EVENT_NAME, &inner.service, &inner.instance)
+        let mut meta = Metadata::new(event, &inner.service, &inner.instance)
             .with_callback_id(route.callback_id);
+        meta.callback_topic = route.callback_topic;
+        let (value, default_key) = match inner.format {
+            WireFormat::Confluent => {
+                let schema_id = self.schema_id(event, outgoing.schema, topic).await?;
+                let body = apache_avro::to_avro_datum(outgoing.schema, outgoing.value)
+                    .map_err(|source| avro_error(event, Some(schema_id), source))?;
+                (wire::frame(schema_id, &body), None)
+            }
+            WireFormat::KaufmannEx => {
+                let schema = self.wire_schema(event, outgoing.schema_json).await?;
+                let bytes = kaufmann_ex::encode_value(event, &schema, &meta, outgoing.value)?;
+                (bytes, Some(event.as_bytes()))
+            }
+        };
         let trace = route
             .trace
             .unwrap_or_else(TraceParent::new_root)
@@ -146,9 +212,12 @@ impl Publisher {
             key: TRACEPARENT,
             value: Some(trace.as_str()),
         });
-        let mut record = FutureRecord::to(topic).payload(&framed).headers(headers);
-        if let Some(key) = route.key {
+        let mut record = FutureRecord::to(topic).payload(&value).headers(headers);
+        if let Some(key) = route.key.or(default_key) {
             record = record.key(key);
+        }
+        if let Some(partition) = route.partition {
+            record = record.partition(partition);
         }
         let started = std::time::Instant::now();
         inner
@@ -156,20 +225,17 @@ impl Publisher {
             .send(record, inner.send_timeout)
             .await
             .map_err(|(source, _)| {
-                Error::kafka(
-                    format!("publishing `{}` to topic `{topic}`", T::EVENT_NAME),
-                    source,
-                )
+                Error::kafka(format!("publishing `{event}` to topic `{topic}`"), source)
             })?;
         inner
             .metrics
-            .record(T::EVENT_NAME, Outcome::Published(started.elapsed()));
-        tracing::debug!(event = T::EVENT_NAME, topic, message_id = %meta.message_id, "published");
+            .record(event, Outcome::Published(started.elapsed()));
+        tracing::debug!(event, topic, message_id = %meta.message_id, "published");
         Ok(meta)
     }
 
-    /// The schema id of `T` for `topic`: registered (or found) once, then cached.
-    async fn schema_id<T: EventSchema>(&self, topic: &str) -> Result<u32> {
+    /// The schema id of `event` for `topic`: registered (or found) once, then cached.
+    async fn schema_id(&self, event: &str, schema: &Schema, topic: &str) -> Result<u32> {
         let inner = &self.inner;
         // Under the event and record strategies the subject does not depend on the topic.
         let topic = if inner.strategy.uses_topic() {
@@ -181,23 +247,57 @@ impl Publisher {
             .schema_ids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(T::EVENT_NAME)
+            .get(event)
             .and_then(|by_topic| by_topic.get(topic))
             .copied();
         if let Some(id) = cached {
             return Ok(id);
         }
-        let subject = inner.strategy.subject(T::EVENT_NAME, topic, T::schema());
-        let id = inner.registry.register(&subject, T::schema()).await?;
+        let subject = inner.strategy.subject(event, topic, schema);
+        let id = inner.registry.register(&subject, schema).await?;
         inner
             .schema_ids
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry(T::EVENT_NAME)
+            .entry(event.to_owned())
             .or_default()
             .insert(topic.to_owned(), id);
         Ok(id)
     }
+
+    /// The `kaufmann_ex` wire schema of `event`: built and registered under its subject once.
+    async fn wire_schema(&self, event: &str, payload_json: &str) -> Result<Arc<Schema>> {
+        let inner = &self.inner;
+        let cached = inner
+            .wire_schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(event)
+            .cloned();
+        if let Some(schema) = cached {
+            return Ok(schema);
+        }
+        let schema = Arc::new(kaufmann_ex::wire_schema(event, payload_json)?);
+        inner
+            .registry
+            .register(kaufmann_ex::subject(event), &schema)
+            .await?;
+        inner
+            .wire_schemas
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(event.to_owned(), schema.clone());
+        Ok(schema)
+    }
+}
+
+fn avro_error(event: &str, schema_id: Option<u32>, source: apache_avro::Error) -> Error {
+    Error::Codec(CodecError::Avro {
+        action: "encode",
+        event: event.to_owned(),
+        schema_id,
+        source: Box::new(source),
+    })
 }
 
 /// What a handler gets beside its event: publishing, correlated with the event being handled.
@@ -205,35 +305,94 @@ impl Publisher {
 pub struct Context {
     publisher: Publisher,
     message_id: String,
+    event: String,
     origin: Origin,
+    callback_topic: Option<CallbackTopic>,
     trace: Option<TraceParent>,
 }
 
 impl Context {
     pub(crate) fn new(
         publisher: Publisher,
-        message_id: String,
+        meta: &Metadata,
         origin: Origin,
         trace: Option<TraceParent>,
     ) -> Self {
         Self {
             publisher,
-            message_id,
+            message_id: meta.message_id.clone(),
+            event: meta.message_name.clone(),
             origin,
+            callback_topic: meta.callback_topic.clone(),
             trace,
+        }
+    }
+
+    fn route(&self) -> Route<'_> {
+        Route {
+            key: self.origin.key.as_deref(),
+            callback_id: Some(self.message_id.clone()),
+            trace: Some(self.trace.map_or_else(TraceParent::new_root, |t| t.child())),
+            ..Route::default()
         }
     }
 
     /// Publishes `value` to the default topic, keyed like the event being handled and carrying its
     /// `message_id` as `callback_id`.
     pub async fn publish<T: EventSchema>(&self, value: T) -> Result<()> {
+        self.publisher
+            .publish_routed(Outgoing::typed(&value)?, self.route())
+            .await
+            .map(drop)
+    }
+
+    /// Publishes `value` to `topic` with the Kafka key `key` (none: the format's default),
+    /// carrying the handled event's `message_id` as `callback_id`.
+    pub async fn publish_to<T: EventSchema>(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: T,
+    ) -> Result<()> {
         let route = Route {
-            topic: None,
-            key: self.origin.key.as_deref(),
-            callback_id: Some(self.message_id.clone()),
-            trace: Some(self.trace.map_or_else(TraceParent::new_root, |t| t.child())),
+            topic: Some(topic),
+            key,
+            ..self.route()
         };
-        self.publisher.publish_routed(&value, route).await.map(drop)
+        self.publisher
+            .publish_routed(Outgoing::typed(&value)?, route)
+            .await
+            .map(drop)
+    }
+
+    /// Answers the event being handled: publishes `value` to the callback topic (and partition)
+    /// its emitter named, carrying its `message_id` as `callback_id`. An event without a callback
+    /// topic is [`Error::NoCallbackTopic`].
+    pub async fn reply<T: EventSchema>(&self, value: T) -> Result<()> {
+        let Some(CallbackTopic {
+            topic: Some(topic),
+            partition,
+        }) = &self.callback_topic
+        else {
+            return Err(Error::NoCallbackTopic {
+                event: self.event.clone(),
+                message_id: self.message_id.clone(),
+            });
+        };
+        let route = Route {
+            topic: Some(topic),
+            partition: *partition,
+            ..self.route()
+        };
+        self.publisher
+            .publish_routed(Outgoing::typed(&value)?, route)
+            .await
+            .map(drop)
+    }
+
+    /// Where the emitter of the event being handled wants answers, if it said.
+    pub fn callback_topic(&self) -> Option<&CallbackTopic> {
+        self.callback_topic.as_ref()
     }
 
     /// The trace context of the event being handled (its `traceparent` header), if it had one.

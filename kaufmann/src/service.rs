@@ -54,7 +54,14 @@ impl Service {
         log_startup(&config, &handlers);
 
         let registry = config.open_registry()?;
-        let producer: FutureProducer = client_config(&config, &brokers)
+        // Idempotent by default (no duplicates or reordering from producer retries); a
+        // `[librdkafka]` entry overrides it.
+        let mut producer_config = ClientConfig::new();
+        producer_config.set("enable.idempotence", "true");
+        for (key, value) in client_config(&config, &brokers).config_map() {
+            producer_config.set(key, value);
+        }
+        let producer: FutureProducer = producer_config
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(|e| Error::kafka("creating the producer", e))?;

@@ -232,6 +232,15 @@ pub async fn work(event: Event<TestWork>) -> kaufmann::Result<()> {
     Ok(())
 }
 
+/// Handles `test.ping`: answers on the caller's callback topic with `test.pong`.
+#[kaufmann::given_event("test.ping")]
+pub async fn ping(event: Event<TestPing>, ctx: kaufmann::Context) -> kaufmann::Result<()> {
+    ctx.reply(TestPong {
+        text: format!("pong: {}", event.payload.text),
+    })
+    .await
+}
+
 /// `n` units of work over `lanes` keys, sequence numbers counting per lane.
 pub fn work_items(n: i64, lanes: i64, sleep_ms: i32) -> Vec<TestWork> {
     (0..n)
