@@ -191,3 +191,50 @@ async fn a_kaufmann_ex_service_reads_and_writes_the_kaufmann_ex_layout() {
     assert_eq!(meta.emitter_service, "engine-test");
     service.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_go_to_their_configured_topic_keyed_by_their_configured_field() {
+    let Some(brokers) = broker() else { return };
+    let topic = topic_with_dead_letters(&brokers, "routes", 1).await;
+    let pongs = unique("pongs");
+    create_topics(&brokers, &[(&pongs, 1)]).await;
+    let mut config = test_config(&brokers, &topic, &format!("mock://{}", unique("routes")));
+    let mut route = kaufmann::EventRoute::default();
+    route.topic = Some(pongs.clone());
+    route.key_field = Some("text".to_owned());
+    config.event_routes.insert("test.pong".to_owned(), route);
+    let service = kaufmann::Service::start(config).await.unwrap();
+    let publisher = service.publisher();
+    publisher
+        .publish(TestPong { text: "k1".into() })
+        .await
+        .unwrap();
+    let options = kaufmann::PublishOptions::new()
+        .key("explicit")
+        .header("tenant", "acme");
+    publisher
+        .publish_with(TestPong { text: "k2".into() }, options)
+        .await
+        .unwrap();
+    let consumer = reader(&brokers, &pongs, 1, "routes");
+    let mut stream = consumer.stream();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let message = tokio::time::timeout(LIMIT, stream.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        seen.push((
+            message.key().map(<[u8]>::to_vec),
+            header(&message, "tenant"),
+        ));
+    }
+    assert_eq!(seen[0], (Some(b"k1".to_vec()), None), "keyed by the field");
+    assert_eq!(
+        seen[1],
+        (Some(b"explicit".to_vec()), Some("acme".to_owned())),
+        "an explicit key wins; extra headers travel"
+    );
+    service.shutdown().await.unwrap();
+}

@@ -84,6 +84,16 @@ impl ErrorPolicy {
     }
 }
 
+/// Where one event is published (an `[events."<name>"]` table's `topic` and `key_field`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventRoute {
+    /// The topic, instead of `default_topic`.
+    pub topic: Option<String>,
+    /// A top-level field of the payload (string, int or long) whose value is the Kafka key.
+    pub key_field: Option<String>,
+}
+
 /// Everything a Kaufmann service is configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -110,6 +120,8 @@ pub struct Config {
     pub errors: ErrorPolicy,
     /// Error policies of single events, overriding `errors` key by key.
     pub event_errors: HashMap<String, ErrorPolicy>,
+    /// Where single events are published, overriding `default_topic` and the default key.
+    pub event_routes: HashMap<String, EventRoute>,
     /// What happens to events without a handler.
     pub unhandled: Unhandled,
     /// The schema registry: `mock://<scope>` for the in-memory registry, or
@@ -166,6 +178,8 @@ const EVENT_KEYS: &[&str] = &[
     "retry_backoff_max_ms",
     "dead_letter_topic",
     "error_events",
+    "topic",
+    "key_field",
 ];
 
 impl Config {
@@ -184,6 +198,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(30),
             errors: ErrorPolicy::default(),
             event_errors: HashMap::new(),
+            event_routes: HashMap::new(),
             unhandled: Unhandled::default(),
             registry_url: "mock://kaufmann".to_owned(),
             registry_bearer_token: None,
@@ -435,42 +450,7 @@ impl Values {
                 }
             };
         }
-        if let Some(raw) = top.get("registry_url") {
-            c.registry_url = string(raw)?;
-        }
-        if let Some(raw) = top.get("registry_bearer_token") {
-            c.registry_bearer_token = Some(string(raw)?).filter(|t| !t.is_empty());
-        }
-        if let Some(raw) = top.get("registry_timeout_ms") {
-            c.registry_timeout = millis(raw)?;
-        }
-        if let Some(raw) = top.get("subject_strategy") {
-            let name = string(raw)?;
-            c.subject_strategy = SubjectStrategy::NAMES
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, s)| *s)
-                .ok_or_else(|| {
-                    invalid(
-                        &raw.origin,
-                        &display(raw),
-                        "`event`, `topic`, `record` or `topic_record`",
-                    )
-                })?;
-        }
-        if let Some(raw) = top.get("wire_format") {
-            c.wire_format = match string(raw)?.as_str() {
-                "confluent" => WireFormat::Confluent,
-                "kaufmann_ex" => WireFormat::KaufmannEx,
-                _ => {
-                    return Err(invalid(
-                        &raw.origin,
-                        &display(raw),
-                        "`confluent` or `kaufmann_ex`",
-                    ))
-                }
-            };
-        }
+        read_contract(top, &mut c)?;
         if let Some(raw) = top.get("metrics_addr") {
             c.metrics_addr = Some(string(raw)?).filter(|a| !a.is_empty());
         }
@@ -485,10 +465,58 @@ impl Values {
         for (event, keys) in &self.events {
             c.event_errors
                 .insert(event.clone(), policy(&c.errors, keys)?);
+            let route = EventRoute {
+                topic: keys.get("topic").map(string).transpose()?,
+                key_field: keys.get("key_field").map(string).transpose()?,
+            };
+            if route != EventRoute::default() {
+                c.event_routes.insert(event.clone(), route);
+            }
         }
         c.librdkafka = self.librdkafka;
         Ok(c)
     }
+}
+
+/// The keys of the message contract: registry, subjects and wire format.
+fn read_contract(top: &BTreeMap<String, Raw>, c: &mut Config) -> Result<(), ConfigError> {
+    if let Some(raw) = top.get("registry_url") {
+        c.registry_url = string(raw)?;
+    }
+    if let Some(raw) = top.get("registry_bearer_token") {
+        c.registry_bearer_token = Some(string(raw)?).filter(|t| !t.is_empty());
+    }
+    if let Some(raw) = top.get("registry_timeout_ms") {
+        c.registry_timeout = millis(raw)?;
+    }
+    if let Some(raw) = top.get("subject_strategy") {
+        let name = string(raw)?;
+        c.subject_strategy = SubjectStrategy::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, s)| *s)
+            .ok_or_else(|| {
+                invalid(
+                    &raw.origin,
+                    &display(raw),
+                    "`event`, `topic`, `record` or `topic_record`",
+                )
+            })?;
+    }
+    if let Some(raw) = top.get("wire_format") {
+        c.wire_format = match string(raw)?.as_str() {
+            "confluent" => WireFormat::Confluent,
+            "kaufmann_ex" => WireFormat::KaufmannEx,
+            _ => {
+                return Err(invalid(
+                    &raw.origin,
+                    &display(raw),
+                    "`confluent` or `kaufmann_ex`",
+                ))
+            }
+        };
+    }
+    Ok(())
 }
 
 fn policy(base: &ErrorPolicy, keys: &BTreeMap<String, Raw>) -> Result<ErrorPolicy, ConfigError> {
@@ -686,7 +714,11 @@ mod tests {
         assert_eq!(config.registry_timeout, Duration::from_millis(250));
         assert_eq!(config.registry_bearer_token.as_deref(), Some("t"));
         for (key, value, accepted) in [
-            ("KAUFMANN_WIRE_FORMAT", "avro", "`confluent` or `kaufmann_ex`"),
+            (
+                "KAUFMANN_WIRE_FORMAT",
+                "avro",
+                "`confluent` or `kaufmann_ex`",
+            ),
             ("KAUFMANN_SUBJECT_STRATEGY", "name", "`event`, `topic`"),
             ("KAUFMANN_ERROR_EVENTS", "yes", "`true` or `false`"),
         ] {

@@ -804,6 +804,7 @@ impl Engine {
                 key: job.origin.key.as_deref(),
                 callback_id: Some(meta.message_id.clone()),
                 callback_topic: None,
+                headers: &[],
                 trace: None,
             };
             match self.publisher.publish_routed(outgoing, route).await {

@@ -57,12 +57,12 @@ pub mod service;
 pub mod trace;
 
 pub use avro::AvroValue;
-pub use config::{Config, ErrorPolicy, LogFormat, Unhandled, WireFormat};
+pub use config::{Config, ErrorPolicy, EventRoute, LogFormat, Unhandled, WireFormat};
 pub use engine::Stats;
 pub use envelope::{Event, Metadata, Origin};
 pub use error::{Error, Result};
 pub use ordering::Ordering;
-pub use publisher::{Context, Publisher};
+pub use publisher::{Context, PublishOptions, Publisher};
 pub use retry::RetryPolicy;
 pub use schema::EventSchema;
 pub use service::{RunningService, Service};

@@ -9,7 +9,7 @@ use apache_avro::Schema;
 use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use crate::config::{Config, WireFormat};
+use crate::config::{Config, EventRoute, WireFormat};
 use crate::envelope::{CallbackTopic, Metadata, Origin};
 use crate::error::{CodecError, Error, Result};
 use crate::kaufmann_ex;
@@ -37,6 +37,8 @@ struct PublisherInner {
     service: String,
     instance: String,
     default_topic: String,
+    /// Per-event topic and key field.
+    routes: HashMap<String, EventRoute>,
     send_timeout: Duration,
 }
 
@@ -59,7 +61,78 @@ pub(crate) struct Route<'a> {
     pub(crate) callback_id: Option<String>,
     /// Where answers to this event should go.
     pub(crate) callback_topic: Option<CallbackTopic>,
+    pub(crate) headers: &'a [(String, Vec<u8>)],
     pub(crate) trace: Option<TraceParent>,
+}
+
+/// How one event is published, beyond the defaults (the default topic or the event's configured
+/// one; the configured key field or the wire format's default key; no extra headers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PublishOptions {
+    /// The topic.
+    pub topic: Option<String>,
+    /// The Kafka key.
+    pub key: Option<Vec<u8>>,
+    /// The partition (otherwise the partitioner picks one from the key).
+    pub partition: Option<i32>,
+    /// Kafka headers added beside the envelope's.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// Where answers should go (the metadata's `callback_topic`).
+    pub callback: Option<CallbackTopic>,
+}
+
+impl PublishOptions {
+    /// No overrides.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Publishes to `topic`.
+    #[must_use]
+    pub fn topic(mut self, topic: impl Into<String>) -> Self {
+        self.topic = Some(topic.into());
+        self
+    }
+
+    /// Uses `key` as the Kafka key.
+    #[must_use]
+    pub fn key(mut self, key: impl Into<Vec<u8>>) -> Self {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Publishes to `partition`.
+    #[must_use]
+    pub fn partition(mut self, partition: i32) -> Self {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Adds a Kafka header.
+    #[must_use]
+    pub fn header(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+        self.headers.push((key.into(), value.into()));
+        self
+    }
+
+    /// Asks for answers on `callback`.
+    #[must_use]
+    pub fn callback(mut self, callback: CallbackTopic) -> Self {
+        self.callback = Some(callback);
+        self
+    }
+
+    fn route(&self) -> Route<'_> {
+        Route {
+            topic: self.topic.as_deref(),
+            partition: self.partition,
+            key: self.key.as_deref(),
+            callback_topic: self.callback.clone(),
+            headers: &self.headers,
+            ..Route::default()
+        }
+    }
 }
 
 /// An event to encode: its name, schema (parsed and as text) and Avro value.
@@ -107,6 +180,7 @@ impl Publisher {
                 service: service.to_owned(),
                 instance: format!("{service}-{}", uuid::Uuid::new_v4().simple()),
                 default_topic: config.default_topic.clone(),
+                routes: config.event_routes.clone(),
                 send_timeout: Duration::from_secs(30),
             }),
         }
@@ -141,11 +215,18 @@ impl Publisher {
         value: T,
         callback: CallbackTopic,
     ) -> Result<Metadata> {
-        let route = Route {
-            callback_topic: Some(callback),
-            ..Route::default()
-        };
-        self.publish_routed(Outgoing::typed(&value)?, route).await
+        self.publish_with(value, PublishOptions::new().callback(callback))
+            .await
+    }
+
+    /// Publishes `value` with `options` (topic, key, partition, headers, callback topic).
+    pub async fn publish_with<T: EventSchema>(
+        &self,
+        value: T,
+        options: PublishOptions,
+    ) -> Result<Metadata> {
+        self.publish_routed(Outgoing::typed(&value)?, options.route())
+            .await
     }
 
     /// Produces a record as it is (no schema, no envelope): for the dead-letter topic.
@@ -187,7 +268,17 @@ impl Publisher {
     ) -> Result<Metadata> {
         let inner = &self.inner;
         let event = outgoing.event;
-        let topic = route.topic.unwrap_or(&inner.default_topic);
+        let configured = inner.routes.get(event);
+        let topic = route
+            .topic
+            .or_else(|| configured.and_then(|r| r.topic.as_deref()))
+            .unwrap_or(&inner.default_topic);
+        let field_key = match configured.and_then(|r| r.key_field.as_deref()) {
+            Some(field) if route.key.is_none() => {
+                Some(key_from_field(event, &outgoing.value, field)?)
+            }
+            _ => None,
+        };
         let mut meta = Metadata::new(event, &inner.service, &inner.instance)
             .with_callback_id(route.callback_id);
         meta.callback_topic = route.callback_topic;
@@ -208,12 +299,18 @@ impl Publisher {
             .trace
             .unwrap_or_else(TraceParent::new_root)
             .to_string();
-        let headers = meta.to_headers().insert(Header {
+        let mut headers = meta.to_headers().insert(Header {
             key: TRACEPARENT,
             value: Some(trace.as_str()),
         });
+        for (key, value) in route.headers {
+            headers = headers.insert(Header {
+                key,
+                value: Some(value),
+            });
+        }
         let mut record = FutureRecord::to(topic).payload(&value).headers(headers);
-        if let Some(key) = route.key.or(default_key) {
+        if let Some(key) = route.key.or(field_key.as_deref()).or(default_key) {
             record = record.key(key);
         }
         if let Some(partition) = route.partition {
@@ -291,6 +388,32 @@ impl Publisher {
     }
 }
 
+/// The Kafka key from a top-level field of the payload: a string as it is, a number in decimal.
+fn key_from_field(event: &str, value: &Value, field: &str) -> Result<Vec<u8>> {
+    let found = match value {
+        Value::Record(fields) => fields.iter().find(|(n, _)| n == field).map(|(_, v)| v),
+        _ => None,
+    };
+    let found = match found {
+        Some(Value::Union(_, inner)) => Some(&**inner),
+        other => other,
+    };
+    match found {
+        Some(Value::String(s)) => Ok(s.clone().into_bytes()),
+        Some(Value::Int(n)) => Ok(n.to_string().into_bytes()),
+        Some(Value::Long(n)) => Ok(n.to_string().into_bytes()),
+        other => Err(Error::Codec(CodecError::Shape {
+            action: "key",
+            event: event.to_owned(),
+            schema_id: None,
+            source: crate::avro::AvroError::new(format!(
+                "key_field `{field}` must name a string, int or long field of the payload, \
+                 found {other:?}"
+            )),
+        })),
+    }
+}
+
 fn avro_error(event: &str, schema_id: Option<u32>, source: apache_avro::Error) -> Error {
     Error::Codec(CodecError::Avro {
         action: "encode",
@@ -358,6 +481,30 @@ impl Context {
             topic: Some(topic),
             key,
             ..self.route()
+        };
+        self.publisher
+            .publish_routed(Outgoing::typed(&value)?, route)
+            .await
+            .map(drop)
+    }
+
+    /// Publishes `value` with `options`, carrying the handled event's `message_id` as
+    /// `callback_id` (and keyed like it unless `options` names a key).
+    pub async fn publish_with<T: EventSchema>(
+        &self,
+        value: T,
+        options: PublishOptions,
+    ) -> Result<()> {
+        let base = self.route();
+        let given = options.route();
+        let route = Route {
+            key: given.key.or(base.key),
+            ..given
+        };
+        let route = Route {
+            callback_id: base.callback_id,
+            trace: base.trace,
+            ..route
         };
         self.publisher
             .publish_routed(Outgoing::typed(&value)?, route)
