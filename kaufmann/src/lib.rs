@@ -49,11 +49,13 @@ pub mod kaufmann_ex;
 pub mod metrics;
 pub mod offsets;
 pub mod ordering;
+mod processor;
 pub mod publisher;
 pub mod registry;
 pub mod retry;
 pub mod schema;
 pub mod service;
+pub mod testing;
 pub mod trace;
 
 pub use avro::AvroValue;

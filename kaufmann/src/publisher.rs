@@ -1,12 +1,13 @@
 //! Publishing typed events: encode with the event's schema, frame, add the envelope, produce.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use apache_avro::types::Value;
 use apache_avro::Schema;
-use rdkafka::message::Header;
+use rdkafka::message::{Header, Headers};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::config::{Config, EventRoute, WireFormat};
@@ -25,7 +26,7 @@ pub struct Publisher {
 }
 
 struct PublisherInner {
-    producer: FutureProducer,
+    sink: Sink,
     registry: Arc<dyn SchemaRegistry>,
     /// Schema ids by event, then by topic (the subject may depend on the topic).
     schema_ids: Mutex<HashMap<String, HashMap<String, u32>>>,
@@ -58,6 +59,8 @@ pub(crate) struct Route<'a> {
     pub(crate) topic: Option<&'a str>,
     pub(crate) partition: Option<i32>,
     pub(crate) key: Option<&'a [u8]>,
+    /// The key of the event being handled: used (under `confluent`) when nothing else names one.
+    pub(crate) inherited_key: Option<&'a [u8]>,
     pub(crate) callback_id: Option<String>,
     /// Where answers to this event should go.
     pub(crate) callback_topic: Option<CallbackTopic>,
@@ -160,6 +163,45 @@ impl<'a> Outgoing<'a> {
     }
 }
 
+/// Where published records go: Kafka, or memory (the test bus).
+enum Sink {
+    Kafka(FutureProducer),
+    Memory(Arc<MemorySink>),
+}
+
+/// A record produced to a [`MemorySink`], as it would have gone to Kafka.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentRecord {
+    /// The topic.
+    pub topic: String,
+    /// The partition, when the publisher chose one.
+    pub partition: Option<i32>,
+    /// The Kafka key.
+    pub key: Option<Vec<u8>>,
+    /// The value.
+    pub value: Option<Vec<u8>>,
+    /// The headers, in order.
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl SentRecord {
+    /// The value of the first header named `key`, as text.
+    pub fn header(&self, key: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_deref())
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+}
+
+/// Records kept in memory instead of produced, with a signal for whoever waits for them.
+#[derive(Debug, Default)]
+pub(crate) struct MemorySink {
+    pub(crate) records: Mutex<Vec<SentRecord>>,
+    pub(crate) arrived: tokio::sync::Notify,
+}
+
 impl Publisher {
     pub(crate) fn new(
         producer: FutureProducer,
@@ -167,10 +209,29 @@ impl Publisher {
         metrics: Arc<Metrics>,
         config: &Config,
     ) -> Self {
+        Self::with_sink(Sink::Kafka(producer), registry, metrics, config)
+    }
+
+    /// A publisher that keeps what it sends in `sink` (for the test bus).
+    pub(crate) fn in_memory(
+        sink: Arc<MemorySink>,
+        registry: Arc<dyn SchemaRegistry>,
+        metrics: Arc<Metrics>,
+        config: &Config,
+    ) -> Self {
+        Self::with_sink(Sink::Memory(sink), registry, metrics, config)
+    }
+
+    fn with_sink(
+        sink: Sink,
+        registry: Arc<dyn SchemaRegistry>,
+        metrics: Arc<Metrics>,
+        config: &Config,
+    ) -> Self {
         let service = &config.service_name;
         Self {
             inner: Arc::new(PublisherInner {
-                producer,
+                sink,
                 registry,
                 schema_ids: Mutex::default(),
                 wire_schemas: Mutex::default(),
@@ -237,25 +298,66 @@ impl Publisher {
         value: Option<&[u8]>,
         headers: rdkafka::message::OwnedHeaders,
     ) -> Result<()> {
-        let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
-        if let Some(key) = key {
-            record = record.key(key);
-        }
-        if let Some(value) = value {
-            record = record.payload(value);
-        }
-        self.inner
-            .producer
-            .send(record, self.inner.send_timeout)
+        self.deliver(topic, None, key, value, headers)
             .await
-            .map(drop)
-            .map_err(|(source, _)| Error::kafka(format!("producing to topic `{topic}`"), source))
+            .map_err(|source| Error::kafka(format!("producing to topic `{topic}`"), source))
+    }
+
+    /// Produces one record (and waits for the broker's acknowledgement), or keeps it in memory.
+    async fn deliver(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: rdkafka::message::OwnedHeaders,
+    ) -> std::result::Result<(), rdkafka::error::KafkaError> {
+        match &self.inner.sink {
+            Sink::Kafka(producer) => {
+                let mut record: FutureRecord<'_, [u8], [u8]> =
+                    FutureRecord::to(topic).headers(headers);
+                if let Some(key) = key {
+                    record = record.key(key);
+                }
+                if let Some(value) = value {
+                    record = record.payload(value);
+                }
+                if let Some(partition) = partition {
+                    record = record.partition(partition);
+                }
+                producer
+                    .send(record, self.inner.send_timeout)
+                    .await
+                    .map(drop)
+                    .map_err(|(source, _)| source)
+            }
+            Sink::Memory(sink) => {
+                let record = SentRecord {
+                    topic: topic.to_owned(),
+                    partition,
+                    key: key.map(<[u8]>::to_vec),
+                    value: value.map(<[u8]>::to_vec),
+                    headers: headers
+                        .iter()
+                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+                        .collect(),
+                };
+                sink.records
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(record);
+                sink.arrived.notify_waiters();
+                Ok(())
+            }
+        }
     }
 
     /// Waits (up to the send timeout) until every produced event is delivered.
     pub fn flush(&self) {
-        if let Err(err) = self.inner.producer.flush(self.inner.send_timeout) {
-            tracing::warn!("producer flush failed: {err}");
+        if let Sink::Kafka(producer) = &self.inner.sink {
+            if let Err(err) = producer.flush(self.inner.send_timeout) {
+                tracing::warn!("producer flush failed: {err}");
+            }
         }
     }
 
@@ -282,17 +384,16 @@ impl Publisher {
         let mut meta = Metadata::new(event, &inner.service, &inner.instance)
             .with_callback_id(route.callback_id);
         meta.callback_topic = route.callback_topic;
-        let (value, default_key) = match inner.format {
+        let value = match inner.format {
             WireFormat::Confluent => {
                 let schema_id = self.schema_id(event, outgoing.schema, topic).await?;
                 let body = apache_avro::to_avro_datum(outgoing.schema, outgoing.value)
                     .map_err(|source| avro_error(event, Some(schema_id), source))?;
-                (wire::frame(schema_id, &body), None)
+                wire::frame(schema_id, &body)
             }
             WireFormat::KaufmannEx => {
                 let schema = self.wire_schema(event, outgoing.schema_json).await?;
-                let bytes = kaufmann_ex::encode_value(event, &schema, &meta, outgoing.value)?;
-                (bytes, Some(event.as_bytes()))
+                kaufmann_ex::encode_value(event, &schema, &meta, outgoing.value)?
             }
         };
         let trace = route
@@ -309,19 +410,23 @@ impl Publisher {
                 value: Some(value),
             });
         }
-        let mut record = FutureRecord::to(topic).payload(&value).headers(headers);
-        if let Some(key) = route.key.or(field_key.as_deref()).or(default_key) {
-            record = record.key(key);
-        }
-        if let Some(partition) = route.partition {
-            record = record.partition(partition);
-        }
+        // An explicit key; else under kaufmann_ex the event name (`<event>#<field>` with a key
+        // field), under confluent the key field's value or the handled event's key.
+        let key: Option<Cow<'_, [u8]>> = match (route.key, inner.format) {
+            (Some(key), _) => Some(Cow::Borrowed(key)),
+            (None, WireFormat::KaufmannEx) => Some(match field_key {
+                Some(field) => Cow::Owned([event.as_bytes(), b"#", &field].concat()),
+                None => Cow::Borrowed(event.as_bytes()),
+            }),
+            (None, _) => field_key
+                .map(Cow::Owned)
+                .or(route.inherited_key.map(Cow::Borrowed)),
+        };
+        let key = key.as_deref();
         let started = std::time::Instant::now();
-        inner
-            .producer
-            .send(record, inner.send_timeout)
+        self.deliver(topic, route.partition, key, Some(&value), headers)
             .await
-            .map_err(|(source, _)| {
+            .map_err(|source| {
                 Error::kafka(format!("publishing `{event}` to topic `{topic}`"), source)
             })?;
         inner
@@ -453,7 +558,7 @@ impl Context {
 
     fn route(&self) -> Route<'_> {
         Route {
-            key: self.origin.key.as_deref(),
+            inherited_key: self.origin.key.as_deref(),
             callback_id: Some(self.message_id.clone()),
             trace: Some(self.trace.map_or_else(TraceParent::new_root, |t| t.child())),
             ..Route::default()
@@ -498,13 +603,10 @@ impl Context {
         let base = self.route();
         let given = options.route();
         let route = Route {
-            key: given.key.or(base.key),
-            ..given
-        };
-        let route = Route {
+            inherited_key: base.inherited_key,
             callback_id: base.callback_id,
             trace: base.trace,
-            ..route
+            ..given
         };
         self.publisher
             .publish_routed(Outgoing::typed(&value)?, route)

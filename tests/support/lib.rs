@@ -241,6 +241,16 @@ pub async fn ping(event: Event<TestPing>, ctx: kaufmann::Context) -> kaufmann::R
     .await
 }
 
+/// Handles `test.relay`: publishes the next link, with one hop less, until none are left.
+#[kaufmann::given_event("test.relay")]
+pub async fn relay(event: Event<TestRelay>, ctx: kaufmann::Context) -> kaufmann::Result<()> {
+    let hops = event.payload.hops;
+    if hops > 0 {
+        ctx.publish(TestRelay { hops: hops - 1 }).await?;
+    }
+    Ok(())
+}
+
 /// `n` units of work over `lanes` keys, sequence numbers counting per lane.
 pub fn work_items(n: i64, lanes: i64, sleep_ms: i32) -> Vec<TestWork> {
     (0..n)

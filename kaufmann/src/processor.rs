@@ -1,0 +1,505 @@
+//! One message, start to finish: decode (through the registry cache), route to its handler, run
+//! it with the error policy (retries, error event, dead-letter topic). The engine feeds it from the
+//! consumer; the test bus ([`crate::testing`]) feeds it directly.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering as Atomic;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use futures::FutureExt;
+use rdkafka::message::{Header, Headers, OwnedHeaders};
+use tracing::Instrument;
+
+use crate::config::{Config, Unhandled, WireFormat};
+use crate::engine::Stats;
+use crate::envelope::{Metadata, Origin};
+use crate::error::{CodecError, Error, RegistryError, Result};
+use crate::error_event;
+use crate::handler::{HandlerTable, Incoming};
+use crate::kaufmann_ex;
+use crate::metrics::{Metrics, Outcome};
+use crate::publisher::{Context, Outgoing, Publisher, Route};
+use crate::registry::{RegisteredSchema, SchemaRegistry};
+use crate::schema::wire;
+use crate::trace::{TraceParent, TRACEPARENT};
+
+/// A fetched message, detached from the consumer.
+pub(crate) struct Job {
+    pub(crate) origin: Origin,
+    pub(crate) value: Option<Vec<u8>>,
+    pub(crate) headers: Option<OwnedHeaders>,
+}
+
+/// Finds writer schemas by id, asking the registry once per id. Entries are shared, so a hit
+/// costs one reference count, not a copy of the subject and schema handles.
+struct Decoder {
+    registry: Arc<dyn SchemaRegistry>,
+    cache: Mutex<std::collections::HashMap<u32, Arc<RegisteredSchema>>>,
+    /// `kaufmann_ex`: the latest schema of each subject, and when it was fetched.
+    latest: Mutex<std::collections::HashMap<String, (Instant, Arc<RegisteredSchema>)>>,
+}
+
+/// How long the latest schema of a subject is trusted (`kaufmann_ex` messages name no schema
+/// id, so a new version is seen when this passes).
+const LATEST_TTL: Duration = Duration::from_secs(30);
+
+impl Decoder {
+    async fn writer(&self, id: u32) -> Result<Arc<RegisteredSchema>> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&id)
+            .cloned();
+        if let Some(found) = cached {
+            return Ok(found);
+        }
+        let found = Arc::new(self.registry.schema_by_id(id).await?);
+        self.cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, found.clone());
+        Ok(found)
+    }
+
+    /// The latest schema of `subject` (for `kaufmann_ex` messages), asked for again after
+    /// [`LATEST_TTL`].
+    async fn latest(&self, subject: &str) -> Result<Arc<RegisteredSchema>> {
+        let cached = self
+            .latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(subject)
+            .filter(|(at, _)| at.elapsed() < LATEST_TTL)
+            .map(|(_, found)| found.clone());
+        if let Some(found) = cached {
+            return Ok(found);
+        }
+        let latest = self.registry.latest(subject).await?;
+        let found = Arc::new(RegisteredSchema::new(latest.id, subject, latest.schema));
+        self.latest
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(subject.to_owned(), (Instant::now(), found.clone()));
+        Ok(found)
+    }
+}
+
+/// A failure retrying cannot help.
+fn permanent(kind: &'static str, error: &dyn std::fmt::Display) -> Failure {
+    Failure::Permanent {
+        kind,
+        error: error.to_string(),
+    }
+}
+
+/// A message's writer schema, schema id (0 for `kaufmann_ex`) and, for `kaufmann_ex`, its decoded
+/// payload.
+type Writer = (
+    Arc<RegisteredSchema>,
+    u32,
+    Option<apache_avro::types::Value>,
+);
+
+/// How one attempt ended, when it did not succeed.
+enum Failure {
+    /// Worth retrying: the handler failed, panicked or timed out; or the registry did not answer.
+    Transient { kind: &'static str, error: String },
+    /// Retrying cannot help: the bytes are not a Kaufmann message, or no handler exists.
+    Permanent { kind: &'static str, error: String },
+}
+
+/// Runs messages through decode, handler and error policy.
+pub(crate) struct Processor {
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) metrics: Arc<Metrics>,
+    handlers: HandlerTable,
+    decoder: Decoder,
+    pub(crate) publisher: Publisher,
+    config: Config,
+}
+
+impl Processor {
+    pub(crate) fn new(
+        stats: Arc<Stats>,
+        metrics: Arc<Metrics>,
+        handlers: HandlerTable,
+        registry: Arc<dyn SchemaRegistry>,
+        publisher: Publisher,
+        config: Config,
+    ) -> Self {
+        Self {
+            stats,
+            metrics,
+            handlers,
+            decoder: Decoder {
+                registry,
+                cache: Mutex::default(),
+                latest: Mutex::default(),
+            },
+            publisher,
+            config,
+        }
+    }
+
+    /// Runs one message through decode and handler with the error policy; never fails.
+    pub(crate) async fn process(&self, job: Job) {
+        let meta = Metadata::from_headers(job.headers.as_ref());
+        let trace = job
+            .headers
+            .as_ref()
+            .and_then(|hs| hs.iter().find(|h| h.key == TRACEPARENT))
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(TraceParent::parse);
+        let span = tracing::info_span!(
+            "message",
+            event = %meta.message_name,
+            topic = %job.origin.topic,
+            partition = job.origin.partition,
+            offset = job.origin.offset,
+            message_id = %meta.message_id,
+            trace_id = tracing::field::Empty,
+            attempt = tracing::field::Empty,
+        );
+        if let (Some(trace), false) = (trace, span.is_disabled()) {
+            span.record("trace_id", trace.trace_id_hex());
+        }
+        self.process_traced(job, meta, trace).instrument(span).await;
+    }
+
+    async fn process_traced(&self, job: Job, mut meta: Metadata, trace: Option<TraceParent>) {
+        self.metrics.record(&meta.message_name, Outcome::Consumed);
+        let mut attempt = 0_u32;
+        let failure = loop {
+            attempt += 1;
+            tracing::Span::current().record("attempt", attempt);
+            let policy = self.config.error_policy(&meta.message_name);
+            let run = AssertUnwindSafe(self.dispatch(&job, &mut meta, trace)).catch_unwind();
+            let outcome = match tokio::time::timeout(policy.handler_timeout, run).await {
+                Ok(Ok(outcome)) => outcome,
+                Ok(Err(panic)) => Err(Failure::Transient {
+                    kind: "panic",
+                    error: panic_message(&*panic),
+                }),
+                Err(_) => Err(Failure::Transient {
+                    kind: "timeout",
+                    error: format!("handler did not finish within {:?}", policy.handler_timeout),
+                }),
+            };
+            match outcome {
+                Ok(()) => return,
+                Err(Failure::Permanent { kind, error }) => break (kind, error),
+                Err(Failure::Transient { kind, error }) => {
+                    match policy.retry.backoff(attempt + 1) {
+                        Some(wait) => {
+                            self.stats.retried.fetch_add(1, Atomic::SeqCst);
+                            self.metrics.record(&meta.message_name, Outcome::Retried);
+                            tracing::warn!(at = %place(&job.origin), event = %meta.message_name, attempt, "{kind}: {error}; retrying in {wait:?}");
+                            tokio::time::sleep(wait).await;
+                        }
+                        None => break (kind, error),
+                    }
+                }
+            }
+        };
+        self.give_up(&job, &meta, attempt, failure).await;
+    }
+
+    /// Decodes and runs the handler once. Completes `known` (the metadata from the headers) with
+    /// what the message itself says (event name, `kaufmann_ex` metadata).
+    async fn dispatch(
+        &self,
+        job: &Job,
+        known: &mut Metadata,
+        trace: Option<TraceParent>,
+    ) -> Result<(), Failure> {
+        let value = job
+            .value
+            .clone()
+            .ok_or_else(|| permanent("decode", &CodecError::NoPayload))?;
+        let (writer, schema_id, payload) = self.writer_for(job, &value, known).await?;
+        let meta = known.clone();
+        let event = &known.message_name;
+        let Some(handler) = self.handlers.get(&meta.message_name) else {
+            self.stats.unhandled.fetch_add(1, Atomic::SeqCst);
+            return match self.config.unhandled {
+                Unhandled::Commit => {
+                    tracing::debug!(event = %meta.message_name, "no handler for this event: committed without handling");
+                    Ok(())
+                }
+                Unhandled::DeadLetter => Err(permanent(
+                    "unhandled",
+                    &format_args!("no handler for event `{}`", meta.message_name),
+                )),
+            };
+        };
+        let context = Context::new(self.publisher.clone(), &meta, job.origin.clone(), trace);
+        let incoming = Incoming {
+            resolve: !handler.reads_as_written(&writer.canonical),
+            writer: Arc::clone(&writer.schema),
+            schema_id,
+            value,
+            payload,
+            meta,
+            origin: job.origin.clone(),
+        };
+        let started = Instant::now();
+        match (handler.call)(incoming, context).await {
+            Ok(()) => {
+                self.stats.handled.fetch_add(1, Atomic::SeqCst);
+                self.metrics
+                    .record(event, Outcome::Handled(started.elapsed()));
+                Ok(())
+            }
+            Err(err @ Error::Codec(_)) => Err(permanent("decode", &err)),
+            Err(err) => Err(Failure::Transient {
+                kind: "handler",
+                error: err.to_string(),
+            }),
+        }
+    }
+
+    /// The writer schema of a message (and, for `kaufmann_ex`, its decoded payload), completing
+    /// `known` with the event name and metadata the message carries.
+    async fn writer_for(
+        &self,
+        job: &Job,
+        value: &[u8],
+        known: &mut Metadata,
+    ) -> Result<Writer, Failure> {
+        let registry_failure = |e: Error| match e {
+            Error::Registry(
+                RegistryError::SchemaNotFound { .. }
+                | RegistryError::Unreachable { .. }
+                | RegistryError::Server { .. },
+            ) => Failure::Transient {
+                kind: "registry",
+                error: e.to_string(),
+            },
+            other => permanent("registry", &other),
+        };
+        if self.config.wire_format == WireFormat::KaufmannEx {
+            let key = job
+                .origin
+                .key
+                .as_deref()
+                .and_then(|k| std::str::from_utf8(k).ok())
+                .ok_or_else(|| {
+                    permanent(
+                        "decode",
+                        &"a kaufmann_ex message carries its event name as the Kafka key, \
+                              and this one has none",
+                    )
+                })?;
+            let subject = kaufmann_ex::subject(key);
+            let writer = self
+                .decoder
+                .latest(subject)
+                .await
+                .map_err(registry_failure)?;
+            let (meta, payload) = kaufmann_ex::decode_parts(key, &writer.schema, value)
+                .map_err(|e| permanent("decode", &e))?;
+            *known = meta;
+            if known.message_name.is_empty() {
+                kaufmann_ex::event_name(key).clone_into(&mut known.message_name);
+            }
+            return Ok((writer, 0, Some(payload)));
+        }
+        let (schema_id, _) = wire::split(value).map_err(|e| permanent("decode", &e))?;
+        let writer = self
+            .decoder
+            .writer(schema_id)
+            .await
+            .map_err(registry_failure)?;
+        if known.message_name.is_empty() {
+            writer
+                .subject
+                .trim_end_matches("-value")
+                .clone_into(&mut known.message_name);
+        }
+        Ok((writer, schema_id, None))
+    }
+
+    /// The last resort: the dead-letter topic (retried until it succeeds), or a loud log.
+    async fn give_up(
+        &self,
+        job: &Job,
+        meta: &Metadata,
+        attempts: u32,
+        (kind, error): (&'static str, String),
+    ) {
+        let event = meta.message_name.as_str();
+        self.stats.failed.fetch_add(1, Atomic::SeqCst);
+        self.metrics.record(event, Outcome::Failed);
+        if self.config.error_policy(event).error_events && !event.is_empty() {
+            let failed = error_event::Failed {
+                event,
+                error: &error,
+                kind,
+                attempts,
+                topic: &job.origin.topic,
+                partition: job.origin.partition,
+                offset: job.origin.offset,
+                original: job.value.as_deref(),
+            };
+            self.publish_error_event(job, meta, &failed).await;
+        }
+        let origin = &job.origin;
+        let place = place(origin);
+        let Some(topic) = self
+            .config
+            .error_policy(event)
+            .dead_letter_for(&origin.topic)
+        else {
+            tracing::error!(at = %place, event, attempts, "{kind}: {error}; no dead-letter topic is configured: logged and committed");
+            return;
+        };
+        let headers = dead_letter_headers(job, event, attempts, kind, &error);
+        let mut wait = Duration::from_millis(100);
+        loop {
+            let sent = self
+                .publisher
+                .send_raw(
+                    &topic,
+                    origin.key.as_deref(),
+                    job.value.as_deref(),
+                    headers.clone(),
+                )
+                .await;
+            match sent {
+                Ok(()) => break,
+                Err(err) => {
+                    tracing::error!(at = %place, "could not write to dead-letter topic `{topic}` (retrying in {wait:?}): {err}");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+        self.stats.dead_lettered.fetch_add(1, Atomic::SeqCst);
+        self.metrics.record(event, Outcome::DeadLettered);
+        tracing::error!(at = %place, event, attempts, dead_letter_topic = %topic, "{kind}: {error}; sent to the dead-letter topic");
+    }
+
+    /// Publishes `event.error.<event>` to the default topic and to the event's callback topic,
+    /// when it names one; a failure to publish is logged (the dead-letter topic keeps the record).
+    async fn publish_error_event(
+        &self,
+        job: &Job,
+        meta: &Metadata,
+        failed: &error_event::Failed<'_>,
+    ) {
+        let format = self.config.wire_format;
+        let (schema, schema_json) = error_event::schema(format);
+        let name = error_event::name(failed.event);
+        let callback = meta
+            .callback_topic
+            .as_ref()
+            .and_then(|c| c.topic.as_deref().map(|t| (t, c.partition)));
+        let targets = std::iter::once((None, None)).chain(
+            callback
+                .into_iter()
+                .map(|(topic, partition)| (Some(topic), partition)),
+        );
+        for (topic, partition) in targets {
+            let outgoing = Outgoing {
+                event: &name,
+                schema,
+                schema_json,
+                value: error_event::value(format, failed),
+            };
+            let route = Route {
+                topic,
+                partition,
+                key: None,
+                inherited_key: job.origin.key.as_deref(),
+                callback_id: Some(meta.message_id.clone()),
+                callback_topic: None,
+                headers: &[],
+                trace: None,
+            };
+            match self.publisher.publish_routed(outgoing, route).await {
+                Ok(sent) => {
+                    tracing::info!(error_event = %name, message_id = %sent.message_id, topic = ?topic, "error event published");
+                }
+                Err(err) => {
+                    tracing::error!(error_event = %name, "could not publish the error event: {err}");
+                }
+            }
+        }
+    }
+}
+
+/// Header names Kaufmann adds to a dead-lettered record.
+pub mod dead_letter {
+    /// The error message.
+    pub const ERROR: &str = "kaufmann.error";
+    /// `handler`, `panic`, `timeout`, `decode`, `registry` or `unhandled`.
+    pub const ERROR_KIND: &str = "kaufmann.error.kind";
+    /// The event name, when known.
+    pub const EVENT: &str = "kaufmann.event";
+    /// The topic the record was read from.
+    pub const SOURCE_TOPIC: &str = "kaufmann.source.topic";
+    /// Its partition.
+    pub const SOURCE_PARTITION: &str = "kaufmann.source.partition";
+    /// Its offset.
+    pub const SOURCE_OFFSET: &str = "kaufmann.source.offset";
+    /// How many attempts were made.
+    pub const ATTEMPTS: &str = "kaufmann.attempts";
+}
+
+fn dead_letter_headers(
+    job: &Job,
+    event: &str,
+    attempts: u32,
+    kind: &str,
+    error: &str,
+) -> OwnedHeaders {
+    let mut headers = OwnedHeaders::new();
+    if let Some(original) = &job.headers {
+        for h in original.iter() {
+            headers = headers.insert(Header {
+                key: h.key,
+                value: h.value,
+            });
+        }
+    }
+    let (partition, offset, attempts) = (
+        job.origin.partition.to_string(),
+        job.origin.offset.to_string(),
+        attempts.to_string(),
+    );
+    let added = [
+        (dead_letter::ERROR, error),
+        (dead_letter::ERROR_KIND, kind),
+        (dead_letter::EVENT, event),
+        (dead_letter::SOURCE_TOPIC, job.origin.topic.as_str()),
+        (dead_letter::SOURCE_PARTITION, partition.as_str()),
+        (dead_letter::SOURCE_OFFSET, offset.as_str()),
+        (dead_letter::ATTEMPTS, attempts.as_str()),
+    ];
+    for (key, value) in added {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    headers
+}
+
+/// `topic[partition]@offset`, for logs.
+fn place(origin: &Origin) -> String {
+    format!("{}[{}]@{}", origin.topic, origin.partition, origin.offset)
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(ToString::to_string)
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .map_or_else(
+            || "handler panicked".to_owned(),
+            |m| format!("handler panicked: {m}"),
+        )
+}
