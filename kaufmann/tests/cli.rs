@@ -134,6 +134,7 @@ fn every_command_has_help_and_errors_exit_2() {
         &["schemas", "check", "--help"],
         &["schemas", "list", "--help"],
         &["registry", "serve", "--help"],
+        &["dev", "--help"],
     ] {
         let output = kaufmann(&dir, args);
         assert!(output.status.success(), "{args:?}");
@@ -159,4 +160,95 @@ fn every_command_has_help_and_errors_exit_2() {
         "{:?}",
         text(&output)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_serves_a_broker_and_a_registry_with_the_schemas_until_sigterm() {
+    use std::io::{BufRead, BufReader};
+
+    use kaufmann::registry::{HttpOptions, HttpRegistry, SchemaRegistry};
+    use rdkafka::consumer::{Consumer, StreamConsumer};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::Message;
+
+    let dir = std::env::temp_dir().join(format!("kaufmann-dev-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("schemas")).unwrap();
+    write_schema(&dir, "event.user.created", "");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kaufmann"))
+        .args([
+            "dev",
+            "--registry-addr",
+            "127.0.0.1:0",
+            "--topics",
+            "dev-topic",
+        ])
+        .current_dir(&dir)
+        .env_remove("KAUFMANN_REGISTRY_URL")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut brokers, mut registry) = (String::new(), String::new());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(value) = line.strip_prefix("export KAUFMANN_BROKERS=") {
+            value.clone_into(&mut brokers);
+        }
+        if let Some(value) = line.strip_prefix("export KAUFMANN_REGISTRY_URL=") {
+            value.clone_into(&mut registry);
+        }
+        if line.contains("Ctrl-C stops it") {
+            break;
+        }
+    }
+    assert!(!brokers.is_empty() && registry.starts_with("http://127.0.0.1:"));
+
+    // Another process's clients use it: the registry has the folder's schema...
+    let client = HttpRegistry::new(&registry, HttpOptions::default()).unwrap();
+    assert_eq!(
+        client.subjects().await.unwrap(),
+        ["event.user.created-value"]
+    );
+    // ...and the broker takes and gives back records.
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to("dev-topic")
+                .key("k")
+                .payload("hello")
+                .partition(0),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    let consumer: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .set("group.id", "dev-test")
+        .create()
+        .unwrap();
+    let mut assignment = rdkafka::TopicPartitionList::new();
+    assignment
+        .add_partition_offset("dev-topic", 0, rdkafka::Offset::Beginning)
+        .unwrap();
+    consumer.assign(&assignment).unwrap();
+    let message = tokio::time::timeout(std::time::Duration::from_secs(30), consumer.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(message.payload(), Some(&b"hello"[..]));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        child.wait().unwrap().success(),
+        "dev exits cleanly on SIGTERM"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,11 +5,12 @@
 #![allow(clippy::doc_markdown)]
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+use kaufmann::embedded::EmbeddedBroker;
 use kaufmann::registry::folder::{read_folder, FolderSchema};
 use kaufmann::registry::server::LocalRegistry;
 use kaufmann::registry::{memory_scope, SchemaRegistry, SubjectStrategy};
@@ -31,6 +32,19 @@ enum Command {
     /// The local development registry.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Run the local development stack until Ctrl-C: the embedded broker (librdkafka's mock
+    /// cluster) and the local registry on 127.0.0.1, with the schemas folder registered.
+    Dev {
+        /// The folder of `.avsc` files to register (skipped when it does not exist).
+        #[arg(long, default_value = "schemas")]
+        dir: PathBuf,
+        /// The registry's address.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        registry_addr: String,
+        /// Topics to create (default: the config's topics, default topic and their `.DLT`).
+        #[arg(long, value_delimiter = ',')]
+        topics: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -82,6 +96,11 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Schemas(command) => schemas(command).await,
         Command::Registry(RegistryCommand::Serve { addr }) => serve(&addr).await,
+        Command::Dev {
+            dir,
+            registry_addr,
+            topics,
+        } => dev(&dir, &registry_addr, topics).await,
     };
     match result {
         Ok(code) => code,
@@ -277,9 +296,84 @@ async fn serve(addr: &str) -> Result<ExitCode, Failure> {
         server.url(),
         server.url()
     );
-    tokio::signal::ctrl_c()
-        .await
-        .map_err(|e| format!("waiting for Ctrl-C: {e}"))?;
+    wait_for_signal().await?;
     server.stop().await;
     Ok(ExitCode::SUCCESS)
+}
+
+async fn dev(dir: &Path, registry_addr: &str, topics: Vec<String>) -> Result<ExitCode, Failure> {
+    let config = Config::from_env().map_err(|e| e.to_string())?;
+    let mut topics = if topics.is_empty() {
+        let mut all = config.topics.clone();
+        all.push(config.default_topic.clone());
+        let dead: Vec<String> = all.iter().map(|t| format!("{t}.DLT")).collect();
+        all.extend(dead);
+        all
+    } else {
+        topics
+    };
+    topics.sort();
+    topics.dedup();
+    let broker = EmbeddedBroker::start(&topics).map_err(|e| e.to_string())?;
+    let registry = memory_scope("mock://kaufmann-dev").map_err(|e| e.to_string())?;
+    let server = LocalRegistry::start(registry_addr, registry.clone())
+        .await
+        .map_err(|e| format!("cannot listen on {registry_addr}: {e}"))?;
+    let mut rows = Vec::new();
+    if dir.is_dir() {
+        for schema in read_folder(dir)? {
+            let subject = config.subject_strategy.subject(
+                &schema.event,
+                &config.default_topic,
+                &schema.schema,
+            );
+            let id = registry
+                .register(&subject, &schema.schema)
+                .await
+                .map_err(|e| format!("{}: {e}", schema.file))?;
+            rows.push([schema.event, subject, id.to_string(), String::new()]);
+        }
+    }
+    println!(
+        "kaufmann dev stack (development only: in memory, gone at exit)\n\
+         broker:   {} (librdkafka mock cluster; topics: {})\n\
+         registry: {} (local stand-in for a Confluent schema registry)\n\n\
+         export KAUFMANN_BROKERS={}\n\
+         export KAUFMANN_REGISTRY_URL={}\n",
+        broker.bootstrap_servers(),
+        topics.join(", "),
+        server.url(),
+        broker.bootstrap_servers(),
+        server.url()
+    );
+    if rows.is_empty() {
+        println!(
+            "no schemas registered ({} has no .avsc files)",
+            dir.display()
+        );
+    } else {
+        table(["event", "subject", "id", ""], &rows);
+    }
+    println!("Ctrl-C stops it");
+    wait_for_signal().await?;
+    server.stop().await;
+    drop(broker);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Waits for Ctrl-C or SIGTERM.
+async fn wait_for_signal() -> Result<(), Failure> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result.map_err(|e| e.to_string()),
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await.map_err(|e| e.to_string())
+    }
 }
