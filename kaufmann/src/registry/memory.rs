@@ -50,11 +50,7 @@ impl MemoryRegistry {
         version: u32,
     ) -> Result<SubjectVersion, RegistryError> {
         let state = self.state();
-        let count = state
-            .subjects
-            .get(subject)
-            .map(Vec::len)
-            .ok_or_else(|| self.subject_not_found(subject))?;
+        let count = self.count(&state, subject)?;
         match version as usize {
             n @ 1.. if n <= count => Ok(state.version(subject, n - 1)),
             _ => Err(RegistryError::VersionNotFound {
@@ -81,6 +77,15 @@ impl MemoryRegistry {
             }
         }
         found
+    }
+
+    /// How many versions `subject` has; a subject without versions is not found.
+    fn count(&self, state: &State, subject: &str) -> Result<usize, RegistryError> {
+        state
+            .subjects
+            .get(subject)
+            .map(Vec::len)
+            .ok_or_else(|| self.subject_not_found(subject))
     }
 
     fn subject_not_found(&self, subject: &str) -> RegistryError {
@@ -212,11 +217,7 @@ impl SchemaRegistry for MemoryRegistry {
 
     async fn latest(&self, subject: &str) -> Result<SubjectVersion, RegistryError> {
         let state = self.state();
-        let count = state
-            .subjects
-            .get(subject)
-            .map(Vec::len)
-            .ok_or_else(|| self.subject_not_found(subject))?;
+        let count = self.count(&state, subject)?;
         Ok(state.version(subject, count - 1))
     }
 
@@ -226,11 +227,7 @@ impl SchemaRegistry for MemoryRegistry {
 
     async fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError> {
         let state = self.state();
-        let count = state
-            .subjects
-            .get(subject)
-            .map(Vec::len)
-            .ok_or_else(|| self.subject_not_found(subject))?;
+        let count = self.count(&state, subject)?;
         Ok((1..=u32::try_from(count).unwrap_or(u32::MAX)).collect())
     }
 
