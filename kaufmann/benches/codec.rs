@@ -62,6 +62,7 @@ fn benches(c: &mut Criterion) {
         });
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
         .build()
         .unwrap();
     let registry = MemoryRegistry::new("mock://bench");

@@ -127,22 +127,28 @@ impl Metadata {
 
     /// Reads the metadata from Kafka headers; missing fields stay empty.
     pub fn from_headers<H: Headers>(headers: Option<&H>) -> Self {
+        let Some(headers) = headers else {
+            return Self::default();
+        };
+        Self::from_pairs(headers.iter().map(|h| (h.key, h.value)))
+    }
+
+    /// Reads the metadata from header pairs (name, value); missing fields stay empty.
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) -> Self {
         let mut meta = Self::default();
-        let Some(headers) = headers else { return meta };
-        for h in headers.iter() {
-            let Some(value) = h.value.and_then(|v| std::str::from_utf8(v).ok()) else {
+        for (key, value) in pairs {
+            let Some(value) = value.and_then(|v| std::str::from_utf8(v).ok()) else {
                 continue;
             };
-            let value = value.to_owned();
-            match h.key {
-                header::MESSAGE_ID => meta.message_id = value,
-                header::MESSAGE_NAME => meta.message_name = value,
-                header::EMITTER_SERVICE => meta.emitter_service = value,
-                header::EMITTER_SERVICE_ID => meta.emitter_service_id = value,
-                header::CALLBACK_ID => meta.callback_id = Some(value),
+            match key {
+                header::MESSAGE_ID => value.clone_into(&mut meta.message_id),
+                header::MESSAGE_NAME => value.clone_into(&mut meta.message_name),
+                header::EMITTER_SERVICE => value.clone_into(&mut meta.emitter_service),
+                header::EMITTER_SERVICE_ID => value.clone_into(&mut meta.emitter_service_id),
+                header::CALLBACK_ID => meta.callback_id = Some(value.to_owned()),
                 header::TIMESTAMP => meta.timestamp_ms = value.parse().unwrap_or_default(),
                 header::CALLBACK_TOPIC => {
-                    meta.callback_topic = Some(CallbackTopic::from_header(&value));
+                    meta.callback_topic = Some(CallbackTopic::from_header(value));
                 }
                 _ => {}
             }

@@ -1,6 +1,5 @@
 //! Handler registration (through `inventory`) and the typed view of an incoming message.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,6 +8,7 @@ use apache_avro::Schema;
 
 use crate::envelope::{Event, Metadata, Origin};
 use crate::error::{CodecError, Error, Result};
+use crate::fast_map::FastMap;
 use crate::publisher::Context;
 use crate::schema::{decode_resolved, EventSchema};
 
@@ -72,7 +72,7 @@ inventory::collect!(HandlerRegistration);
 /// The handlers of this binary, by event name.
 #[derive(Debug, Clone)]
 pub struct HandlerTable {
-    by_event: HashMap<&'static str, &'static HandlerRegistration>,
+    by_event: FastMap<&'static str, &'static HandlerRegistration>,
 }
 
 impl HandlerTable {
@@ -85,7 +85,7 @@ impl HandlerTable {
     fn from_registrations(
         registrations: impl IntoIterator<Item = &'static HandlerRegistration>,
     ) -> Result<Self> {
-        let mut by_event: HashMap<&'static str, &'static HandlerRegistration> = HashMap::new();
+        let mut by_event: FastMap<&'static str, &'static HandlerRegistration> = FastMap::default();
         for registration in registrations {
             if let Some(first) = by_event.insert(registration.event, registration) {
                 let (first, second) = ordered(first, registration);

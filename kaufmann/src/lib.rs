@@ -43,6 +43,7 @@ pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod error_event;
+mod fast_map;
 pub mod handler;
 mod http;
 pub mod kaufmann_ex;

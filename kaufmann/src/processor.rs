@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, OwnedHeaders};
 use tracing::Instrument;
 
 use crate::config::{Config, Unhandled, WireFormat};
@@ -16,6 +16,7 @@ use crate::engine::Stats;
 use crate::envelope::{Metadata, Origin};
 use crate::error::{CodecError, Error, RegistryError, Result};
 use crate::error_event;
+use crate::fast_map::FastMap;
 use crate::handler::{HandlerTable, Incoming};
 use crate::kaufmann_ex;
 use crate::metrics::{Metrics, Outcome};
@@ -28,16 +29,17 @@ use crate::trace::{TraceParent, TRACEPARENT};
 pub(crate) struct Job {
     pub(crate) origin: Origin,
     pub(crate) value: Option<Vec<u8>>,
-    pub(crate) headers: Option<OwnedHeaders>,
+    /// The record's headers, read once from the consumer (no further calls into librdkafka).
+    pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 /// Finds writer schemas by id, asking the registry once per id. Entries are shared, so a hit
 /// costs one reference count, not a copy of the subject and schema handles.
 struct Decoder {
     registry: Arc<dyn SchemaRegistry>,
-    cache: Mutex<std::collections::HashMap<u32, Arc<RegisteredSchema>>>,
+    cache: Mutex<FastMap<u32, Arc<RegisteredSchema>>>,
     /// `kaufmann_ex`: the latest schema of each subject, and when it was fetched.
-    latest: Mutex<std::collections::HashMap<String, (Instant, Arc<RegisteredSchema>)>>,
+    latest: Mutex<FastMap<String, (Instant, Arc<RegisteredSchema>)>>,
 }
 
 /// How long the latest schema of a subject is trusted (`kaufmann_ex` messages name no schema
@@ -145,12 +147,13 @@ impl Processor {
 
     /// Runs one message through decode and handler with the error policy; never fails.
     pub(crate) async fn process(&self, job: Job) {
-        let meta = Metadata::from_headers(job.headers.as_ref());
+        let meta =
+            Metadata::from_pairs(job.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
         let trace = job
             .headers
-            .as_ref()
-            .and_then(|hs| hs.iter().find(|h| h.key == TRACEPARENT))
-            .and_then(|h| h.value)
+            .iter()
+            .find(|(key, _)| key == TRACEPARENT)
+            .and_then(|(_, value)| value.as_deref())
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(TraceParent::parse);
         let span = tracing::info_span!(
@@ -457,13 +460,11 @@ fn dead_letter_headers(
     error: &str,
 ) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new();
-    if let Some(original) = &job.headers {
-        for h in original.iter() {
-            headers = headers.insert(Header {
-                key: h.key,
-                value: h.value,
-            });
-        }
+    for (key, value) in &job.headers {
+        headers = headers.insert(Header {
+            key,
+            value: value.as_deref(),
+        });
     }
     let (partition, offset, attempts) = (
         job.origin.partition.to_string(),

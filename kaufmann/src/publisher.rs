@@ -1,7 +1,6 @@
 //! Publishing typed events: encode with the event's schema, frame, add the envelope, produce.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -13,6 +12,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use crate::config::{Config, EventRoute, WireFormat};
 use crate::envelope::{CallbackTopic, Metadata, Origin};
 use crate::error::{CodecError, Error, Result};
+use crate::fast_map::FastMap;
 use crate::kaufmann_ex;
 use crate::metrics::{Metrics, Outcome};
 use crate::registry::{SchemaRegistry, SubjectStrategy};
@@ -29,9 +29,9 @@ struct PublisherInner {
     sink: Sink,
     registry: Arc<dyn SchemaRegistry>,
     /// Schema ids by event, then by topic (the subject may depend on the topic).
-    schema_ids: Mutex<HashMap<String, HashMap<String, u32>>>,
+    schema_ids: Mutex<FastMap<String, FastMap<String, u32>>>,
     /// `kaufmann_ex` wire schemas by event.
-    wire_schemas: Mutex<HashMap<String, Arc<Schema>>>,
+    wire_schemas: Mutex<FastMap<String, Arc<Schema>>>,
     strategy: SubjectStrategy,
     format: WireFormat,
     metrics: Arc<Metrics>,
@@ -39,7 +39,7 @@ struct PublisherInner {
     instance: String,
     default_topic: String,
     /// Per-event topic and key field.
-    routes: HashMap<String, EventRoute>,
+    routes: FastMap<String, EventRoute>,
     send_timeout: Duration,
 }
 
@@ -241,7 +241,11 @@ impl Publisher {
                 service: service.to_owned(),
                 instance: format!("{service}-{}", uuid::Uuid::new_v4().simple()),
                 default_topic: config.default_topic.clone(),
-                routes: config.event_routes.clone(),
+                routes: config
+                    .event_routes
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
                 send_timeout: Duration::from_secs(30),
             }),
         }
@@ -396,13 +400,10 @@ impl Publisher {
                 kaufmann_ex::encode_value(event, &schema, &meta, outgoing.value)?
             }
         };
-        let trace = route
-            .trace
-            .unwrap_or_else(TraceParent::new_root)
-            .to_string();
+        let trace = route.trace.unwrap_or_else(TraceParent::new_root).encode();
         let mut headers = meta.to_headers().insert(Header {
             key: TRACEPARENT,
-            value: Some(trace.as_str()),
+            value: Some(&trace[..]),
         });
         for (key, value) in route.headers {
             headers = headers.insert(Header {

@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use apache_avro::types::Value;
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::Headers;
 
 use crate::config::{Config, WireFormat};
 use crate::engine::{dead_letter, Stats};
@@ -216,7 +216,12 @@ impl TestBus {
     /// headers: for what a broken producer sends.
     pub async fn given_raw(&self, event: &str, bytes: Vec<u8>) {
         let meta = Metadata::new(event, "test-bus", "test-bus-1");
-        let job = self.job(None, Some(bytes), meta.to_headers());
+        let headers = meta
+            .to_headers()
+            .iter()
+            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
+            .collect();
+        let job = self.job(None, Some(bytes), headers);
         self.run(job).await;
     }
 
@@ -234,18 +239,17 @@ impl TestBus {
             .unwrap_or_else(PoisonError::into_inner)
             .pop()
             .unwrap_or_else(|| panic!("the test bus lost the given event"));
-        let mut headers = OwnedHeaders::new();
-        for (key, value) in &record.headers {
-            headers = headers.insert(Header {
-                key,
-                value: value.as_deref(),
-            });
-        }
-        self.run(self.job(record.key, record.value, headers)).await;
+        self.run(self.job(record.key, record.value, record.headers))
+            .await;
         meta
     }
 
-    fn job(&self, key: Option<Vec<u8>>, value: Option<Vec<u8>>, headers: OwnedHeaders) -> Job {
+    fn job(
+        &self,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        headers: Vec<(String, Option<Vec<u8>>)>,
+    ) -> Job {
         Job {
             origin: Origin {
                 topic: self.config.topics.first().cloned().unwrap_or_default(),
@@ -254,7 +258,7 @@ impl TestBus {
                 key,
             },
             value,
-            headers: Some(headers),
+            headers,
         }
     }
 
@@ -272,14 +276,11 @@ impl TestBus {
             }
             for record in &records[seen..] {
                 if is_event(record) {
-                    let mut headers = OwnedHeaders::new();
-                    for (key, value) in &record.headers {
-                        headers = headers.insert(Header {
-                            key,
-                            value: value.as_deref(),
-                        });
-                    }
-                    let job = self.job(record.key.clone(), record.value.clone(), headers);
+                    let job = self.job(
+                        record.key.clone(),
+                        record.value.clone(),
+                        record.headers.clone(),
+                    );
                     self.processor.process(job).await;
                 }
             }
@@ -539,14 +540,12 @@ fn is_event(record: &SentRecord) -> bool {
 }
 
 fn meta_of(record: &SentRecord) -> Metadata {
-    let mut headers = OwnedHeaders::new();
-    for (key, value) in &record.headers {
-        headers = headers.insert(Header {
-            key,
-            value: value.as_deref(),
-        });
-    }
-    Metadata::from_headers(Some(&headers))
+    Metadata::from_pairs(
+        record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref())),
+    )
 }
 
 fn record_field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {

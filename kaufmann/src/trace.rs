@@ -41,34 +41,30 @@ impl TraceParent {
 
     /// Parses a header value; `None` for anything that is not a valid version-00 traceparent.
     pub fn parse(value: &str) -> Option<Self> {
-        let mut parts = value.trim().split('-');
-        let (version, trace, span, flags) =
-            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some()
-            || version != "00"
-            || trace.len() != 32
-            || span.len() != 16
-            || flags.len() != 2
-        {
+        let bytes = value.trim().as_bytes();
+        if bytes.len() != LEN || &bytes[..3] != b"00-" || bytes[35] != b'-' || bytes[52] != b'-' {
             return None;
         }
-        let hex = |s: &str| {
-            s.bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        };
-        if !hex(trace) || !hex(span) || !hex(flags) {
-            return None;
-        }
-        let trace_id = u128::from_str_radix(trace, 16).ok()?;
-        let span_id = u64::from_str_radix(span, 16).ok()?;
+        let trace_id = hex(&bytes[3..35])?;
+        let span_id = u64::try_from(hex(&bytes[36..52])?).ok()?;
+        let flags = u8::try_from(hex(&bytes[53..55])?).ok()?;
         if trace_id == 0 || span_id == 0 {
             return None;
         }
         Some(Self {
             trace_id,
             span_id,
-            flags: u8::from_str_radix(flags, 16).ok()?,
+            flags,
         })
+    }
+
+    /// The header value: `00-<trace id>-<span id>-<flags>` in lowercase hex, without allocating.
+    pub fn encode(&self) -> [u8; LEN] {
+        let mut out = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        write_hex(&mut out[3..35], self.trace_id);
+        write_hex(&mut out[36..52], u128::from(self.span_id));
+        write_hex(&mut out[53..55], u128::from(self.flags));
+        out
     }
 
     /// The trace id as 32 lowercase hex digits.
@@ -77,13 +73,34 @@ impl TraceParent {
     }
 }
 
+/// The length of a version-00 `traceparent`.
+const LEN: usize = 55;
+
+/// Lowercase hex digits into a number (`None` for any other byte).
+fn hex(digits: &[u8]) -> Option<u128> {
+    digits.iter().try_fold(0_u128, |acc, &b| {
+        let digit = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            _ => return None,
+        };
+        Some(acc << 4 | u128::from(digit))
+    })
+}
+
+/// Writes `value`'s low `out.len()` hex digits, most significant first.
+fn write_hex(out: &mut [u8], mut value: u128) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for slot in out.iter_mut().rev() {
+        *slot = DIGITS[(value & 0xf) as usize];
+        value >>= 4;
+    }
+}
+
 impl fmt::Display for TraceParent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "00-{:032x}-{:016x}-{:02x}",
-            self.trace_id, self.span_id, self.flags
-        )
+        let encoded = self.encode();
+        f.write_str(std::str::from_utf8(&encoded).map_err(|_| fmt::Error)?)
     }
 }
 
