@@ -4,7 +4,9 @@
 //! commit position is its lowest unfinished offset, or one past the last fetched offset when nothing
 //! is unfinished: never past a message that is still being handled.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+use crate::fast_map::FastMap;
 
 /// A topic and partition.
 pub type TopicPartition = (String, i32);
@@ -26,7 +28,7 @@ impl PartitionState {
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
     // By topic, then partition: lookups borrow the topic name instead of allocating a key.
-    partitions: HashMap<String, HashMap<i32, PartitionState>>,
+    partitions: FastMap<String, FastMap<i32, PartitionState>>,
 }
 
 impl OffsetTracker {
@@ -38,7 +40,7 @@ impl OffsetTracker {
     /// Records that `offset` of a partition was fetched and is now in flight.
     pub fn fetched(&mut self, topic: &str, partition: i32, offset: i64) {
         if !self.partitions.contains_key(topic) {
-            self.partitions.insert(topic.to_owned(), HashMap::new());
+            self.partitions.insert(topic.to_owned(), FastMap::default());
         }
         let state = self
             .partitions

@@ -1,10 +1,12 @@
 //! Ordering: which messages may run at the same time. Messages of one lane run one at a time, in
 //! the order they were fetched; different lanes run in parallel.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::fast_map::FastMap;
 
 /// How messages are ordered (the `ordering` config key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,14 +61,14 @@ pub enum Lane {
 /// Lanes drive themselves: nothing outside them has to poll for the next job, so the consumer may
 /// block (in a rebalance callback) while lanes keep draining.
 pub struct Lanes<L, J> {
-    queued: Mutex<HashMap<L, VecDeque<J>>>,
+    queued: Mutex<FastMap<L, VecDeque<J>>>,
 }
 
 impl<L: Eq + Hash + Clone + Send + 'static, J: Send + 'static> Lanes<L, J> {
     /// No lanes yet.
     pub fn new() -> Arc<Self> {
         Arc::new(Self {
-            queued: Mutex::new(HashMap::new()),
+            queued: Mutex::new(FastMap::default()),
         })
     }
 
@@ -107,7 +109,7 @@ impl<L: Eq + Hash + Clone + Send + 'static, J: Send + 'static> Lanes<L, J> {
         self.lock().values().map(VecDeque::len).sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<L, VecDeque<J>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, FastMap<L, VecDeque<J>>> {
         self.queued.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -142,7 +144,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn one_at_a_time_per_lane_in_order_and_lanes_in_parallel() {
         let lanes: Arc<Lanes<u8, (u8, u32)>> = Lanes::new();
-        let seen = Arc::new(Mutex::new(HashMap::<u8, Vec<u32>>::new()));
+        let seen = Arc::new(Mutex::new(std::collections::HashMap::<u8, Vec<u32>>::new()));
         let running = Arc::new([(); 4].map(|()| AtomicUsize::new(0)));
         let total_running = Arc::new(AtomicUsize::new(0));
         let peak_total = Arc::new(AtomicUsize::new(0));
