@@ -160,6 +160,36 @@ pub enum CodecError {
     },
 }
 
+impl CodecError {
+    /// For `map_err`: an Avro error while `action` (`encode`, `decode`) ran for `event`.
+    pub(crate) fn avro<'a>(
+        action: &'static str,
+        event: &'a str,
+        schema_id: Option<u32>,
+    ) -> impl FnOnce(apache_avro::Error) -> Self + 'a {
+        move |source| Self::Avro {
+            action,
+            event: event.to_owned(),
+            schema_id,
+            source: Box::new(source),
+        }
+    }
+
+    /// For `map_err`: a value that does not have its schema's shape.
+    pub(crate) fn shape<'a>(
+        action: &'static str,
+        event: &'a str,
+        schema_id: Option<u32>,
+    ) -> impl FnOnce(crate::avro::AvroError) -> Self + 'a {
+        move |source| Self::Shape {
+            action,
+            event: event.to_owned(),
+            schema_id,
+            source,
+        }
+    }
+}
+
 /// The schema registry refused a request or could not be reached. Confluent's error codes map to
 /// the variants named after them.
 #[derive(Debug, thiserror::Error)]

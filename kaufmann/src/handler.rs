@@ -150,12 +150,7 @@ impl Incoming {
     /// Decodes the payload (written with the writer's schema) into `T`, resolving to `T`'s schema.
     pub fn decode<T: EventSchema>(self) -> Result<Event<T>> {
         let payload = if let Some(value) = self.payload {
-            T::from_avro(value).map_err(|source| CodecError::Shape {
-                action: "decode",
-                event: T::EVENT_NAME.to_owned(),
-                schema_id: None,
-                source,
-            })?
+            T::from_avro(value).map_err(CodecError::shape("decode", T::EVENT_NAME, None))?
         } else {
             let body = &self.value[crate::schema::wire::HEADER_LEN..];
             decode_resolved::<T>(&self.writer, self.resolve, Some(self.schema_id), body)?

@@ -81,12 +81,11 @@ pub fn wire_schema(event: &str, payload_json: &str) -> Result<Schema, CodecError
             {{"name": "meta", "type": "seven.cloud.services.event_metadata"}},
             {{"name": "payload", "type": {payload_json}}}]}}]"#
     );
-    Schema::parse_str(&text).map_err(|source| CodecError::Avro {
-        action: "build the kaufmann_ex schema of",
-        event: event.to_owned(),
-        schema_id: None,
-        source: Box::new(source),
-    })
+    Schema::parse_str(&text).map_err(CodecError::avro(
+        "build the kaufmann_ex schema of",
+        event,
+        None,
+    ))
 }
 
 /// Formats milliseconds since the epoch as Elixir's `DateTime.to_string/1` does.
@@ -153,12 +152,9 @@ pub fn encode<T: EventSchema>(
     meta: &Metadata,
     payload: &T,
 ) -> Result<Vec<u8>, CodecError> {
-    let value = payload.to_avro().map_err(|source| CodecError::Shape {
-        action: "encode",
-        event: T::EVENT_NAME.to_owned(),
-        schema_id: None,
-        source,
-    })?;
+    let value = payload
+        .to_avro()
+        .map_err(CodecError::shape("encode", T::EVENT_NAME, None))?;
     encode_value(T::EVENT_NAME, schema, meta, value)
 }
 
@@ -173,14 +169,8 @@ pub fn encode_value(
         ("meta".into(), metadata_value(meta)),
         ("payload".into(), payload),
     ]);
-    apache_avro::to_avro_datum(schema, Value::Union(1, Box::new(record))).map_err(|source| {
-        CodecError::Avro {
-            action: "encode",
-            event: event.to_owned(),
-            schema_id: None,
-            source: Box::new(source),
-        }
-    })
+    apache_avro::to_avro_datum(schema, Value::Union(1, Box::new(record)))
+        .map_err(CodecError::avro("encode", event, None))
 }
 
 /// A field of a record value, by name.
@@ -235,12 +225,8 @@ fn metadata_from(value: &Value) -> Metadata {
 /// event record without `meta`, are errors naming what was found.
 pub fn decode<T: EventSchema>(writer: &Schema, bytes: &[u8]) -> Result<(Metadata, T), CodecError> {
     let (meta, payload) = decode_parts(T::EVENT_NAME, writer, bytes)?;
-    let payload = T::from_avro(payload).map_err(|source| CodecError::Shape {
-        action: "decode",
-        event: T::EVENT_NAME.to_owned(),
-        schema_id: None,
-        source,
-    })?;
+    let payload =
+        T::from_avro(payload).map_err(CodecError::shape("decode", T::EVENT_NAME, None))?;
     Ok((meta, payload))
 }
 
@@ -250,20 +236,9 @@ pub fn decode_parts(
     writer: &Schema,
     mut bytes: &[u8],
 ) -> Result<(Metadata, Value), CodecError> {
-    let shape = |source| CodecError::Shape {
-        action: "decode",
-        event: event.to_owned(),
-        schema_id: None,
-        source,
-    };
-    let value = apache_avro::from_avro_datum(writer, &mut bytes, None).map_err(|source| {
-        CodecError::Avro {
-            action: "decode",
-            event: event.to_owned(),
-            schema_id: None,
-            source: Box::new(source),
-        }
-    })?;
+    let shape = |source| CodecError::shape("decode", event, None)(source);
+    let value = apache_avro::from_avro_datum(writer, &mut bytes, None)
+        .map_err(CodecError::avro("decode", event, None))?;
     let record = match value {
         Value::Union(_, inner) => *inner,
         other => other,

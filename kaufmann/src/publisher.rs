@@ -148,12 +148,9 @@ pub(crate) struct Outgoing<'a> {
 
 impl<'a> Outgoing<'a> {
     fn typed<T: EventSchema>(value: &T) -> Result<Outgoing<'a>> {
-        let value = value.to_avro().map_err(|source| CodecError::Shape {
-            action: "encode",
-            event: T::EVENT_NAME.to_owned(),
-            schema_id: None,
-            source,
-        })?;
+        let value = value
+            .to_avro()
+            .map_err(CodecError::shape("encode", T::EVENT_NAME, None))?;
         Ok(Outgoing {
             event: T::EVENT_NAME,
             schema: T::schema(),
@@ -392,7 +389,7 @@ impl Publisher {
             WireFormat::Confluent => {
                 let schema_id = self.schema_id(event, outgoing.schema, topic).await?;
                 let body = apache_avro::to_avro_datum(outgoing.schema, outgoing.value)
-                    .map_err(|source| avro_error(event, Some(schema_id), source))?;
+                    .map_err(CodecError::avro("encode", event, Some(schema_id)))?;
                 wire::frame(schema_id, &body)
             }
             WireFormat::KaufmannEx => {
@@ -508,25 +505,13 @@ fn key_from_field(event: &str, value: &Value, field: &str) -> Result<Vec<u8>> {
         Some(Value::String(s)) => Ok(s.clone().into_bytes()),
         Some(Value::Int(n)) => Ok(n.to_string().into_bytes()),
         Some(Value::Long(n)) => Ok(n.to_string().into_bytes()),
-        other => Err(Error::Codec(CodecError::Shape {
-            action: "key",
-            event: event.to_owned(),
-            schema_id: None,
-            source: crate::avro::AvroError::new(format!(
+        other => Err(Error::Codec(CodecError::shape("key", event, None)(
+            crate::avro::AvroError::new(format!(
                 "key_field `{field}` must name a string, int or long field of the payload, \
                  found {other:?}"
             )),
-        })),
+        ))),
     }
-}
-
-fn avro_error(event: &str, schema_id: Option<u32>, source: apache_avro::Error) -> Error {
-    Error::Codec(CodecError::Avro {
-        action: "encode",
-        event: event.to_owned(),
-        schema_id,
-        source: Box::new(source),
-    })
 }
 
 /// What a handler gets beside its event: publishing, correlated with the event being handled.

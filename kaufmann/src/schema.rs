@@ -90,18 +90,10 @@ pub fn encode_body<T: AvroValue>(
     schema: &Schema,
     value: &T,
 ) -> Result<Vec<u8>, CodecError> {
-    let value = value.to_avro().map_err(|source| CodecError::Shape {
-        action: "encode",
-        event: event.to_owned(),
-        schema_id: None,
-        source,
-    })?;
-    apache_avro::to_avro_datum(schema, value).map_err(|source| CodecError::Avro {
-        action: "encode",
-        event: event.to_owned(),
-        schema_id: None,
-        source: Box::new(source),
-    })
+    let value = value
+        .to_avro()
+        .map_err(CodecError::shape("encode", event, None))?;
+    apache_avro::to_avro_datum(schema, value).map_err(CodecError::avro("encode", event, None))
 }
 
 /// Decodes an Avro body written with `writer` into `T`, resolving it to `T`'s own schema.
@@ -121,20 +113,10 @@ pub(crate) fn decode_resolved<T: EventSchema>(
     schema_id: Option<u32>,
     mut body: &[u8],
 ) -> Result<T, CodecError> {
-    let avro = |source: apache_avro::Error| CodecError::Avro {
-        action: "decode",
-        event: T::EVENT_NAME.to_owned(),
-        schema_id,
-        source: Box::new(source),
-    };
     let reader = resolve.then(T::schema);
-    let value = apache_avro::from_avro_datum(writer, &mut body, reader).map_err(avro)?;
-    T::from_avro(value).map_err(|source| CodecError::Shape {
-        action: "decode",
-        event: T::EVENT_NAME.to_owned(),
-        schema_id,
-        source,
-    })
+    let value = apache_avro::from_avro_datum(writer, &mut body, reader)
+        .map_err(CodecError::avro("decode", T::EVENT_NAME, schema_id))?;
+    T::from_avro(value).map_err(CodecError::shape("decode", T::EVENT_NAME, schema_id))
 }
 
 #[cfg(test)]
