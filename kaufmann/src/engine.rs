@@ -294,6 +294,27 @@ impl Engine {
         let mut progress = tokio::time::Instant::now();
         loop {
             let stalled = !paused.is_empty() || !engine.shared.held().is_empty();
+            // Fast path: a free slot is taken without a round through `select!` (which builds
+            // every branch's future, the stall timer included, each time).
+            if slot.is_none() && !stalled {
+                if let Ok(permit) = engine.semaphore.clone().try_acquire_owned() {
+                    slot = Some(permit);
+                    progress = tokio::time::Instant::now();
+                }
+            }
+            if slot.is_some() && !stalled {
+                // The common case: a slot is held, wait for the next message (and nothing else
+                // but shutdown and the commit tick).
+                tokio::select! {
+                    biased;
+                    _ = shutdown.changed() => break,
+                    _ = commit_tick.tick() => engine.shared.commit(&*engine.consumer, CommitMode::Async, None),
+                    received = engine.consumer.recv() => {
+                        engine.take(received, &mut slot, &mut paused, &mut progress);
+                    }
+                }
+                continue;
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
@@ -317,26 +338,9 @@ impl Engine {
                         progress = tokio::time::Instant::now();
                     }
                 }
-                received = engine.consumer.recv(), if slot.is_some() || stalled => match received {
-                    Ok(message) => {
-                        let job = detach(&message);
-                        drop(message);
-                        engine.shared.tracker().fetched(&job.origin.topic, job.origin.partition, job.origin.offset);
-                        if let Some(permit) = slot.take() {
-                            engine.admit(job, permit);
-                            // The stall clock starts when the next slot is asked for, not at the
-                            // last slot (an idle topic is not a full pool).
-                            progress = tokio::time::Instant::now();
-                        } else {
-                            let tp = (job.origin.topic.clone(), job.origin.partition);
-                            engine.shared.held().push_back(job);
-                            if !paused.contains(&tp) {
-                                engine.pause(&mut paused);
-                            }
-                        }
-                    }
-                    Err(err) => tracing::warn!("kafka consumer error (retrying): {err}"),
-                },
+                received = engine.consumer.recv(), if slot.is_some() || stalled => {
+                    engine.take(received, &mut slot, &mut paused, &mut progress);
+                }
             }
         }
         drop(slot);
@@ -382,6 +386,41 @@ impl Engine {
         }
         paused.clear();
         tracing::debug!("pool has room: partitions resumed");
+    }
+
+    /// A message from the consumer: admitted with the held slot, or held (and its partition
+    /// paused) when the pool is stalled.
+    fn take(
+        self: &Arc<Self>,
+        received: rdkafka::error::KafkaResult<BorrowedMessage<'_>>,
+        slot: &mut Option<OwnedSemaphorePermit>,
+        paused: &mut HashSet<(String, i32)>,
+        progress: &mut tokio::time::Instant,
+    ) {
+        let message = match received {
+            Ok(message) => message,
+            Err(err) => {
+                tracing::warn!("kafka consumer error (retrying): {err}");
+                return;
+            }
+        };
+        let job = detach(&message);
+        drop(message);
+        self.shared
+            .tracker()
+            .fetched(&job.origin.topic, job.origin.partition, job.origin.offset);
+        if let Some(permit) = slot.take() {
+            self.admit(job, permit);
+            // The stall clock starts when the next slot is asked for, not at the last slot (an
+            // idle topic is not a full pool).
+            *progress = tokio::time::Instant::now();
+        } else {
+            let tp = (job.origin.topic.clone(), job.origin.partition);
+            self.shared.held().push_back(job);
+            if !paused.contains(&tp) {
+                self.pause(paused);
+            }
+        }
     }
 
     fn admit(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit) {
