@@ -490,18 +490,13 @@ fn read_contract(top: &BTreeMap<String, Raw>, c: &mut Config) -> Result<(), Conf
         c.registry_timeout = millis(raw)?;
     }
     if let Some(raw) = top.get("subject_strategy") {
-        let name = string(raw)?;
-        c.subject_strategy = SubjectStrategy::NAMES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map(|(_, s)| *s)
-            .ok_or_else(|| {
-                invalid(
-                    &raw.origin,
-                    &display(raw),
-                    "`event`, `topic`, `record` or `topic_record`",
-                )
-            })?;
+        c.subject_strategy = SubjectStrategy::parse(&string(raw)?).ok_or_else(|| {
+            invalid(
+                &raw.origin,
+                &display(raw),
+                "`event`, `topic`, `record` or `topic_record`",
+            )
+        })?;
     }
     if let Some(raw) = top.get("wire_format") {
         c.wire_format = match string(raw)?.as_str() {

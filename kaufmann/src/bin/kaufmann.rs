@@ -130,13 +130,9 @@ fn plan(args: &SchemasArgs) -> Result<Plan, Failure> {
         ));
     }
     let strategy = match &args.strategy {
-        Some(name) => SubjectStrategy::NAMES
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, s)| *s)
-            .ok_or_else(|| {
-                format!("--strategy `{name}`: expected event, topic, record or topic_record")
-            })?,
+        Some(name) => SubjectStrategy::parse(name).ok_or_else(|| {
+            format!("--strategy `{name}`: expected event, topic, record or topic_record")
+        })?,
         None => config.subject_strategy,
     };
     let topic = args.topic.clone().unwrap_or(config.default_topic.clone());

@@ -10,7 +10,10 @@ use apache_avro::Schema;
 use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
-use super::{Compatibility, CompatibilityReport, RegisteredSchema, SchemaRegistry, SubjectVersion};
+use super::{
+    schema_text, Compatibility, CompatibilityReport, RegisteredSchema, SchemaRegistry,
+    SubjectVersion,
+};
 use crate::error::RegistryError;
 
 /// The media type of Confluent's REST API.
@@ -327,7 +330,7 @@ impl HttpRegistry {
 }
 
 fn schema_body(schema: &Schema) -> (String, Value) {
-    let text = serde_json::to_string(schema).unwrap_or_else(|_| schema.canonical_form());
+    let text = schema_text(schema);
     let body = json!({ "schema": text });
     (text, body)
 }

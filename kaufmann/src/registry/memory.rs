@@ -6,7 +6,10 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use apache_avro::Schema;
 
-use super::{Compatibility, CompatibilityReport, RegisteredSchema, SchemaRegistry, SubjectVersion};
+use super::{
+    schema_text, Compatibility, CompatibilityReport, RegisteredSchema, SchemaRegistry,
+    SubjectVersion,
+};
 use crate::error::RegistryError;
 
 /// An in-memory schema registry: ids are assigned from 1 in registration order, one schema (by
@@ -96,10 +99,6 @@ impl MemoryRegistry {
     }
 }
 
-fn text_of(schema: &Schema) -> String {
-    serde_json::to_string(schema).unwrap_or_else(|_| schema.canonical_form())
-}
-
 impl State {
     fn version(&self, subject: &str, index: usize) -> SubjectVersion {
         let id = self.subjects[subject][index];
@@ -144,7 +143,7 @@ impl SchemaRegistry for MemoryRegistry {
     }
 
     async fn register(&self, subject: &str, schema: &Schema) -> Result<u32, RegistryError> {
-        let text = text_of(schema);
+        let text = schema_text(schema);
         let mut state = self.state();
         let known = state.by_text.get(&text).copied();
         if let Some(id) = known {
@@ -186,7 +185,7 @@ impl SchemaRegistry for MemoryRegistry {
         subject: &str,
         schema: &Schema,
     ) -> Result<SubjectVersion, RegistryError> {
-        let text = text_of(schema);
+        let text = schema_text(schema);
         let state = self.state();
         let ids = state
             .subjects

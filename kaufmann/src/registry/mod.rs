@@ -202,6 +202,14 @@ impl SubjectStrategy {
         ("topic_record", Self::TopicRecord),
     ];
 
+    /// The strategy a config value names (`event`, `topic`, `record`, `topic_record`).
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, strategy)| *strategy)
+    }
+
     /// The subject for `event` (whose schema is `schema`) published to `topic`.
     pub fn subject(self, event: &str, topic: &str, schema: &Schema) -> String {
         let record = || match schema {
@@ -209,7 +217,7 @@ impl SubjectStrategy {
             other => format!("{other:?}"),
         };
         match self {
-            Self::Event => format!("{event}-value"),
+            Self::Event => subject_for(event),
             Self::Topic => format!("{topic}-value"),
             Self::Record => record(),
             Self::TopicRecord => format!("{topic}-{}", record()),
@@ -220,6 +228,12 @@ impl SubjectStrategy {
     pub fn uses_topic(self) -> bool {
         matches!(self, Self::Topic | Self::TopicRecord)
     }
+}
+
+/// A schema as JSON text with everything it says (defaults, logical types, docs), as registries
+/// store it; its parsing canonical form would drop those.
+pub(crate) fn schema_text(schema: &Schema) -> String {
+    serde_json::to_string(schema).unwrap_or_else(|_| schema.canonical_form())
 }
 
 /// The registry subject for an event under the default strategy: `<event>-value`.

@@ -36,7 +36,7 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::{Compatibility, MemoryRegistry, SchemaRegistry, SubjectVersion};
+use super::{schema_text, Compatibility, MemoryRegistry, SchemaRegistry, SubjectVersion};
 use crate::error::RegistryError;
 
 /// A running local registry server. It stops when dropped or [`stopped`](Self::stop).
@@ -195,10 +195,6 @@ fn refuse_error(err: &RegistryError) -> Response {
         _ => 50001,
     };
     refuse(code, &err.to_string())
-}
-
-fn schema_text(schema: &Schema) -> String {
-    serde_json::to_string(schema).unwrap_or_else(|_| schema.canonical_form())
 }
 
 fn version_json(found: &SubjectVersion) -> Value {
