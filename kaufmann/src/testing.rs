@@ -382,8 +382,9 @@ impl TestBus {
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let arrived = self.sink.arrived.notified();
+            let records = self.records();
             for index in self.unclaimed() {
-                let record = &self.records()[index];
+                let record = &records[index];
                 if !is_event(record) || name(record) != T::EVENT_NAME {
                     continue;
                 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use kaufmann::embedded::EmbeddedBroker;
+use kaufmann::error::RegistryError;
 use kaufmann::registry::folder::{read_folder, FolderSchema};
 use kaufmann::registry::server::LocalRegistry;
 use kaufmann::registry::{memory_scope, SchemaRegistry, SubjectStrategy};
@@ -189,17 +190,26 @@ async fn migrate(plan: &Plan) -> Result<ExitCode, Failure> {
     let mut rows = Vec::new();
     for (index, (subject, file)) in plan.schemas.iter().enumerate() {
         progress(index, plan.schemas.len(), subject);
-        let known = plan.registry.lookup(subject, &file.schema).await.is_ok();
-        plan.registry
-            .register(subject, &file.schema)
-            .await
-            .map_err(|e| format!("{}: {e}", file.file))?;
-        let found = plan
-            .registry
-            .lookup(subject, &file.schema)
-            .await
-            .map_err(|e| format!("{}: {e}", file.file))?;
-        let status = if known { "unchanged" } else { "new" };
+        let failed = |e: RegistryError| format!("{}: {e}", file.file);
+        // Already there: nothing to register. Otherwise register, then ask for its version.
+        let (found, status) = match plan.registry.lookup(subject, &file.schema).await {
+            Ok(found) => (found, "unchanged"),
+            Err(
+                RegistryError::SubjectNotFound { .. } | RegistryError::SchemaNotInSubject { .. },
+            ) => {
+                plan.registry
+                    .register(subject, &file.schema)
+                    .await
+                    .map_err(failed)?;
+                let found = plan
+                    .registry
+                    .lookup(subject, &file.schema)
+                    .await
+                    .map_err(failed)?;
+                (found, "new")
+            }
+            Err(err) => return Err(failed(err)),
+        };
         rows.push([
             subject.clone(),
             found.version.to_string(),
@@ -222,7 +232,7 @@ async fn check(plan: &Plan) -> Result<ExitCode, Failure> {
             .await
             .map_err(|e| e.to_string())?;
         let (latest, result) = match plan.registry.latest(subject).await {
-            Err(kaufmann::error::RegistryError::SubjectNotFound { .. }) => {
+            Err(RegistryError::SubjectNotFound { .. }) => {
                 ("-".to_owned(), "new subject".to_owned())
             }
             Err(err) => return Err(err.to_string()),
