@@ -250,8 +250,7 @@ impl Publisher {
 
     /// Publishes `value` to the default topic with fresh metadata; returns the metadata sent.
     pub async fn publish<T: EventSchema>(&self, value: T) -> Result<Metadata> {
-        self.publish_routed(Outgoing::typed(&value)?, Route::default())
-            .await
+        self.publish_typed(&value, Route::default()).await
     }
 
     /// Publishes `value` to `topic` with the Kafka key `key` (none: the format's default key,
@@ -267,7 +266,7 @@ impl Publisher {
             key,
             ..Route::default()
         };
-        self.publish_routed(Outgoing::typed(&value)?, route).await
+        self.publish_typed(&value, route).await
     }
 
     /// Publishes `value` to the default topic asking for answers on `callback` (the metadata's
@@ -287,8 +286,7 @@ impl Publisher {
         value: T,
         options: PublishOptions,
     ) -> Result<Metadata> {
-        self.publish_routed(Outgoing::typed(&value)?, options.route())
-            .await
+        self.publish_typed(&value, options.route()).await
     }
 
     /// Produces a record as it is (no schema, no envelope): for the dead-letter topic.
@@ -360,6 +358,11 @@ impl Publisher {
                 tracing::warn!("producer flush failed: {err}");
             }
         }
+    }
+
+    /// Publishes a typed value along `route`.
+    async fn publish_typed<T: EventSchema>(&self, value: &T, route: Route<'_>) -> Result<Metadata> {
+        self.publish_routed(Outgoing::typed(value)?, route).await
     }
 
     /// Encodes `outgoing` in the service's wire format and produces it; waits for the broker's
@@ -555,7 +558,7 @@ impl Context {
     /// `message_id` as `callback_id`.
     pub async fn publish<T: EventSchema>(&self, value: T) -> Result<()> {
         self.publisher
-            .publish_routed(Outgoing::typed(&value)?, self.route())
+            .publish_typed(&value, self.route())
             .await
             .map(drop)
     }
@@ -573,10 +576,7 @@ impl Context {
             key,
             ..self.route()
         };
-        self.publisher
-            .publish_routed(Outgoing::typed(&value)?, route)
-            .await
-            .map(drop)
+        self.publisher.publish_typed(&value, route).await.map(drop)
     }
 
     /// Publishes `value` with `options`, carrying the handled event's `message_id` as
@@ -594,10 +594,7 @@ impl Context {
             trace: base.trace,
             ..given
         };
-        self.publisher
-            .publish_routed(Outgoing::typed(&value)?, route)
-            .await
-            .map(drop)
+        self.publisher.publish_typed(&value, route).await.map(drop)
     }
 
     /// Answers the event being handled: publishes `value` to the callback topic (and partition)
@@ -619,10 +616,7 @@ impl Context {
             partition: *partition,
             ..self.route()
         };
-        self.publisher
-            .publish_routed(Outgoing::typed(&value)?, route)
-            .await
-            .map(drop)
+        self.publisher.publish_typed(&value, route).await.map(drop)
     }
 
     /// Where the emitter of the event being handled wants answers, if it said.
