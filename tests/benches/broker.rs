@@ -99,6 +99,8 @@ struct Args {
     messages: u64,
     runs: usize,
     out: String,
+    /// `--no-peers`: skip kafkajs and Faust (for quick before/after measurements).
+    peers: bool,
 }
 
 fn args() -> Args {
@@ -106,6 +108,7 @@ fn args() -> Args {
         messages: 200_000,
         runs: 3,
         out: "bench/RESULTS.md".to_owned(),
+        peers: true,
     };
     let all: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -115,6 +118,11 @@ fn args() -> Args {
             "--messages" => parsed.messages = value.parse().expect("--messages takes a number"),
             "--runs" => parsed.runs = value.parse().expect("--runs takes a number"),
             "--out" => parsed.out = value,
+            "--no-peers" => {
+                parsed.peers = false;
+                i += 1;
+                continue;
+            }
             _ => {
                 i += 1;
                 continue;
@@ -215,13 +223,15 @@ async fn raw_consume(
 }
 
 /// Runs a Kaufmann service over `topic` until `target` messages are handled; returns the time from
-/// the first handled message to the last, the service's in-flight peak and the process's peak RSS.
+/// the first handled message to the last, the service's in-flight peak and the process's peak RSS
+/// (read every 5 ms when `sample_rss`, which costs the service CPU time; 0 otherwise).
 async fn kaufmann_run(
     brokers: &str,
     topic: &str,
     registry_url: &str,
     target: u64,
     sleep_ms: u64,
+    sample_rss: bool,
 ) -> (Duration, usize, u64) {
     HANDLED.store(0, Ordering::SeqCst);
     SLEPT_NANOS.store(0, Ordering::SeqCst);
@@ -238,7 +248,9 @@ async fn kaufmann_run(
     let service = kaufmann::Service::start(config).await.unwrap();
     let mut peak_rss = 0;
     while done_at().lock().unwrap().is_none() {
-        peak_rss = peak_rss.max(rss_kib());
+        if sample_rss {
+            peak_rss = peak_rss.max(rss_kib());
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = match (*first_at().lock().unwrap(), *done_at().lock().unwrap()) {
@@ -379,19 +391,19 @@ fn main() {
         }
         say("C: Kaufmann, no-op handler");
         for _ in 0..args.runs {
-            c.push(rate(n, kaufmann_run(&brokers, &topic, &registry, n, 0).await.0));
+            c.push(rate(n, kaufmann_run(&brokers, &topic, &registry, n, 0, false).await.0));
         }
         let (a, b, c) = (median(a), median(b), median(c));
         say("D: Kaufmann, 5 ms handler, demand 50");
         let d_count = n.min(30_000);
-        let (d_took, d_peak, _) = kaufmann_run(&brokers, &topic, &registry, d_count, 5).await;
+        let (d_took, d_peak, _) = kaufmann_run(&brokers, &topic, &registry, d_count, 5, false).await;
         let d = rate(d_count, d_took);
         let mean_sleep = SLEPT_NANOS.load(Ordering::SeqCst) as f64 / d_count as f64 / 1e9;
         let ideal = 50.0 / mean_sleep.max(1e-9);
         say("E: Kaufmann, 20 ms handler, demand 50");
         let rss_before = rss_kib();
         let e_count = n.min(10_000);
-        let (e_took, e_peak, e_rss) = kaufmann_run(&brokers, &topic, &registry, e_count, 20).await;
+        let (e_took, e_peak, e_rss) = kaufmann_run(&brokers, &topic, &registry, e_count, 20, true).await;
         let e = rate(e_count, e_took);
 
         say("latency at a fixed produce rate");
@@ -426,7 +438,7 @@ fn main() {
 
         // Each peer: its median rate over the runs that finished, how many did, and why not.
         let mut peer_results = Vec::new();
-        for peer in peers() {
+        for peer in peers().into_iter().filter(|_| args.peers) {
             say(&format!("peer: {}", peer.label));
             let mut runs = Vec::new();
             let mut note = String::new();
