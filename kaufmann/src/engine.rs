@@ -30,7 +30,7 @@ use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 use crate::ordering::{Lane, Lanes};
 pub use crate::processor::dead_letter;
-use crate::processor::{Job, Processor};
+use crate::processor::{Job, Processor, RecordHeaders};
 use crate::publisher::Publisher;
 use crate::registry::SchemaRegistry;
 
@@ -256,6 +256,74 @@ pub(crate) struct Engine {
     config: Config,
 }
 
+/// How long a message's first steps may take on the poll loop before messages go straight to
+/// tasks of their own (see [`Inline`]).
+const INLINE_LIMIT: Duration = Duration::from_micros(200);
+/// How long messages go straight to tasks after a first step took longer than [`INLINE_LIMIT`].
+const INLINE_PAUSE: Duration = Duration::from_secs(1);
+/// One message in this many has its inline first step timed.
+const INLINE_SAMPLE: u32 = 16;
+/// How many timed first steps in a row must take longer than [`INLINE_LIMIT`]: one alone may have
+/// been a thread preempted by the operating system, not a slow handler.
+const INLINE_STRIKES: u32 = 3;
+
+/// Whether a message's first steps run inline on the poll loop.
+///
+/// A message is first polled on the poll loop: a handler that finishes without waiting then costs
+/// no task, no wake-up and no thread switch, and a handler that waits goes on in a task of its own.
+/// A handler that computes for long before it first waits would hold up the poll loop and run
+/// one at a time, so when [`INLINE_STRIKES`] sampled first steps in a row take longer than
+/// [`INLINE_LIMIT`], messages go straight to tasks (in parallel on the runtime's threads) for
+/// [`INLINE_PAUSE`].
+#[derive(Debug, Default)]
+struct Inline {
+    counter: u32,
+    strikes: u32,
+    off_until: Option<Instant>,
+}
+
+impl Inline {
+    /// Runs `submit` (told whether to poll inline), timing one call in [`INLINE_SAMPLE`].
+    fn run(&mut self, submit: impl FnOnce(bool)) {
+        if let Some(until) = self.off_until {
+            if Instant::now() < until {
+                submit(false);
+                return;
+            }
+            self.off_until = None;
+        }
+        self.counter = self.counter.wrapping_add(1);
+        if self.counter % INLINE_SAMPLE != 0 {
+            submit(true);
+            return;
+        }
+        let started = Instant::now();
+        submit(true);
+        if started.elapsed() <= INLINE_LIMIT {
+            self.strikes = 0;
+            return;
+        }
+        self.strikes += 1;
+        if self.strikes >= INLINE_STRIKES {
+            self.strikes = 0;
+            tracing::debug!(limit = ?INLINE_LIMIT, "handlers' first steps take long: messages go to tasks for {INLINE_PAUSE:?}");
+            self.off_until = Some(Instant::now() + INLINE_PAUSE);
+        }
+    }
+}
+
+/// The poll loop's own state.
+#[derive(Debug)]
+struct PollState {
+    /// A pool slot taken for the next message.
+    slot: Option<OwnedSemaphorePermit>,
+    /// Partitions paused because the pool stayed full.
+    paused: HashSet<(String, i32)>,
+    /// Since when the loop has waited for a slot, while it waits.
+    waiting_since: Option<tokio::time::Instant>,
+    inline: Inline,
+}
+
 impl Engine {
     pub(crate) fn new(
         consumer: Arc<EngineConsumer>,
@@ -278,7 +346,7 @@ impl Engine {
             shared,
             processor,
             semaphore: Arc::new(Semaphore::new(config.demand)),
-            lanes: Lanes::new(),
+            lanes: Arc::default(),
             config,
         }
     }
@@ -289,61 +357,67 @@ impl Engine {
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Normal mode: take a slot, then poll one message. Stalled mode (the pool stayed full for
         // `STALL`): partitions paused, polling goes on, stray messages wait in `held`.
-        let mut slot: Option<OwnedSemaphorePermit> = None;
-        let mut paused: HashSet<(String, i32)> = HashSet::new();
-        let mut progress = tokio::time::Instant::now();
+        let mut state = PollState {
+            slot: None,
+            paused: HashSet::new(),
+            waiting_since: None,
+            inline: Inline::default(),
+        };
         loop {
-            let stalled = !paused.is_empty() || !engine.shared.held().is_empty();
+            let stalled = !state.paused.is_empty() || !engine.shared.held().is_empty();
             // Fast path: a free slot is taken without a round through `select!` (which builds
             // every branch's future, the stall timer included, each time).
-            if slot.is_none() && !stalled {
-                if let Ok(permit) = engine.semaphore.clone().try_acquire_owned() {
-                    slot = Some(permit);
-                    progress = tokio::time::Instant::now();
+            if state.slot.is_none() && !stalled {
+                match engine.semaphore.clone().try_acquire_owned() {
+                    Ok(permit) => state.slot = Some(permit),
+                    // The stall clock starts when a slot is first waited for, not at the last
+                    // message (an idle topic is not a full pool).
+                    Err(_) => {
+                        state
+                            .waiting_since
+                            .get_or_insert_with(tokio::time::Instant::now);
+                    }
                 }
             }
-            if slot.is_some() && !stalled {
+            if state.slot.is_some() && !stalled {
                 // The common case: a slot is held, wait for the next message (and nothing else
                 // but shutdown and the commit tick).
                 tokio::select! {
                     biased;
                     _ = shutdown.changed() => break,
                     _ = commit_tick.tick() => engine.shared.commit(&*engine.consumer, CommitMode::Async, None),
-                    received = engine.consumer.recv() => {
-                        engine.take(received, &mut slot, &mut paused, &mut progress);
-                    }
+                    received = engine.consumer.recv() => engine.take(received, &mut state),
                 }
                 continue;
             }
+            let waiting = state.slot.is_none() && !stalled;
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break,
                 _ = commit_tick.tick() => engine.shared.commit(&*engine.consumer, CommitMode::Async, None),
-                permit = engine.semaphore.clone().acquire_owned(), if slot.is_none() && !stalled => {
+                permit = engine.semaphore.clone().acquire_owned(), if waiting => {
                     let Ok(permit) = permit else { break };
-                    slot = Some(permit);
-                    progress = tokio::time::Instant::now();
+                    state.slot = Some(permit);
+                    state.waiting_since = None;
                 }
-                () = tokio::time::sleep_until(progress + STALL), if slot.is_none() && !stalled => {
-                    engine.pause(&mut paused);
+                () = tokio::time::sleep_until(state.waiting_since.unwrap_or_else(tokio::time::Instant::now) + STALL), if waiting => {
+                    engine.pause(&mut state.paused);
+                    state.waiting_since = None;
                 }
                 permit = engine.room(), if stalled => {
                     let Ok(permit) = permit else { break };
                     let next = engine.shared.held().pop_front();
                     if let Some(job) = next {
-                        engine.admit(job, permit);
+                        engine.admit(job, permit, &mut state.inline);
                     } else {
                         drop(permit);
-                        engine.resume(&mut paused);
-                        progress = tokio::time::Instant::now();
+                        engine.resume(&mut state.paused);
                     }
                 }
-                received = engine.consumer.recv(), if slot.is_some() || stalled => {
-                    engine.take(received, &mut slot, &mut paused, &mut progress);
-                }
+                received = engine.consumer.recv(), if !waiting => engine.take(received, &mut state),
             }
         }
-        drop(slot);
+        drop(state.slot);
         engine.drain().await;
         Ok(())
     }
@@ -393,9 +467,7 @@ impl Engine {
     fn take(
         self: &Arc<Self>,
         received: rdkafka::error::KafkaResult<BorrowedMessage<'_>>,
-        slot: &mut Option<OwnedSemaphorePermit>,
-        paused: &mut HashSet<(String, i32)>,
-        progress: &mut tokio::time::Instant,
+        state: &mut PollState,
     ) {
         let message = match received {
             Ok(message) => message,
@@ -409,21 +481,18 @@ impl Engine {
         self.shared
             .tracker()
             .fetched(&job.origin.topic, job.origin.partition, job.origin.offset);
-        if let Some(permit) = slot.take() {
-            self.admit(job, permit);
-            // The stall clock starts when the next slot is asked for, not at the last slot (an
-            // idle topic is not a full pool).
-            *progress = tokio::time::Instant::now();
+        if let Some(permit) = state.slot.take() {
+            self.admit(job, permit, &mut state.inline);
         } else {
             let tp = (job.origin.topic.clone(), job.origin.partition);
             self.shared.held().push_back(job);
-            if !paused.contains(&tp) {
-                self.pause(paused);
+            if !state.paused.contains(&tp) {
+                self.pause(&mut state.paused);
             }
         }
     }
 
-    fn admit(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit) {
+    fn admit(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit, inline: &mut Inline) {
         self.shared.stats.started();
         let lane = self.config.ordering.lane(
             &job.origin.topic,
@@ -431,21 +500,25 @@ impl Engine {
             job.origin.key.as_deref(),
         );
         let engine = Arc::clone(self);
-        self.lanes
-            .submit(lane, (job, permit), move |(job, permit)| {
-                let engine = Arc::clone(&engine);
-                async move {
-                    let origin = job.origin.clone();
-                    engine.processor.process(job).await;
-                    engine.shared.tracker().finished(
-                        &origin.topic,
-                        origin.partition,
-                        origin.offset,
-                    );
-                    engine.shared.stats.in_flight.fetch_sub(1, Atomic::SeqCst);
-                    drop(permit);
-                }
-            });
+        inline.run(|inline| {
+            self.lanes
+                .submit(lane, (job, permit), inline, move |(job, permit)| {
+                    // Processes the message, then marks its offset finished and frees its slot.
+                    // (An async block, not an async fn: it keeps one copy of the job, not two.)
+                    let engine = Arc::clone(&engine);
+                    Box::pin(async move {
+                        engine.processor.process(&job).await;
+                        let origin = &job.origin;
+                        engine.shared.tracker().finished(
+                            &origin.topic,
+                            origin.partition,
+                            origin.offset,
+                        );
+                        engine.shared.stats.in_flight.fetch_sub(1, Atomic::SeqCst);
+                        drop(permit);
+                    })
+                });
+        });
     }
 
     /// Waits (bounded) for in-flight messages, commits what finished and leaves the group.
@@ -482,15 +555,60 @@ fn detach(message: &BorrowedMessage<'_>) -> Job {
             offset: message.offset(),
             key: message.key().map(<[u8]>::to_vec),
         },
-        value: message.payload().map(<[u8]>::to_vec),
+        value: message.payload().map(Arc::from),
         headers: message
             .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                    .collect()
-            })
+            .map(|headers| RecordHeaders::from_pairs(headers.iter().map(|h| (h.key, h.value))))
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Quick first steps stay inline; three slow sampled ones in a row send messages to tasks,
+    /// and a single slow one (a preempted thread) does not.
+    #[test]
+    fn slow_first_steps_turn_inlining_off() {
+        let mut inline = Inline::default();
+        let mut flags = Vec::new();
+        for _ in 0..INLINE_SAMPLE * 4 {
+            inline.run(|on| flags.push(on));
+        }
+        assert!(flags.iter().all(|on| *on), "quick steps run inline");
+
+        let slow = INLINE_LIMIT + Duration::from_micros(300);
+        let mut calls = 0;
+        for _ in 0..INLINE_SAMPLE {
+            inline.run(|_| {
+                calls += 1;
+                if calls == INLINE_SAMPLE {
+                    std::thread::sleep(slow);
+                }
+            });
+        }
+        assert_eq!(inline.strikes, 1);
+        for _ in 0..INLINE_SAMPLE {
+            inline.run(|on| assert!(on, "one slow step alone keeps inlining on"));
+        }
+        assert_eq!(inline.strikes, 0, "a quick sampled step clears the strikes");
+
+        let mut flags = Vec::new();
+        for _ in 0..INLINE_SAMPLE * INLINE_STRIKES {
+            inline.run(|on| {
+                flags.push(on);
+                std::thread::sleep(slow);
+            });
+        }
+        assert!(flags.iter().all(|on| *on));
+        let mut after = None;
+        inline.run(|on| after = Some(on));
+        assert_eq!(
+            after,
+            Some(false),
+            "slow steps in a row send messages to tasks"
+        );
+        assert!(inline.off_until.is_some());
     }
 }

@@ -139,7 +139,7 @@ pub struct Incoming {
     pub(crate) writer: Arc<Schema>,
     pub(crate) resolve: bool,
     pub(crate) schema_id: u32,
-    pub(crate) value: Vec<u8>,
+    pub(crate) value: Arc<[u8]>,
     /// The payload, already decoded (`kaufmann_ex`, where it arrives inside the envelope).
     pub(crate) payload: Option<apache_avro::types::Value>,
     pub(crate) meta: Metadata,

@@ -2,9 +2,11 @@
 //! it with the error policy (retries, error event, dead-letter topic). The engine feeds it from the
 //! consumer; the test bus ([`crate::testing`]) feeds it directly.
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering as Atomic;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
@@ -28,9 +30,62 @@ use crate::trace::{TraceParent, TRACEPARENT};
 /// A fetched message, detached from the consumer.
 pub(crate) struct Job {
     pub(crate) origin: Origin,
-    pub(crate) value: Option<Vec<u8>>,
+    /// The record's value, shared with each attempt's handler instead of copied.
+    pub(crate) value: Option<Arc<[u8]>>,
     /// The record's headers, read once from the consumer (no further calls into librdkafka).
-    pub(crate) headers: Vec<(String, Option<Vec<u8>>)>,
+    pub(crate) headers: RecordHeaders,
+}
+
+/// A record's headers in one buffer (one allocation however many headers): for each header the
+/// key's length, the value's length (`u32::MAX` for no value), both as 4 little-endian bytes, then
+/// the key and the value.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct RecordHeaders(Vec<u8>);
+
+/// Marks a header without a value.
+const NO_VALUE: u32 = u32::MAX;
+
+impl RecordHeaders {
+    /// Copies header pairs (name, value).
+    pub(crate) fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
+    ) -> Self {
+        let mut buffer = Vec::with_capacity(256);
+        for (key, value) in pairs {
+            let (Ok(key_len), Ok(value_len)) = (
+                u32::try_from(key.len()),
+                value.map_or(Ok(NO_VALUE), |v| u32::try_from(v.len())),
+            ) else {
+                continue;
+            };
+            buffer.extend_from_slice(&key_len.to_le_bytes());
+            buffer.extend_from_slice(&value_len.to_le_bytes());
+            buffer.extend_from_slice(key.as_bytes());
+            buffer.extend_from_slice(value.unwrap_or_default());
+        }
+        Self(buffer)
+    }
+
+    /// The headers, in order, as (name, value).
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        let mut rest = self.0.as_slice();
+        std::iter::from_fn(move || {
+            let (key_len, after) = rest.split_first_chunk::<4>()?;
+            let (value_len, after) = after.split_first_chunk::<4>()?;
+            let key_len = usize::try_from(u32::from_le_bytes(*key_len)).ok()?;
+            let value_len = u32::from_le_bytes(*value_len);
+            let (key, after) = after.split_at_checked(key_len)?;
+            let (value, after) = if value_len == NO_VALUE {
+                (None, after)
+            } else {
+                let (value, after) = after.split_at_checked(usize::try_from(value_len).ok()?)?;
+                (Some(value), after)
+            };
+            rest = after;
+            // Keys were copied from `&str`s, so they are UTF-8.
+            Some((std::str::from_utf8(key).ok()?, value))
+        })
+    }
 }
 
 /// Finds writer schemas by id, asking the registry once per id. Entries are shared, so a hit
@@ -146,14 +201,17 @@ impl Processor {
     }
 
     /// Runs one message through decode and handler with the error policy; never fails.
-    pub(crate) async fn process(&self, job: Job) {
-        let meta =
-            Metadata::from_pairs(job.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref())));
+    ///
+    /// The futures below take their arguments by reference: a future keeps a copy of each
+    /// argument it takes by value, and every message's future is allocated once, so it stays
+    /// small.
+    pub(crate) async fn process(&self, job: &Job) {
+        let mut meta = Metadata::from_pairs(job.headers.iter());
         let trace = job
             .headers
             .iter()
-            .find(|(key, _)| key == TRACEPARENT)
-            .and_then(|(_, value)| value.as_deref())
+            .find(|(key, _)| *key == TRACEPARENT)
+            .and_then(|(_, value)| value)
             .and_then(|v| std::str::from_utf8(v).ok())
             .and_then(TraceParent::parse);
         let span = tracing::info_span!(
@@ -169,29 +227,19 @@ impl Processor {
         if let (Some(trace), false) = (trace, span.is_disabled()) {
             span.record("trace_id", trace.trace_id_hex());
         }
-        self.process_traced(job, meta, trace).instrument(span).await;
+        self.process_traced(job, &mut meta, trace.as_ref())
+            .instrument(span)
+            .await;
     }
 
-    async fn process_traced(&self, job: Job, mut meta: Metadata, trace: Option<TraceParent>) {
+    async fn process_traced(&self, job: &Job, meta: &mut Metadata, trace: Option<&TraceParent>) {
         self.metrics.record(&meta.message_name, Outcome::Consumed);
         let mut attempt = 0_u32;
         let failure = loop {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
             let policy = self.config.error_policy(&meta.message_name);
-            let run = AssertUnwindSafe(self.dispatch(&job, &mut meta, trace)).catch_unwind();
-            let outcome = match tokio::time::timeout(policy.handler_timeout, run).await {
-                Ok(Ok(outcome)) => outcome,
-                Ok(Err(panic)) => Err(Failure::Transient {
-                    kind: "panic",
-                    error: panic_message(&*panic),
-                }),
-                Err(_) => Err(Failure::Transient {
-                    kind: "timeout",
-                    error: format!("handler did not finish within {:?}", policy.handler_timeout),
-                }),
-            };
-            match outcome {
+            match self.attempt(job, meta, trace, policy.handler_timeout).await {
                 Ok(()) => return,
                 Err(Failure::Permanent { kind, error }) => break (kind, error),
                 Err(Failure::Transient { kind, error }) => {
@@ -200,14 +248,50 @@ impl Processor {
                             self.stats.retried.fetch_add(1, Atomic::SeqCst);
                             self.metrics.record(&meta.message_name, Outcome::Retried);
                             tracing::warn!(at = %place(&job.origin), event = %meta.message_name, attempt, "{kind}: {error}; retrying in {wait:?}");
-                            tokio::time::sleep(wait).await;
+                            // Boxed, like the timer below: every message's future stays small
+                            // (under the allocator's fast sizes) for the rare message that waits.
+                            Box::pin(tokio::time::sleep(wait)).await;
                         }
                         None => break (kind, error),
                     }
                 }
             }
         };
-        self.give_up(&job, &meta, attempt, failure).await;
+        // Boxed: the rare path stays out of every message's future.
+        Box::pin(self.give_up(job, meta, attempt, failure)).await;
+    }
+
+    /// One attempt: decode and handler, a panic caught, within `limit`. A handler that finishes at
+    /// its first poll (most do: they wait for nothing) needs no timer; the limit counts from its
+    /// first wait.
+    async fn attempt(
+        &self,
+        job: &Job,
+        meta: &mut Metadata,
+        trace: Option<&TraceParent>,
+        limit: Duration,
+    ) -> Result<(), Failure> {
+        let mut run =
+            std::pin::pin!(AssertUnwindSafe(self.dispatch(job, meta, trace)).catch_unwind());
+        let first = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
+        let finished = match first {
+            Poll::Ready(finished) => finished,
+            Poll::Pending => match Box::pin(tokio::time::timeout(limit, run)).await {
+                Ok(finished) => finished,
+                Err(_) => {
+                    return Err(Failure::Transient {
+                        kind: "timeout",
+                        error: format!("handler did not finish within {limit:?}"),
+                    })
+                }
+            },
+        };
+        finished.unwrap_or_else(|panic| {
+            Err(Failure::Transient {
+                kind: "panic",
+                error: panic_message(&*panic),
+            })
+        })
     }
 
     /// Decodes and runs the handler once. Completes `known` (the metadata from the headers) with
@@ -216,44 +300,55 @@ impl Processor {
         &self,
         job: &Job,
         known: &mut Metadata,
-        trace: Option<TraceParent>,
+        trace: Option<&TraceParent>,
     ) -> Result<(), Failure> {
         let value = job
             .value
             .clone()
             .ok_or_else(|| permanent("decode", &CodecError::NoPayload))?;
         let (writer, schema_id, payload) = self.writer_for(job, &value, known).await?;
-        let meta = known.clone();
-        let event = &known.message_name;
-        let Some(handler) = self.handlers.get(&meta.message_name) else {
+        let event = known.message_name.as_str();
+        let Some(handler) = self.handlers.get(event) else {
             self.stats.unhandled.fetch_add(1, Atomic::SeqCst);
             return match self.config.unhandled {
                 Unhandled::Commit => {
-                    tracing::debug!(event = %meta.message_name, "no handler for this event: committed without handling");
+                    tracing::debug!(
+                        event,
+                        "no handler for this event: committed without handling"
+                    );
                     Ok(())
                 }
                 Unhandled::DeadLetter => Err(permanent(
                     "unhandled",
-                    &format_args!("no handler for event `{}`", meta.message_name),
+                    &format_args!("no handler for event `{event}`"),
                 )),
             };
         };
-        let context = Context::new(self.publisher.clone(), &meta, job.origin.clone(), trace);
-        let incoming = Incoming {
-            resolve: !handler.reads_as_written(&writer.canonical),
-            writer: Arc::clone(&writer.schema),
-            schema_id,
-            value,
-            payload,
-            meta,
-            origin: job.origin.clone(),
-        };
         let started = Instant::now();
-        match (handler.call)(incoming, context).await {
+        // Built in a block: what the handler takes is not kept in this future while it runs.
+        let running = {
+            let context = Context::new(
+                self.publisher.clone(),
+                known,
+                job.origin.clone(),
+                trace.copied(),
+            );
+            let incoming = Incoming {
+                resolve: !handler.reads_as_written(&writer.canonical),
+                writer: Arc::clone(&writer.schema),
+                schema_id,
+                value,
+                payload,
+                meta: known.clone(),
+                origin: job.origin.clone(),
+            };
+            (handler.call)(incoming, context)
+        };
+        match running.await {
             Ok(()) => {
                 self.stats.handled.fetch_add(1, Atomic::SeqCst);
                 self.metrics
-                    .record(event, Outcome::Handled(started.elapsed()));
+                    .record(handler.event, Outcome::Handled(started.elapsed()));
                 Ok(())
             }
             Err(err @ Error::Codec(_)) => Err(permanent("decode", &err)),
@@ -460,11 +555,8 @@ fn dead_letter_headers(
     error: &str,
 ) -> OwnedHeaders {
     let mut headers = OwnedHeaders::new();
-    for (key, value) in &job.headers {
-        headers = headers.insert(Header {
-            key,
-            value: value.as_deref(),
-        });
+    for (key, value) in job.headers.iter() {
+        headers = headers.insert(Header { key, value });
     }
     let (partition, offset, attempts) = (
         job.origin.partition.to_string(),
@@ -503,4 +595,22 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
             || "handler panicked".to_owned(),
             |m| format!("handler panicked: {m}"),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_headers_keep_every_pair_in_order() {
+        let pairs: [(&str, Option<&[u8]>); 4] = [
+            ("message_id", Some(b"abc")),
+            ("empty", Some(b"")),
+            ("none", None),
+            ("", Some(&[0xff, 0x00])),
+        ];
+        let headers = RecordHeaders::from_pairs(pairs);
+        assert_eq!(headers.iter().collect::<Vec<_>>(), pairs);
+        assert_eq!(RecordHeaders::default().iter().count(), 0);
+    }
 }

@@ -44,7 +44,7 @@ use crate::error_event;
 use crate::handler::HandlerTable;
 use crate::kaufmann_ex;
 use crate::metrics::Metrics;
-use crate::processor::{Job, Processor};
+use crate::processor::{Job, Processor, RecordHeaders};
 pub use crate::publisher::SentRecord;
 use crate::publisher::{MemorySink, PublishOptions, Publisher};
 use crate::registry::{MemoryRegistry, SchemaRegistry};
@@ -216,11 +216,8 @@ impl TestBus {
     /// headers: for what a broken producer sends.
     pub async fn given_raw(&self, event: &str, bytes: Vec<u8>) {
         let meta = Metadata::new(event, "test-bus", "test-bus-1");
-        let headers = meta
-            .to_headers()
-            .iter()
-            .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-            .collect();
+        let headers = meta.to_headers();
+        let headers = RecordHeaders::from_pairs(headers.iter().map(|h| (h.key, h.value)));
         let job = self.job(None, Some(bytes), headers);
         self.run(job).await;
     }
@@ -239,17 +236,12 @@ impl TestBus {
             .unwrap_or_else(PoisonError::into_inner)
             .pop()
             .unwrap_or_else(|| panic!("the test bus lost the given event"));
-        self.run(self.job(record.key, record.value, record.headers))
-            .await;
+        let headers = sent_headers(&record);
+        self.run(self.job(record.key, record.value, headers)).await;
         meta
     }
 
-    fn job(
-        &self,
-        key: Option<Vec<u8>>,
-        value: Option<Vec<u8>>,
-        headers: Vec<(String, Option<Vec<u8>>)>,
-    ) -> Job {
+    fn job(&self, key: Option<Vec<u8>>, value: Option<Vec<u8>>, headers: RecordHeaders) -> Job {
         Job {
             origin: Origin {
                 topic: self.config.topics.first().cloned().unwrap_or_default(),
@@ -257,7 +249,7 @@ impl TestBus {
                 offset: self.offset.fetch_add(1, Atomic::SeqCst),
                 key,
             },
-            value,
+            value: value.map(Arc::from),
             headers,
         }
     }
@@ -265,7 +257,7 @@ impl TestBus {
     /// Processes `job`, then (feeding back) every event the handlers published meanwhile.
     async fn run(&self, job: Job) {
         let mut seen = self.records().len();
-        self.processor.process(job).await;
+        self.processor.process(&job).await;
         if !self.feed_back {
             return;
         }
@@ -279,9 +271,9 @@ impl TestBus {
                     let job = self.job(
                         record.key.clone(),
                         record.value.clone(),
-                        record.headers.clone(),
+                        sent_headers(record),
                     );
-                    self.processor.process(job).await;
+                    self.processor.process(&job).await;
                 }
             }
             seen = records.len();
@@ -533,6 +525,16 @@ impl TestBus {
 
 fn name(record: &SentRecord) -> &str {
     record.header(header::MESSAGE_NAME).unwrap_or_default()
+}
+
+/// A sent record's headers, as the processor reads a consumed record's.
+fn sent_headers(record: &SentRecord) -> RecordHeaders {
+    RecordHeaders::from_pairs(
+        record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_deref())),
+    )
 }
 
 /// An event (not a dead letter).
