@@ -4,7 +4,7 @@
 //! commit position is its lowest unfinished offset, or one past the last fetched offset when nothing
 //! is unfinished: never past a message that is still being handled.
 
-use std::collections::BTreeSet;
+use std::collections::VecDeque;
 
 use crate::fast_map::FastMap;
 
@@ -13,14 +13,53 @@ pub type TopicPartition = (String, i32);
 
 #[derive(Debug, Default)]
 struct PartitionState {
-    unfinished: BTreeSet<i64>,
+    /// Fetched offsets in ascending order with whether each is finished, from the lowest
+    /// unfinished one on: offsets arrive in order, so fetching appends, and finishing marks one
+    /// and drops the finished ones from the front.
+    window: VecDeque<(i64, bool)>,
+    /// How many offsets in `window` are unfinished.
+    unfinished: usize,
     next_after_fetched: Option<i64>,
     committed: Option<i64>,
 }
 
 impl PartitionState {
     fn position(&self) -> Option<i64> {
-        self.unfinished.first().copied().or(self.next_after_fetched)
+        self.window
+            .front()
+            .map(|(offset, _)| *offset)
+            .or(self.next_after_fetched)
+    }
+
+    fn fetched(&mut self, offset: i64) {
+        match self.window.back() {
+            Some((last, _)) if *last >= offset => {
+                // Out of order (a seek back): keep the window sorted, once per offset.
+                if let Err(at) = self.window.binary_search_by_key(&offset, |(o, _)| *o) {
+                    self.window.insert(at, (offset, false));
+                    self.unfinished += 1;
+                }
+            }
+            _ => {
+                self.window.push_back((offset, false));
+                self.unfinished += 1;
+            }
+        }
+    }
+
+    fn finished(&mut self, offset: i64) {
+        let Ok(at) = self.window.binary_search_by_key(&offset, |(o, _)| *o) else {
+            return;
+        };
+        if let Some((_, done)) = self.window.get_mut(at) {
+            if !*done {
+                *done = true;
+                self.unfinished -= 1;
+            }
+        }
+        while self.window.front().is_some_and(|(_, done)| *done) {
+            self.window.pop_front();
+        }
     }
 }
 
@@ -47,7 +86,7 @@ impl OffsetTracker {
             .get_mut(topic)
             .map(|p| p.entry(partition).or_default());
         let Some(state) = state else { return };
-        state.unfinished.insert(offset);
+        state.fetched(offset);
         state.next_after_fetched = Some(
             state
                 .next_after_fetched
@@ -58,7 +97,7 @@ impl OffsetTracker {
     /// Records that `offset` of a partition is finished (handled, or handed to the error policy).
     pub fn finished(&mut self, topic: &str, partition: i32, offset: i64) {
         if let Some(state) = self.state_mut(topic, partition) {
-            state.unfinished.remove(&offset);
+            state.finished(offset);
         }
     }
 
@@ -82,8 +121,7 @@ impl OffsetTracker {
 
     /// The number of fetched offsets of one partition not yet finished.
     pub fn unfinished_in(&self, topic: &str, partition: i32) -> usize {
-        self.state(topic, partition)
-            .map_or(0, |s| s.unfinished.len())
+        self.state(topic, partition).map_or(0, |s| s.unfinished)
     }
 
     /// The commit position of one partition, if anything of it was fetched.
@@ -94,7 +132,7 @@ impl OffsetTracker {
 
     /// The number of fetched offsets not yet finished, over all partitions.
     pub fn in_flight(&self) -> usize {
-        self.states().map(|(_, s)| s.unfinished.len()).sum()
+        self.states().map(|(_, s)| s.unfinished).sum()
     }
 
     /// The commit position of every partition whose position moved since it was last committed.
@@ -169,8 +207,29 @@ mod tests {
         assert!(t.committable().is_empty());
         t.finished("a", 1, 0);
         assert_eq!(positions(&t), [("a".into(), 1, 1)]);
+        t.finished("a", 1, 0);
+        assert_eq!(t.in_flight(), 0, "finishing twice counts once");
         t.forget("a", 1);
         assert!(t.committable().is_empty());
+    }
+
+    /// Offsets fetched again after a seek back (or out of order) keep the window sorted.
+    #[test]
+    fn offsets_fetched_out_of_order_stay_sorted() {
+        let mut t = OffsetTracker::new();
+        for o in [5, 6, 7, 3, 6, 4] {
+            t.fetched("s", 0, o);
+        }
+        assert_eq!(t.in_flight(), 5);
+        assert_eq!(positions(&t), [("s".into(), 0, 3)]);
+        for o in [3, 4, 5] {
+            t.finished("s", 0, o);
+        }
+        assert_eq!(positions(&t), [("s".into(), 0, 6)]);
+        t.finished("s", 0, 7);
+        t.finished("s", 0, 6);
+        assert_eq!(positions(&t), [("s".into(), 0, 8)]);
+        assert_eq!(t.unfinished_in("s", 0), 0);
     }
 
     /// Every completion order of a window keeps the position at the lowest unfinished offset.
@@ -191,7 +250,7 @@ mod tests {
                 let j = usize::try_from(seed % (i as u64 + 1)).unwrap();
                 order.swap(i, j);
             }
-            let mut done = BTreeSet::new();
+            let mut done = std::collections::BTreeSet::new();
             for o in order {
                 t.finished("p", 3, o);
                 done.insert(o);
