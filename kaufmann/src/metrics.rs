@@ -49,6 +49,25 @@ struct EventCounters {
     published: u64,
 }
 
+impl EventCounters {
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Consumed => self.consumed += 1,
+            Outcome::Handled(took) => {
+                self.handled += 1;
+                self.handler.observe(took);
+            }
+            Outcome::Retried => self.retried += 1,
+            Outcome::Failed => self.failed += 1,
+            Outcome::DeadLettered => self.dead_lettered += 1,
+            Outcome::Published(took) => {
+                self.published += 1;
+                self.publish.observe(took);
+            }
+        }
+    }
+}
+
 /// A per-event counter: metric name, help text and how to read it.
 type CounterColumn = (&'static str, &'static str, fn(&EventCounters) -> u64);
 /// A per-event histogram: metric name, help text and how to read it.
@@ -93,25 +112,10 @@ impl Metrics {
     pub(crate) fn record(&self, event: &str, outcome: Outcome) {
         let label = event_label(event);
         let mut events = self.events();
-        if !events.contains_key(label) {
-            events.insert(label.to_owned(), EventCounters::default());
-        }
-        let Some(counters) = events.get_mut(label) else {
-            return;
-        };
-        match outcome {
-            Outcome::Consumed => counters.consumed += 1,
-            Outcome::Handled(took) => {
-                counters.handled += 1;
-                counters.handler.observe(took);
-            }
-            Outcome::Retried => counters.retried += 1,
-            Outcome::Failed => counters.failed += 1,
-            Outcome::DeadLettered => counters.dead_lettered += 1,
-            Outcome::Published(took) => {
-                counters.published += 1;
-                counters.publish.observe(took);
-            }
+        // One search when the event is known (every message but each event's first).
+        match events.get_mut(label) {
+            Some(counters) => counters.count(outcome),
+            None => events.entry(label.to_owned()).or_default().count(outcome),
         }
     }
 
