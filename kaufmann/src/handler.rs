@@ -4,12 +4,11 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use apache_avro::Schema;
-
 use crate::envelope::{Event, Metadata, Origin};
 use crate::error::{CodecError, Error, Result};
 use crate::fast_map::FastMap;
 use crate::publisher::Context;
+use crate::registry::RegisteredSchema;
 use crate::schema::{decode_resolved, EventSchema};
 
 /// A boxed, sendable future.
@@ -136,7 +135,7 @@ fn ordered<'a>(
 /// A consumed message whose writer schema is known, before it is decoded into a handler's type.
 #[derive(Debug)]
 pub struct Incoming {
-    pub(crate) writer: Arc<Schema>,
+    pub(crate) writer: Arc<RegisteredSchema>,
     pub(crate) resolve: bool,
     pub(crate) schema_id: u32,
     pub(crate) value: Arc<[u8]>,
@@ -153,7 +152,13 @@ impl Incoming {
             T::from_avro(value).map_err(CodecError::shape("decode", T::EVENT_NAME, None))?
         } else {
             let body = &self.value[crate::schema::wire::HEADER_LEN..];
-            decode_resolved::<T>(&self.writer, self.resolve, Some(self.schema_id), body)?
+            decode_resolved::<T>(
+                &self.writer.schema,
+                self.resolve,
+                self.writer.plain_decoder().map(|p| &**p),
+                Some(self.schema_id),
+                body,
+            )?
         };
         Ok(Event {
             payload,

@@ -206,14 +206,15 @@ impl Processor {
     /// argument it takes by value, and every message's future is allocated once, so it stays
     /// small.
     pub(crate) async fn process(&self, job: &Job) {
-        let mut meta = Metadata::from_pairs(job.headers.iter());
-        let trace = job
-            .headers
-            .iter()
-            .find(|(key, _)| *key == TRACEPARENT)
-            .and_then(|(_, value)| value)
-            .and_then(|v| std::str::from_utf8(v).ok())
-            .and_then(TraceParent::parse);
+        // One pass over the headers: the metadata, and the `traceparent` on the way.
+        let mut trace = None;
+        let mut meta = Metadata::from_pairs(job.headers.iter().inspect(|(key, value)| {
+            if *key == TRACEPARENT {
+                trace = value
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .and_then(TraceParent::parse);
+            }
+        }));
         let span = tracing::info_span!(
             "message",
             event = %meta.message_name,
@@ -239,7 +240,11 @@ impl Processor {
             attempt += 1;
             tracing::Span::current().record("attempt", attempt);
             let policy = self.config.error_policy(&meta.message_name);
-            match self.attempt(job, meta, trace, policy.handler_timeout).await {
+            let outcome = self.attempt(job, meta, trace, policy.handler_timeout).await;
+            if outcome.is_err() {
+                Box::pin(self.restore(job, meta)).await;
+            }
+            match outcome {
                 Ok(()) => return,
                 Err(Failure::Permanent { kind, error }) => break (kind, error),
                 Err(Failure::Transient { kind, error }) => {
@@ -259,6 +264,20 @@ impl Processor {
         };
         // Boxed: the rare path stays out of every message's future.
         Box::pin(self.give_up(job, meta, attempt, failure)).await;
+    }
+
+    /// Reads the metadata again after an attempt gave it to the handler's event (Confluent
+    /// format: the event takes it instead of a copy), for the retry, the logs and the error event.
+    async fn restore(&self, job: &Job, meta: &mut Metadata) {
+        if self.config.wire_format != WireFormat::Confluent || !meta.message_name.is_empty() {
+            return;
+        }
+        *meta = Metadata::from_pairs(job.headers.iter());
+        if let Some(value) = job.value.as_deref() {
+            // Fills in the event name from the writer schema's subject when the headers lack
+            // it; this attempt already found the schema, so the cache answers.
+            let _ = self.writer_for(job, value, meta).await;
+        }
     }
 
     /// One attempt: decode and handler, a panic caught, within `limit`. A handler that finishes at
@@ -330,16 +349,21 @@ impl Processor {
             let context = Context::new(
                 self.publisher.clone(),
                 known,
-                job.origin.clone(),
+                job.origin.key.clone(),
                 trace.copied(),
             );
             let incoming = Incoming {
                 resolve: !handler.reads_as_written(&writer.canonical),
-                writer: Arc::clone(&writer.schema),
+                writer: Arc::clone(&writer),
                 schema_id,
                 value,
                 payload,
-                meta: known.clone(),
+                // Confluent: the event takes the metadata; `restore` reads it again when the
+                // attempt fails. `kaufmann_ex` metadata comes from the body: a copy.
+                meta: match self.config.wire_format {
+                    WireFormat::Confluent => std::mem::take(known),
+                    WireFormat::KaufmannEx => known.clone(),
+                },
                 origin: job.origin.clone(),
             };
             (handler.call)(incoming, context)

@@ -10,7 +10,7 @@ use rdkafka::message::{Header, Headers};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::config::{Config, EventRoute, WireFormat};
-use crate::envelope::{CallbackTopic, Metadata, Origin};
+use crate::envelope::{CallbackTopic, Metadata};
 use crate::error::{CodecError, Error, Result};
 use crate::fast_map::FastMap;
 use crate::kaufmann_ex;
@@ -189,6 +189,11 @@ impl SentRecord {
             .find(|(k, _)| k == key)
             .and_then(|(_, v)| v.as_deref())
             .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    /// The headers as (name, value) pairs, in order.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
     }
 }
 
@@ -523,7 +528,8 @@ pub struct Context {
     publisher: Publisher,
     message_id: String,
     event: String,
-    origin: Origin,
+    /// The Kafka key of the event being handled (what it publishes inherits it).
+    key: Option<Vec<u8>>,
     callback_topic: Option<CallbackTopic>,
     trace: Option<TraceParent>,
 }
@@ -532,14 +538,14 @@ impl Context {
     pub(crate) fn new(
         publisher: Publisher,
         meta: &Metadata,
-        origin: Origin,
+        key: Option<Vec<u8>>,
         trace: Option<TraceParent>,
     ) -> Self {
         Self {
             publisher,
             message_id: meta.message_id.clone(),
             event: meta.message_name.clone(),
-            origin,
+            key,
             callback_topic: meta.callback_topic.clone(),
             trace,
         }
@@ -547,7 +553,7 @@ impl Context {
 
     fn route(&self) -> Route<'_> {
         Route {
-            inherited_key: self.origin.key.as_deref(),
+            inherited_key: self.key.as_deref(),
             callback_id: Some(self.message_id.clone()),
             trace: Some(self.trace.map_or_else(TraceParent::new_root, |t| t.child())),
             ..Route::default()

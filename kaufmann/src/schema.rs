@@ -1,6 +1,7 @@
 //! Schemas: the trait generated types implement, the Confluent wire format and the Avro body
 //! codec. Registries are in [`crate::registry`].
 
+use std::io::Read;
 use std::sync::OnceLock;
 
 use apache_avro::Schema;
@@ -102,21 +103,58 @@ pub fn decode_body<T: EventSchema>(
     schema_id: Option<u32>,
     body: &[u8],
 ) -> Result<T, CodecError> {
-    decode_resolved::<T>(writer, true, schema_id, body)
+    decode_resolved::<T>(writer, true, None, schema_id, body)
 }
 
 /// Decodes an Avro body written with `writer` into `T`; `resolve: false` skips Avro schema
-/// resolution, for a writer schema known to equal `T`'s (about twice as fast).
+/// resolution, for a writer schema known to equal `T`'s (about twice as fast), and with `plain`
+/// (the writer prepared once) also the resolution of the schema's names for each message.
 pub(crate) fn decode_resolved<T: EventSchema>(
     writer: &Schema,
     resolve: bool,
+    plain: Option<&PlainDecoder>,
     schema_id: Option<u32>,
     mut body: &[u8],
 ) -> Result<T, CodecError> {
-    let reader = resolve.then(T::schema);
-    let value = apache_avro::from_avro_datum(writer, &mut body, reader)
-        .map_err(CodecError::avro("decode", T::EVENT_NAME, schema_id))?;
+    let value = match (resolve, plain) {
+        (false, Some(plain)) => plain.reader.read_value(&mut plain.with_header(body)),
+        _ => apache_avro::from_avro_datum(writer, &mut body, resolve.then(T::schema)),
+    }
+    .map_err(CodecError::avro("decode", T::EVENT_NAME, schema_id))?;
     T::from_avro(value).map_err(CodecError::shape("decode", T::EVENT_NAME, schema_id))
+}
+
+/// A writer schema prepared once for decoding without resolution.
+///
+/// `apache_avro::from_avro_datum` resolves the schema's names again for every value it reads.
+/// apache-avro's single-object reader keeps them resolved, so a body is read through it, behind
+/// the single-object header it expects (the marker and the schema's fingerprint).
+pub(crate) struct PlainDecoder {
+    reader: apache_avro::GenericSingleObjectReader,
+    header: [u8; 10],
+}
+
+impl std::fmt::Debug for PlainDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlainDecoder").finish_non_exhaustive()
+    }
+}
+
+impl PlainDecoder {
+    /// `None` when apache-avro cannot prepare the schema (the slower path still decodes).
+    pub(crate) fn new(schema: &Schema) -> Option<Self> {
+        let fingerprint = schema.fingerprint::<apache_avro::rabin::Rabin>();
+        let mut header = [0_u8; 10];
+        header[..2].copy_from_slice(&[0xC3, 0x01]);
+        header[2..].copy_from_slice(fingerprint.bytes.get(..8)?);
+        let reader = apache_avro::GenericSingleObjectReader::new(schema.clone()).ok()?;
+        Some(Self { reader, header })
+    }
+
+    /// `body` behind the single-object header, as the reader reads it.
+    fn with_header<'a>(&'a self, body: &'a [u8]) -> impl Read + 'a {
+        self.header.as_slice().chain(body)
+    }
 }
 
 #[cfg(test)]
@@ -128,6 +166,48 @@ mod tests {
         let framed = wire::frame(0x0102_0304, b"body");
         assert_eq!(framed[..5], [0, 1, 2, 3, 4]);
         assert_eq!(wire::split(&framed).unwrap(), (0x0102_0304, &b"body"[..]));
+    }
+
+    /// The prepared decoder reads what `from_avro_datum` reads, named types used twice included,
+    /// and refuses what it refuses.
+    #[test]
+    fn plain_decoder_reads_like_from_avro_datum() {
+        use apache_avro::types::Value;
+        let schema = Schema::parse_str(
+            r#"{"type":"record","name":"Move","namespace":"t","fields":[
+                {"name":"from","type":{"type":"record","name":"Point","fields":[
+                    {"name":"x","type":"long"},{"name":"tag","type":["null","string"]}]}},
+                {"name":"to","type":"Point"},
+                {"name":"note","type":"string"}]}"#,
+        )
+        .unwrap();
+        let point = |x: i64, tag: Option<&str>| {
+            Value::Record(vec![
+                ("x".into(), Value::Long(x)),
+                (
+                    "tag".into(),
+                    match tag {
+                        Some(t) => Value::Union(1, Box::new(Value::String(t.into()))),
+                        None => Value::Union(0, Box::new(Value::Null)),
+                    },
+                ),
+            ])
+        };
+        let value = Value::Record(vec![
+            ("from".into(), point(-3, Some("a"))),
+            ("to".into(), point(40_000, None)),
+            ("note".into(), Value::String("ünïcode".into())),
+        ]);
+        let body = apache_avro::to_avro_datum(&schema, value.clone()).unwrap();
+        let plain = PlainDecoder::new(&schema).unwrap();
+        let decode = |bytes: &[u8]| plain.reader.read_value(&mut plain.with_header(bytes)).ok();
+        assert_eq!(decode(&body), Some(value));
+        for cut in 0..=body.len() {
+            let bytes = &body[..cut];
+            let expected = apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).ok();
+            assert_eq!(decode(bytes), expected, "the first {cut} bytes");
+        }
+        assert_eq!(decode(&body[..1]), None, "a cut body fails");
     }
 
     #[test]

@@ -529,12 +529,7 @@ fn name(record: &SentRecord) -> &str {
 
 /// A sent record's headers, as the processor reads a consumed record's.
 fn sent_headers(record: &SentRecord) -> RecordHeaders {
-    RecordHeaders::from_pairs(
-        record
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_deref())),
-    )
+    RecordHeaders::from_pairs(record.header_pairs())
 }
 
 /// An event (not a dead letter).
@@ -543,12 +538,7 @@ fn is_event(record: &SentRecord) -> bool {
 }
 
 fn meta_of(record: &SentRecord) -> Metadata {
-    Metadata::from_pairs(
-        record
-            .headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_deref())),
-    )
+    Metadata::from_pairs(record.header_pairs())
 }
 
 fn record_field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {

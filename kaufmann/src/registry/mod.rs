@@ -23,6 +23,8 @@ use crate::error::RegistryError;
 pub use http::{HttpOptions, HttpRegistry};
 pub use memory::MemoryRegistry;
 
+use crate::schema::PlainDecoder;
+
 /// A schema the registry knows, found by its id.
 #[derive(Debug, Clone)]
 pub struct RegisteredSchema {
@@ -34,6 +36,8 @@ pub struct RegisteredSchema {
     pub schema: Arc<Schema>,
     /// Its parsing canonical form (to see, once per schema, whether it equals a reader's).
     pub canonical: Arc<str>,
+    /// The schema prepared for decoding without resolution, made at the first such decode.
+    plain: OnceLock<Option<Arc<PlainDecoder>>>,
 }
 
 impl RegisteredSchema {
@@ -45,7 +49,16 @@ impl RegisteredSchema {
             subject: subject.into(),
             schema,
             canonical,
+            plain: OnceLock::new(),
         }
+    }
+
+    /// The schema prepared for decoding data written with it, without resolution (names
+    /// resolved once instead of for every message); `None` when apache-avro cannot prepare it.
+    pub(crate) fn plain_decoder(&self) -> Option<&Arc<PlainDecoder>> {
+        self.plain
+            .get_or_init(|| PlainDecoder::new(&self.schema).map(Arc::new))
+            .as_ref()
     }
 }
 
