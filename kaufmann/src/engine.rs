@@ -369,7 +369,10 @@ impl Engine {
             // every branch's future, the stall timer included, each time).
             if state.slot.is_none() && !stalled {
                 match engine.semaphore.clone().try_acquire_owned() {
-                    Ok(permit) => state.slot = Some(permit),
+                    Ok(permit) => {
+                        state.slot = Some(permit);
+                        state.waiting_since = None;
+                    }
                     // The stall clock starts when a slot is first waited for, not at the last
                     // message (an idle topic is not a full pool).
                     Err(_) => {
