@@ -102,14 +102,17 @@ struct Decoder {
 const LATEST_TTL: Duration = Duration::from_secs(30);
 
 impl Decoder {
-    async fn writer(&self, id: u32) -> Result<Arc<RegisteredSchema>> {
-        let cached = self
-            .cache
+    /// The writer schema `id`, if it was fetched already.
+    fn cached(&self, id: u32) -> Option<Arc<RegisteredSchema>> {
+        self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&id)
-            .cloned();
-        if let Some(found) = cached {
+            .cloned()
+    }
+
+    async fn writer(&self, id: u32) -> Result<Arc<RegisteredSchema>> {
+        if let Some(found) = self.cached(id) {
             return Ok(found);
         }
         let found = Arc::new(self.registry.schema_by_id(id).await?);
@@ -242,7 +245,7 @@ impl Processor {
             let policy = self.config.error_policy(&meta.message_name);
             let outcome = self.attempt(job, meta, trace, policy.handler_timeout).await;
             if outcome.is_err() {
-                Box::pin(self.restore(job, meta)).await;
+                self.restore(job, meta);
             }
             match outcome {
                 Ok(()) => return,
@@ -268,15 +271,19 @@ impl Processor {
 
     /// Reads the metadata again after an attempt gave it to the handler's event (Confluent
     /// format: the event takes it instead of a copy), for the retry, the logs and the error event.
-    async fn restore(&self, job: &Job, meta: &mut Metadata) {
+    /// (No registry request: an attempt that reached the handler found the schema in the cache.)
+    fn restore(&self, job: &Job, meta: &mut Metadata) {
         if self.config.wire_format != WireFormat::Confluent || !meta.message_name.is_empty() {
             return;
         }
         *meta = Metadata::from_pairs(job.headers.iter());
-        if let Some(value) = job.value.as_deref() {
-            // Fills in the event name from the writer schema's subject when the headers lack
-            // it; this attempt already found the schema, so the cache answers.
-            let _ = self.writer_for(job, value, meta).await;
+        let writer = job
+            .value
+            .as_deref()
+            .and_then(|value| wire::split(value).ok())
+            .and_then(|(id, _)| self.decoder.cached(id));
+        if let Some(writer) = writer {
+            name_from_subject(&writer, meta);
         }
     }
 
@@ -435,12 +442,7 @@ impl Processor {
             .writer(schema_id)
             .await
             .map_err(registry_failure)?;
-        if known.message_name.is_empty() {
-            writer
-                .subject
-                .trim_end_matches("-value")
-                .clone_into(&mut known.message_name);
-        }
+        name_from_subject(&writer, known);
         Ok((writer, schema_id, None))
     }
 
@@ -603,6 +605,17 @@ fn dead_letter_headers(
         });
     }
     headers
+}
+
+/// A message whose headers name no event is named after its writer schema's subject
+/// (`<event>-value`).
+fn name_from_subject(writer: &RegisteredSchema, meta: &mut Metadata) {
+    if meta.message_name.is_empty() {
+        writer
+            .subject
+            .trim_end_matches("-value")
+            .clone_into(&mut meta.message_name);
+    }
 }
 
 /// `topic[partition]@offset`, for logs.
