@@ -45,6 +45,10 @@ impl PartitionState {
                 self.unfinished += 1;
             }
         }
+        self.next_after_fetched = Some(
+            self.next_after_fetched
+                .map_or(offset + 1, |n| n.max(offset + 1)),
+        );
     }
 
     fn finished(&mut self, offset: i64) {
@@ -78,20 +82,17 @@ impl OffsetTracker {
 
     /// Records that `offset` of a partition was fetched and is now in flight.
     pub fn fetched(&mut self, topic: &str, partition: i32, offset: i64) {
-        if !self.partitions.contains_key(topic) {
-            self.partitions.insert(topic.to_owned(), FastMap::default());
+        // One search for a known topic (every message but the topic's first).
+        match self.partitions.get_mut(topic) {
+            Some(parts) => parts.entry(partition).or_default().fetched(offset),
+            None => self
+                .partitions
+                .entry(topic.to_owned())
+                .or_default()
+                .entry(partition)
+                .or_default()
+                .fetched(offset),
         }
-        let state = self
-            .partitions
-            .get_mut(topic)
-            .map(|p| p.entry(partition).or_default());
-        let Some(state) = state else { return };
-        state.fetched(offset);
-        state.next_after_fetched = Some(
-            state
-                .next_after_fetched
-                .map_or(offset + 1, |n| n.max(offset + 1)),
-        );
     }
 
     /// Records that `offset` of a partition is finished (handled, or handed to the error policy).
