@@ -139,7 +139,8 @@ fn values(schema: &Schema, defs: &NamesRef<'_>, depth: u32) -> BoxedStrategy<Val
 }
 
 /// For random values of `T`'s schema: Avro value -> `T` -> the same Avro value; encoded with
-/// apache-avro and decoded (with and without resolution) -> the same `T`.
+/// apache-avro and decoded (with and without resolution, and by `T`'s own reader) -> the same
+/// `T`.
 fn round_trips<T: EventSchema + PartialEq + std::fmt::Debug>() {
     let schema = T::schema();
     let resolved = ResolvedSchema::try_from(schema).unwrap();
@@ -165,9 +166,21 @@ fn round_trips<T: EventSchema + PartialEq + std::fmt::Debug>() {
             let plain = apache_avro::from_avro_datum(schema, &mut &body[..], None)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(
-                T::from_avro(plain).map_err(|e| TestCaseError::fail(e.to_string()))?,
-                typed
+                &T::from_avro(plain).map_err(|e| TestCaseError::fail(e.to_string()))?,
+                &typed
             );
+            // The generated reader reads the same value straight from the bytes, all of them,
+            // and refuses every shorter prefix (never a panic, never a value from half the data).
+            let mut rest = &body[..];
+            let direct = T::read_avro(&mut rest).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&direct, &typed);
+            prop_assert!(rest.is_empty(), "{} bytes left unread", rest.len());
+            for end in 0..body.len() {
+                prop_assert!(
+                    T::read_avro(&mut &body[..end]).is_err(),
+                    "a prefix of {end} bytes was read"
+                );
+            }
             Ok(())
         })
         .unwrap();

@@ -49,6 +49,23 @@ pub trait AvroValue: Sized {
     /// # Errors
     /// When the value does not have the schema's shape.
     fn from_avro(value: Value) -> Result<Self, AvroError>;
+
+    /// Whether [`AvroValue::read_avro`] reads this type (it does for every type `schemas!`
+    /// generates).
+    const READS_AVRO: bool = false;
+
+    /// Reads a value straight from the Avro binary encoding of the type's own schema, advancing
+    /// `input` past it: no schema resolution and no [`Value`] in between. The consumer reads a
+    /// message this way when its writer schema has the parsing canonical form of the handler's.
+    ///
+    /// # Errors
+    /// When the data ends early or does not encode a value of the schema (a string that is not
+    /// UTF-8, a union branch or enum symbol the schema does not have), or when the type has no
+    /// reader of its own ([`AvroValue::READS_AVRO`] is false).
+    fn read_avro(input: &mut &[u8]) -> Result<Self, AvroError> {
+        let _ = input;
+        Err(AvroError::new("this type has no direct Avro reader"))
+    }
 }
 
 impl<T: AvroValue> AvroValue for Box<T> {
@@ -58,6 +75,12 @@ impl<T: AvroValue> AvroValue for Box<T> {
 
     fn from_avro(value: Value) -> Result<Self, AvroError> {
         T::from_avro(value).map(Box::new)
+    }
+
+    const READS_AVRO: bool = T::READS_AVRO;
+
+    fn read_avro(input: &mut &[u8]) -> Result<Self, AvroError> {
+        T::read_avro(input).map(Box::new)
     }
 }
 
@@ -457,6 +480,198 @@ pub mod conv {
         bytes
     }
 
+    fn ends_early() -> AvroError {
+        AvroError::new("the Avro data ends early")
+    }
+
+    /// Takes the next `n` bytes of `input`.
+    fn take<'a>(input: &mut &'a [u8], n: usize) -> R<&'a [u8]> {
+        let (head, rest) = input.split_at_checked(n).ok_or_else(ends_early)?;
+        *input = rest;
+        Ok(head)
+    }
+
+    /// Reads a `long` (zigzag varint, at most 10 bytes).
+    ///
+    /// # Errors
+    /// When the data ends early or the number does not fit 64 bits.
+    pub fn read_long(input: &mut &[u8]) -> R<i64> {
+        let mut bits = 0_u64;
+        let mut shift = 0_u32;
+        loop {
+            let (&byte, rest) = input.split_first().ok_or_else(ends_early)?;
+            *input = rest;
+            if shift == 63 && byte > 1 {
+                return Err(AvroError::new("a varint does not fit 64 bits"));
+            }
+            bits |= u64::from(byte & 0x7F) << shift;
+            if byte & 0x80 == 0 {
+                break;
+            }
+            shift += 7;
+            if shift > 63 {
+                return Err(AvroError::new("a varint does not fit 64 bits"));
+            }
+        }
+        // Zigzag: 0, -1, 1, -2, ... are written as 0, 1, 2, 3, ...
+        let magnitude = i64::from_ne_bytes((bits >> 1).to_ne_bytes());
+        Ok(if bits & 1 == 0 { magnitude } else { !magnitude })
+    }
+
+    /// Reads an `int`.
+    ///
+    /// # Errors
+    /// As [`read_long`], and when the number does not fit 32 bits.
+    pub fn read_int(input: &mut &[u8]) -> R<i32> {
+        let value = read_long(input)?;
+        i32::try_from(value).map_err(|_| AvroError::new(format!("{value} does not fit an int")))
+    }
+
+    /// Reads a `boolean` (one byte, 0 or 1).
+    ///
+    /// # Errors
+    /// When the data ends early or the byte is neither 0 nor 1.
+    pub fn read_boolean(input: &mut &[u8]) -> R<bool> {
+        match take(input, 1)? {
+            [0] => Ok(false),
+            [1] => Ok(true),
+            other => Err(AvroError::new(format!("{other:?} is not a boolean"))),
+        }
+    }
+
+    /// Reads a `float` (4 bytes, little-endian).
+    ///
+    /// # Errors
+    /// When the data ends early.
+    pub fn read_float(input: &mut &[u8]) -> R<f32> {
+        read_fixed::<4>(input).map(f32::from_le_bytes)
+    }
+
+    /// Reads a `double` (8 bytes, little-endian).
+    ///
+    /// # Errors
+    /// When the data ends early.
+    pub fn read_double(input: &mut &[u8]) -> R<f64> {
+        read_fixed::<8>(input).map(f64::from_le_bytes)
+    }
+
+    /// Reads `N` bytes (a `fixed`).
+    ///
+    /// # Errors
+    /// When the data ends early.
+    pub fn read_fixed<const N: usize>(input: &mut &[u8]) -> R<[u8; N]> {
+        let (head, rest) = input.split_first_chunk::<N>().ok_or_else(ends_early)?;
+        *input = rest;
+        Ok(*head)
+    }
+
+    /// The bytes of a `bytes` or `string`: a length, then that many bytes (checked against the
+    /// data left before anything is allocated).
+    fn read_sized<'a>(input: &mut &'a [u8]) -> R<&'a [u8]> {
+        let len = read_long(input)?;
+        let len =
+            usize::try_from(len).map_err(|_| AvroError::new(format!("negative length {len}")))?;
+        take(input, len)
+    }
+
+    /// Reads `bytes`.
+    ///
+    /// # Errors
+    /// When the length is negative or beyond the data.
+    pub fn read_bytes(input: &mut &[u8]) -> R<Vec<u8>> {
+        read_sized(input).map(<[u8]>::to_vec)
+    }
+
+    /// Reads a `string`.
+    ///
+    /// # Errors
+    /// As [`read_bytes`], and when the bytes are not UTF-8.
+    pub fn read_string(input: &mut &[u8]) -> R<String> {
+        std::str::from_utf8(read_sized(input)?)
+            .map(str::to_owned)
+            .map_err(|e| AvroError::new(format!("a string is not UTF-8: {e}")))
+    }
+
+    /// Reads a `uuid`: its string form, or (as apache-avro reads it) 16 raw bytes when the length
+    /// is 16.
+    ///
+    /// # Errors
+    /// As [`read_bytes`], and when the bytes are not a UUID.
+    pub fn read_uuid(input: &mut &[u8]) -> R<Uuid> {
+        let bytes = read_sized(input)?;
+        let parsed = if bytes.len() == 16 {
+            Uuid::from_slice(bytes)
+        } else {
+            Uuid::try_parse_ascii(bytes)
+        };
+        parsed.map_err(|e| AvroError::new(format!("not a UUID: {e}")))
+    }
+
+    /// Reads a `big-decimal` (apache-avro's encoding: bytes holding the unscaled number and the
+    /// scale).
+    ///
+    /// # Errors
+    /// When the bytes are not a big-decimal.
+    pub fn read_big_decimal(input: &mut &[u8]) -> R<BigDecimal> {
+        let value = apache_avro::from_avro_datum(&apache_avro::Schema::BigDecimal, input, None)
+            .map_err(|e| AvroError::new(e.to_string()))?;
+        big_decimal(value)
+    }
+
+    /// Reads a union's branch index.
+    ///
+    /// # Errors
+    /// As [`read_long`], and for a negative index.
+    pub fn read_branch(input: &mut &[u8]) -> R<u32> {
+        let index = read_long(input)?;
+        u32::try_from(index).map_err(|_| AvroError::new(format!("no union has branch {index}")))
+    }
+
+    /// Reads an enum's symbol index.
+    ///
+    /// # Errors
+    /// As [`read_int`], and for a negative index.
+    pub fn read_symbol(input: &mut &[u8]) -> R<u32> {
+        let index = read_int(input)?;
+        u32::try_from(index).map_err(|_| AvroError::new(format!("no enum has symbol {index}")))
+    }
+
+    /// The error for a symbol index the generated enum does not have.
+    pub fn bad_symbol_index(index: u32, enumeration: &str) -> AvroError {
+        AvroError::new(format!("enum {enumeration} has no symbol {index}"))
+    }
+
+    /// How many items a block may announce beyond one per byte left: items of a type written in
+    /// no bytes (`null`, an empty record) need none, and the count is still bounded.
+    const ZERO_WIDTH_ITEMS: u64 = 1 << 16;
+
+    /// Reads the blocks of an `array` or `map` (a count, then that many items; a negative count
+    /// is followed by the block's size in bytes; a zero count ends), calling `item` for each item.
+    ///
+    /// # Errors
+    /// The first error of `item`; when the data ends early or a count cannot be right.
+    pub fn read_blocks(input: &mut &[u8], mut item: impl FnMut(&mut &[u8]) -> R<()>) -> R<()> {
+        loop {
+            let count = read_long(input)?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                read_long(input)?;
+            }
+            let count = count.unsigned_abs();
+            let left = u64::try_from(input.len()).unwrap_or(u64::MAX);
+            if count > left.saturating_add(ZERO_WIDTH_ITEMS) {
+                return Err(AvroError::new(format!(
+                    "a block of {count} items in {left} bytes"
+                )));
+            }
+            for _ in 0..count {
+                item(input)?;
+            }
+        }
+    }
+
     /// A `duration`.
     pub fn duration(value: Value) -> R<Duration> {
         match value {
@@ -565,6 +780,76 @@ mod tests {
         .unwrap();
         assert!(fields.take("b").is_err());
         assert!(fields.take("a").is_err());
+    }
+
+    #[test]
+    fn varints_read_as_apache_avro_writes_them() {
+        for n in [
+            0,
+            1,
+            -1,
+            63,
+            -64,
+            64,
+            300,
+            -300,
+            i64::from(i32::MAX),
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let bytes =
+                apache_avro::to_avro_datum(&apache_avro::Schema::Long, Value::Long(n)).unwrap();
+            let mut input = &bytes[..];
+            assert_eq!(read_long(&mut input).unwrap(), n);
+            assert!(input.is_empty());
+        }
+        assert!(
+            read_long(&mut &[0xFF; 11][..]).is_err(),
+            "longer than 10 bytes"
+        );
+        assert!(read_long(&mut &[0xFF; 9][..]).is_err(), "ends early");
+        assert!(read_int(&mut &[0x80, 0x80, 0x80, 0x80, 0x10][..]).is_err());
+        assert!(read_boolean(&mut &[2][..]).is_err());
+        assert!(
+            read_string(&mut &[0x04, 0xFF, 0xFE][..]).is_err(),
+            "length beyond the data"
+        );
+        assert!(
+            read_string(&mut &[0x04, 0xFF, 0xFE, 0, 0][..]).is_err(),
+            "not UTF-8"
+        );
+        assert!(read_bytes(&mut &[0x01][..]).is_err(), "negative length");
+    }
+
+    /// Blocks with a negative count (followed by their size in bytes, as buffering writers send
+    /// them) read like apache-avro reads them; an impossible count is refused at once.
+    #[test]
+    fn array_blocks_with_sizes_and_impossible_counts() {
+        // Two blocks: count -2 with a size of 2 bytes (items 1, 2), then count 1 (item 3), end.
+        let bytes = [0x03, 0x04, 0x02, 0x04, 0x02, 0x06, 0x00];
+        let schema = apache_avro::Schema::parse_str(r#"{"type":"array","items":"long"}"#).unwrap();
+        let expected = apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).unwrap();
+        let mut items = Vec::new();
+        read_blocks(&mut &bytes[..], |r| {
+            items.push(Value::Long(read_long(r)?));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(Value::Array(items), expected);
+
+        let mut huge = Vec::new();
+        encode_long(i64::MAX, &mut huge);
+        let mut calls = 0;
+        let err = read_blocks(&mut &huge[..], |_| {
+            calls += 1;
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(calls, 0, "{err}");
+    }
+
+    fn encode_long(n: i64, out: &mut Vec<u8>) {
+        out.extend(apache_avro::to_avro_datum(&apache_avro::Schema::Long, Value::Long(n)).unwrap());
     }
 
     #[test]

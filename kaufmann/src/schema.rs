@@ -107,8 +107,10 @@ pub fn decode_body<T: EventSchema>(
 }
 
 /// Decodes an Avro body written with `writer` into `T`; `resolve: false` skips Avro schema
-/// resolution, for a writer schema known to equal `T`'s (about twice as fast), and with `plain`
-/// (the writer prepared once) also the resolution of the schema's names for each message.
+/// resolution, for a writer schema known to equal `T`'s: `T` then reads the bytes itself
+/// ([`AvroValue::read_avro`], no `Value` in between), or, for a type without a reader of its
+/// own, `plain` (the writer prepared once) reads a `Value` without resolving the schema's names
+/// for each message.
 pub(crate) fn decode_resolved<T: EventSchema>(
     writer: &Schema,
     resolve: bool,
@@ -116,6 +118,13 @@ pub(crate) fn decode_resolved<T: EventSchema>(
     schema_id: Option<u32>,
     mut body: &[u8],
 ) -> Result<T, CodecError> {
+    if !resolve && T::READS_AVRO {
+        return T::read_avro(&mut body).map_err(CodecError::shape(
+            "decode",
+            T::EVENT_NAME,
+            schema_id,
+        ));
+    }
     let value = match (resolve, plain) {
         (false, Some(plain)) => plain.reader.read_value(&mut plain.with_header(body)),
         _ => apache_avro::from_avro_datum(writer, &mut body, resolve.then(T::schema)),

@@ -22,11 +22,13 @@ enum Named {
 }
 
 /// A schema's Rust type and the expressions converting it: `to` reads `x: &T` and yields a
-/// `Value` (it may use `?`); `from` reads `v: Value` and yields a `T` (it may use `?`).
+/// `Value` (it may use `?`); `from` reads `v: Value` and yields a `T` (it may use `?`); `read`
+/// reads the Avro binary encoding from `r: &mut &[u8]` and yields a `T` (it may use `?`).
 struct Mapped {
     ty: TokenStream,
     to: TokenStream,
     from: TokenStream,
+    read: TokenStream,
 }
 
 /// Generates the items of a set of schema files, remembering named types across files.
@@ -180,6 +182,7 @@ impl<'a> Generator<'a> {
         let mut fields = Vec::new();
         let mut to = Vec::new();
         let mut from = Vec::new();
+        let mut read = Vec::new();
         let mut idents = HashMap::new();
         for field in &record.fields {
             let name = &field.name;
@@ -194,6 +197,7 @@ impl<'a> Generator<'a> {
                 ty,
                 to: to_expr,
                 from: from_expr,
+                read: read_expr,
             } = self.map(&field.schema, &hint, false)?;
             let doc = field_doc(field);
             fields.push(quote! { #(#[doc = #doc])* pub #ident: #ty });
@@ -208,6 +212,9 @@ impl<'a> Generator<'a> {
                     let v = fields.take(#name)?;
                     ::kaufmann::avro::conv::in_field(#name, move || ::core::result::Result::Ok(#from_expr))?
                 }
+            });
+            read.push(quote! {
+                #ident: ::kaufmann::avro::conv::in_field(#name, || ::core::result::Result::Ok(#read_expr))?
             });
         }
         self.stack.pop();
@@ -234,6 +241,8 @@ impl<'a> Generator<'a> {
                 let mut fields = ::kaufmann::avro::conv::record(value, #full)?;
                 ::core::result::Result::Ok(Self { #(#from,)* })
             },
+            // Fields are read in the order written, which is the schema's.
+            &quote! { ::core::result::Result::Ok(Self { #(#read,)* }) },
         );
         Ok(())
     }
@@ -248,6 +257,7 @@ impl<'a> Generator<'a> {
         let mut variants = Vec::new();
         let mut to = Vec::new();
         let mut from = Vec::new();
+        let mut read = Vec::new();
         for (index, symbol) in e.symbols.iter().enumerate() {
             let variant = format_ident!("{}", naming::type_name(symbol));
             if let Some(other) = seen.insert(variant.to_string(), symbol) {
@@ -260,6 +270,7 @@ impl<'a> Generator<'a> {
             variants.push(quote! { #[doc = #doc] #variant });
             to.push(quote! { Self::#variant => ::kaufmann::avro::Value::Enum(#index, #symbol.to_owned()) });
             from.push(quote! { #symbol => ::core::result::Result::Ok(Self::#variant) });
+            read.push(quote! { #index => ::core::result::Result::Ok(Self::#variant) });
         }
         let default = e.default.as_ref().map(|symbol| {
             let variant = format_ident!("{}", naming::type_name(symbol));
@@ -292,6 +303,12 @@ impl<'a> Generator<'a> {
                     other => ::core::result::Result::Err(::kaufmann::avro::conv::bad_symbol(other, #full)),
                 }
             },
+            &quote! {
+                match ::kaufmann::avro::conv::read_symbol(r)? {
+                    #(#read,)*
+                    other => ::core::result::Result::Err(::kaufmann::avro::conv::bad_symbol_index(other, #full)),
+                }
+            },
         );
         Ok(())
     }
@@ -313,6 +330,7 @@ impl<'a> Generator<'a> {
             &ident,
             &quote! { ::kaufmann::avro::Value::Fixed(#size, self.0.to_vec()) },
             &quote! { ::kaufmann::avro::conv::fixed::<#size>(value).map(Self) },
+            &quote! { ::kaufmann::avro::conv::read_fixed::<#size>(r).map(Self) },
         );
     }
 
@@ -331,7 +349,9 @@ impl<'a> Generator<'a> {
     /// array or map (no `Box` needed for recursion).
     #[allow(clippy::too_many_lines)]
     fn map(&mut self, schema: &Schema, hint: &str, indirect: bool) -> Result<Mapped, String> {
-        let m = |ty: TokenStream, to: TokenStream, from: TokenStream| Ok(Mapped { ty, to, from });
+        let m = |ty: TokenStream, to: TokenStream, from: TokenStream, read: TokenStream| {
+            Ok(Mapped { ty, to, from, read })
+        };
         let conv = quote! { ::kaufmann::avro::conv };
         let value = quote! { ::kaufmann::avro::Value };
         match schema {
@@ -339,109 +359,139 @@ impl<'a> Generator<'a> {
                 quote! { () },
                 quote! { #value::Null },
                 quote! { #conv::null(v)? },
+                quote! { () },
             ),
             Schema::Boolean => m(
                 quote! { bool },
                 quote! { #value::Boolean(*x) },
                 quote! { #conv::boolean(v)? },
+                quote! { #conv::read_boolean(r)? },
             ),
             Schema::Int => m(
                 quote! { i32 },
                 quote! { #value::Int(*x) },
                 quote! { #conv::int(v)? },
+                quote! { #conv::read_int(r)? },
             ),
             Schema::Long => m(
                 quote! { i64 },
                 quote! { #value::Long(*x) },
                 quote! { #conv::long(v)? },
+                quote! { #conv::read_long(r)? },
             ),
             Schema::Float => m(
                 quote! { f32 },
                 quote! { #value::Float(*x) },
                 quote! { #conv::float(v)? },
+                quote! { #conv::read_float(r)? },
             ),
             Schema::Double => m(
                 quote! { f64 },
                 quote! { #value::Double(*x) },
                 quote! { #conv::double(v)? },
+                quote! { #conv::read_double(r)? },
             ),
             Schema::Bytes => m(
                 quote! { ::std::vec::Vec<u8> },
                 quote! { #value::Bytes(x.clone()) },
                 quote! { #conv::bytes(v)? },
+                quote! { #conv::read_bytes(r)? },
             ),
             Schema::String => m(
                 quote! { ::std::string::String },
                 quote! { #value::String(x.clone()) },
                 quote! { #conv::string(v)? },
+                quote! { #conv::read_string(r)? },
             ),
             Schema::Uuid => m(
                 quote! { ::kaufmann::avro::Uuid },
                 quote! { #value::Uuid(*x) },
                 quote! { #conv::uuid(v)? },
+                quote! { #conv::read_uuid(r)? },
             ),
             Schema::Date => m(
                 quote! { ::kaufmann::avro::chrono::NaiveDate },
                 quote! { #conv::date_to(x) },
                 quote! { #conv::date(v)? },
+                quote! { #conv::date(#value::Date(#conv::read_int(r)?))? },
             ),
             Schema::TimeMillis | Schema::TimeMicros => {
-                let to = if matches!(schema, Schema::TimeMillis) {
-                    quote! { #conv::time_millis_to(x)? }
+                let (to, read) = if matches!(schema, Schema::TimeMillis) {
+                    (
+                        quote! { #conv::time_millis_to(x)? },
+                        quote! { #value::TimeMillis(#conv::read_int(r)?) },
+                    )
                 } else {
-                    quote! { #conv::time_micros_to(x) }
+                    (
+                        quote! { #conv::time_micros_to(x) },
+                        quote! { #value::TimeMicros(#conv::read_long(r)?) },
+                    )
                 };
                 m(
                     quote! { ::kaufmann::avro::chrono::NaiveTime },
                     to,
                     quote! { #conv::time(v)? },
+                    quote! { #conv::time(#read)? },
                 )
             }
             Schema::TimestampMillis | Schema::TimestampMicros | Schema::TimestampNanos => {
                 let unit = unit_of(schema);
+                let variant = format_ident!("{schema:?}");
                 m(
                     quote! { ::kaufmann::avro::chrono::DateTime<::kaufmann::avro::chrono::Utc> },
                     quote! { #conv::timestamp_to(x, #unit, false)? },
                     quote! { #conv::timestamp(v)? },
+                    quote! { #conv::timestamp(#value::#variant(#conv::read_long(r)?))? },
                 )
             }
             Schema::LocalTimestampMillis
             | Schema::LocalTimestampMicros
             | Schema::LocalTimestampNanos => {
                 let unit = unit_of(schema);
+                let variant = format_ident!("{schema:?}");
                 m(
                     quote! { ::kaufmann::avro::chrono::NaiveDateTime },
                     quote! { #conv::local_timestamp_to(x, #unit)? },
                     quote! { #conv::local_timestamp(v)? },
+                    quote! { #conv::local_timestamp(#value::#variant(#conv::read_long(r)?))? },
                 )
             }
             Schema::Decimal(d) => {
                 let precision = proc_macro2::Literal::usize_unsuffixed(d.precision);
                 let scale = proc_macro2::Literal::usize_unsuffixed(d.scale);
-                let size = if let Schema::Fixed(f) = &*d.inner {
+                let (size, raw) = if let Schema::Fixed(f) = &*d.inner {
                     let size = proc_macro2::Literal::usize_unsuffixed(f.size);
-                    quote! { ::core::option::Option::Some(#size) }
+                    (
+                        quote! { ::core::option::Option::Some(#size) },
+                        quote! { #value::Fixed(#size, #conv::read_fixed::<#size>(r)?.to_vec()) },
+                    )
                 } else {
-                    quote! { ::core::option::Option::None }
+                    (
+                        quote! { ::core::option::Option::None },
+                        quote! { #value::Bytes(#conv::read_bytes(r)?) },
+                    )
                 };
                 m(
                     quote! { ::kaufmann::avro::BigDecimal },
                     quote! { #conv::decimal_to(x, #precision, #scale, #size)? },
                     quote! { #conv::decimal(v, #scale)? },
+                    quote! { #conv::decimal(#raw, #scale)? },
                 )
             }
             Schema::BigDecimal => m(
                 quote! { ::kaufmann::avro::BigDecimal },
                 quote! { #value::BigDecimal(x.clone()) },
                 quote! { #conv::big_decimal(v)? },
+                quote! { #conv::read_big_decimal(r)? },
             ),
             Schema::Duration => m(
                 quote! { ::kaufmann::avro::Duration },
                 quote! { #conv::duration_to(x) },
                 quote! { #conv::duration(v)? },
+                quote! { #conv::duration(#value::Fixed(12, #conv::read_fixed::<12>(r)?.to_vec()))? },
             ),
             Schema::Array(array) => {
-                let Mapped { ty, to, from } =
+                let Mapped { ty, to, from, read } =
                     self.map(&array.items, &format!("{hint}Item"), true)?;
                 m(
                     quote! { ::std::vec::Vec<#ty> },
@@ -455,10 +505,18 @@ impl<'a> Generator<'a> {
                             ::core::result::Result::Ok(#from)
                         }).collect::<::core::result::Result<_, _>>()?
                     },
+                    quote! {{
+                        let mut items: ::std::vec::Vec<#ty> = ::std::vec::Vec::new();
+                        #conv::read_blocks(r, |r| {
+                            items.push(#read);
+                            ::core::result::Result::Ok(())
+                        })?;
+                        items
+                    }},
                 )
             }
             Schema::Map(map) => {
-                let Mapped { ty, to, from } =
+                let Mapped { ty, to, from, read } =
                     self.map(&map.types, &format!("{hint}Value"), true)?;
                 m(
                     quote! { ::std::collections::HashMap<::std::string::String, #ty> },
@@ -472,6 +530,16 @@ impl<'a> Generator<'a> {
                             ::core::result::Result::Ok((k, #from))
                         }).collect::<::core::result::Result<_, _>>()?
                     },
+                    quote! {{
+                        let mut entries: ::std::collections::HashMap<::std::string::String, #ty> =
+                            ::std::collections::HashMap::new();
+                        #conv::read_blocks(r, |r| {
+                            let key = #conv::read_string(r)?;
+                            entries.insert(key, #read);
+                            ::core::result::Result::Ok(())
+                        })?;
+                        entries
+                    }},
                 )
             }
             Schema::Union(union) => self.union(union.variants(), hint, indirect),
@@ -518,19 +586,29 @@ impl<'a> Generator<'a> {
             .filter(|(_, b)| !matches!(b, Schema::Null))
             .map(|(i, b)| (u32::try_from(i).unwrap_or(u32::MAX), b))
             .collect();
-        // The non-null branches: one is converted in place, several become an enum.
-        let inner = match others.as_slice() {
+        let bad = quote! { i => return ::core::result::Result::Err(#conv::bad_branch(i, #hint)) };
+        // The null branch, when there is one, in a `match` on the branch index read.
+        let null_arm = null.map(|n| quote! { #n => ::core::option::Option::None, });
+        // The non-null branches: one is converted in place, several become an enum. `read_some`
+        // reads the non-null value once the branch index `i` is read.
+        let (inner, read_some) = match others.as_slice() {
             [] => {
                 let n = null.unwrap_or(0);
                 return Ok(Mapped {
                     ty: quote! { () },
                     to: quote! { #value::Union(#n, ::std::boxed::Box::new(#value::Null)) },
                     from: quote! { { #conv::union(v)?; } },
+                    read: quote! {
+                        match #conv::read_branch(r)? {
+                            #n => (),
+                            #bad,
+                        }
+                    },
                 });
             }
             [(index, branch)] => {
-                let Mapped { ty, to, from } = self.map(branch, hint, indirect)?;
-                Mapped {
+                let Mapped { ty, to, from, read } = self.map(branch, hint, indirect)?;
+                let inner = Mapped {
                     ty,
                     to: quote! { #value::Union(#index, ::std::boxed::Box::new(#to)) },
                     from: quote! {
@@ -539,9 +617,19 @@ impl<'a> Generator<'a> {
                             (i, _) => return ::core::result::Result::Err(#conv::bad_branch(i, #hint)),
                         }
                     },
-                }
+                    read: quote! {
+                        match #conv::read_branch(r)? {
+                            #index => #read,
+                            #bad,
+                        }
+                    },
+                };
+                (inner, quote! { match i { #index => #read, #bad, } })
             }
-            _ => self.union_enum(&others, hint)?,
+            _ => {
+                let (inner, ident) = self.union_enum(&others, hint)?;
+                (inner, quote! { #ident::__read_avro_branch(i, r)? })
+            }
         };
         let Some(n) = null else {
             return Ok(inner);
@@ -550,8 +638,15 @@ impl<'a> Generator<'a> {
             ty,
             to: inner_to,
             from: inner_from,
+            read: _,
         } = inner;
         Ok(Mapped {
+            read: quote! {
+                match #conv::read_branch(r)? {
+                    #null_arm
+                    i => ::core::option::Option::Some(#read_some),
+                }
+            },
             ty: quote! { ::core::option::Option<#ty> },
             to: quote! {
                 match x {
@@ -565,18 +660,24 @@ impl<'a> Generator<'a> {
         })
     }
 
-    /// An enum named `name` for the non-null branches of a union.
-    fn union_enum(&mut self, branches: &[(u32, &Schema)], name: &str) -> Result<Mapped, String> {
+    /// An enum named `name` for the non-null branches of a union, and its name.
+    fn union_enum(
+        &mut self,
+        branches: &[(u32, &Schema)],
+        name: &str,
+    ) -> Result<(Mapped, proc_macro2::Ident), String> {
         self.claim(name, &format!("a union named {name}"))?;
         let ident = format_ident!("{}", name);
         let mut variants = Vec::new();
         let mut to = Vec::new();
         let mut from = Vec::new();
+        let mut read = Vec::new();
         for (index, branch) in branches {
             let variant_name = self.variant_name(branch);
             let variant = format_ident!("{}", variant_name);
             let mapped = self.map(branch, &format!("{name}{variant_name}"), false)?;
-            let (ty, to_expr, from_expr) = (mapped.ty, mapped.to, mapped.from);
+            let (ty, to_expr, from_expr, read_expr) =
+                (mapped.ty, mapped.to, mapped.from, mapped.read);
             let doc = format!("Branch {index} of the union.");
             variants.push(quote! { #[doc = #doc] #variant(#ty) });
             to.push(quote! {
@@ -585,6 +686,7 @@ impl<'a> Generator<'a> {
             from.push(
                 quote! { (#index, v) => ::core::result::Result::Ok(Self::#variant(#from_expr)) },
             );
+            read.push(quote! { #index => ::core::result::Result::Ok(Self::#variant(#read_expr)) });
         }
         let doc = format!("An Avro union with {} branches.", branches.len());
         self.items.extend(quote! {
@@ -592,6 +694,21 @@ impl<'a> Generator<'a> {
             #[derive(Debug, Clone, PartialEq)]
             pub enum #ident {
                 #(#variants,)*
+            }
+
+            impl #ident {
+                /// Reads branch `index` of the union (its index already read). Not public API.
+                #[doc(hidden)]
+                #[allow(clippy::all, clippy::pedantic)]
+                pub fn __read_avro_branch(
+                    index: u32,
+                    r: &mut &[u8],
+                ) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
+                    match index {
+                        #(#read,)*
+                        i => ::core::result::Result::Err(::kaufmann::avro::conv::bad_branch(i, #name)),
+                    }
+                }
             }
         });
         self.avro_value_impl(
@@ -603,17 +720,19 @@ impl<'a> Generator<'a> {
                     (i, _) => ::core::result::Result::Err(::kaufmann::avro::conv::bad_branch(i, #name)),
                 }
             },
+            &quote! { Self::__read_avro_branch(::kaufmann::avro::conv::read_branch(r)?, r) },
         );
-        Ok(through_trait(quote! { #ident }))
+        Ok((through_trait(quote! { #ident }), ident))
     }
 
     /// The `AvroValue` impl of a generated type: `to` is its `Value` (it may use `?`), `from` its
-    /// whole `from_avro` body, reading `value`.
+    /// whole `from_avro` body, reading `value`, `read` its whole `read_avro` body, reading `r`.
     fn avro_value_impl(
         &mut self,
         ident: &proc_macro2::Ident,
         to: &TokenStream,
         from: &TokenStream,
+        read: &TokenStream,
     ) {
         self.items.extend(quote! {
             #[allow(clippy::all, clippy::pedantic)]
@@ -623,6 +742,11 @@ impl<'a> Generator<'a> {
                 }
                 fn from_avro(value: ::kaufmann::avro::Value) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
                     #from
+                }
+                const READS_AVRO: bool = true;
+                #[allow(unused_variables)]
+                fn read_avro(r: &mut &[u8]) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
+                    #read
                 }
             }
         });
@@ -649,6 +773,7 @@ fn through_trait(ty: TokenStream) -> Mapped {
     Mapped {
         to: quote! { ::kaufmann::avro::AvroValue::to_avro(x)? },
         from: quote! { <#ty as ::kaufmann::avro::AvroValue>::from_avro(v)? },
+        read: quote! { <#ty as ::kaufmann::avro::AvroValue>::read_avro(r)? },
         ty,
     }
 }
