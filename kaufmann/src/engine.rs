@@ -13,9 +13,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as Atomic};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use futures::{FutureExt, StreamExt};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer,
+    BaseConsumer, CommitMode, Consumer, ConsumerContext, MessageStream, Rebalance, StreamConsumer,
 };
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::statistics::Statistics;
@@ -243,6 +244,10 @@ impl ConsumerContext for EngineContext {
 
 pub(crate) type EngineConsumer = StreamConsumer<EngineContext>;
 
+/// How many messages one wake-up of the poll loop takes at most from what librdkafka already
+/// holds, before it looks at shutdown and the commit timer again.
+const READY_BATCH: usize = 32;
+
 /// How long the pool may stay full before the consumer pauses its partitions and goes on polling
 /// (for rebalances and `max.poll.interval.ms`) without taking messages.
 const STALL: Duration = Duration::from_millis(500);
@@ -363,6 +368,11 @@ impl Engine {
             waiting_since: None,
             inline: Inline::default(),
         };
+        // One message stream and one shutdown future for the whole loop (`recv()` and
+        // `changed()` would register and drop a waker for every message).
+        let consumer = Arc::clone(&engine.consumer);
+        let mut messages = consumer.stream();
+        let mut stop = std::pin::pin!(shutdown.changed());
         loop {
             let stalled = !state.paused.is_empty() || !engine.shared.held().is_empty();
             // Fast path: a free slot is taken without a round through `select!` (which builds
@@ -387,16 +397,19 @@ impl Engine {
                 // but shutdown and the commit tick).
                 tokio::select! {
                     biased;
-                    _ = shutdown.changed() => break,
+                    _ = &mut stop => break,
                     _ = commit_tick.tick() => engine.shared.commit(&*engine.consumer, CommitMode::Async, None),
-                    received = engine.consumer.recv() => engine.take(received, &mut state),
+                    Some(received) = messages.next() => {
+                        engine.take(received, &mut state);
+                        engine.take_ready(&mut messages, &mut state);
+                    }
                 }
                 continue;
             }
             let waiting = state.slot.is_none() && !stalled;
             tokio::select! {
                 biased;
-                _ = shutdown.changed() => break,
+                _ = &mut stop => break,
                 _ = commit_tick.tick() => engine.shared.commit(&*engine.consumer, CommitMode::Async, None),
                 permit = engine.semaphore.clone().acquire_owned(), if waiting => {
                     let Ok(permit) = permit else { break };
@@ -417,7 +430,7 @@ impl Engine {
                         engine.resume(&mut state.paused);
                     }
                 }
-                received = engine.consumer.recv(), if !waiting => engine.take(received, &mut state),
+                Some(received) = messages.next(), if !waiting => engine.take(received, &mut state),
             }
         }
         drop(state.slot);
@@ -491,6 +504,27 @@ impl Engine {
             self.shared.held().push_back(job);
             if !state.paused.contains(&tp) {
                 self.pause(&mut state.paused);
+            }
+        }
+    }
+
+    /// Takes the messages librdkafka already holds, while the pool has free slots (at most
+    /// [`READY_BATCH`]), without a round through `select!` for each.
+    fn take_ready(
+        self: &Arc<Self>,
+        messages: &mut MessageStream<'_, EngineContext>,
+        state: &mut PollState,
+    ) {
+        for _ in 0..READY_BATCH {
+            if state.slot.is_none() {
+                match self.semaphore.clone().try_acquire_owned() {
+                    Ok(permit) => state.slot = Some(permit),
+                    Err(_) => return,
+                }
+            }
+            match messages.next().now_or_never() {
+                Some(Some(received)) => self.take(received, state),
+                _ => return,
             }
         }
     }
