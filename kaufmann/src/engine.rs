@@ -2,7 +2,7 @@
 //! retry, dead-letter -> offset tracker -> commits.
 //!
 //! The poll loop takes a message only when the pool has a slot; librdkafka's own prefetch queue
-//! (kept near `demand` messages per partition) buffers the rest. When the pool stays full for
+//! (a few MB for all partitions, see `service.rs`) buffers the rest. When the pool stays full for
 //! `STALL`, the loop pauses the assigned partitions (librdkafka then drops what it prefetched and
 //! resumes from the last message handed out) and keeps polling, so rebalances and
 //! `max.poll.interval.ms` are served however slow the handlers are. The few messages that arrive
