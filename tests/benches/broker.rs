@@ -245,6 +245,15 @@ async fn kaufmann_run(
     config.topics = vec![topic.to_owned()];
     config.registry_url = registry_url.to_owned();
     config.errors.dead_letter_topic = None;
+    // `BENCH_LIBRDKAFKA="key=value,..."`: librdkafka properties for the measured service.
+    for pair in std::env::var("BENCH_LIBRDKAFKA")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if let Some((key, value)) = pair.split_once('=') {
+            config.librdkafka.insert(key.to_owned(), value.to_owned());
+        }
+    }
     let service = kaufmann::Service::start(config).await.unwrap();
     let mut peak_rss = 0;
     while done_at().lock().unwrap().is_none() {
@@ -384,14 +393,17 @@ fn main() {
         let mut c = Vec::new();
         for _ in 0..args.runs {
             a.push(rate(n, raw_consume(&brokers, &topic, &registry, n, false).await));
+            eprintln!("  A run: {:.0} msg/s", a[a.len() - 1]);
         }
         say("B: A + wire format + apache-avro decode");
         for _ in 0..args.runs {
             b.push(rate(n, raw_consume(&brokers, &topic, &registry, n, true).await));
+            eprintln!("  B run: {:.0} msg/s", b[b.len() - 1]);
         }
         say("C: Kaufmann, no-op handler");
         for _ in 0..args.runs {
             c.push(rate(n, kaufmann_run(&brokers, &topic, &registry, n, 0, false).await.0));
+            eprintln!("  C run: {:.0} msg/s", c[c.len() - 1]);
         }
         let (a, b, c) = (median(a), median(b), median(c));
         say("D: Kaufmann, 5 ms handler, demand 50");
