@@ -245,15 +245,7 @@ async fn kaufmann_run(
     config.topics = vec![topic.to_owned()];
     config.registry_url = registry_url.to_owned();
     config.errors.dead_letter_topic = None;
-    // `BENCH_LIBRDKAFKA="key=value,..."`: librdkafka properties for the measured service.
-    for pair in std::env::var("BENCH_LIBRDKAFKA")
-        .unwrap_or_default()
-        .split(',')
-    {
-        if let Some((key, value)) = pair.split_once('=') {
-            config.librdkafka.insert(key.to_owned(), value.to_owned());
-        }
-    }
+    with_bench_librdkafka(&mut config);
     let service = kaufmann::Service::start(config).await.unwrap();
     let mut peak_rss = 0;
     while done_at().lock().unwrap().is_none() {
@@ -270,6 +262,18 @@ async fn kaufmann_run(
     SLEEP_MS.store(0, Ordering::SeqCst);
     service.shutdown().await.unwrap();
     (took, peak_in_flight, peak_rss)
+}
+
+/// `BENCH_LIBRDKAFKA="key=value,..."`: librdkafka properties for the measured services.
+fn with_bench_librdkafka(config: &mut kaufmann::Config) {
+    for pair in std::env::var("BENCH_LIBRDKAFKA")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if let Some((key, value)) = pair.split_once('=') {
+            config.librdkafka.insert(key.to_owned(), value.to_owned());
+        }
+    }
 }
 
 /// The resident set size of this process, KiB.
@@ -430,6 +434,7 @@ fn main() {
         config.topics = vec![lat_topic.clone()];
         config.registry_url.clone_from(&registry);
         config.errors.dead_letter_topic = None;
+        with_bench_librdkafka(&mut config);
         let service = kaufmann::Service::start(config).await.unwrap();
         while service.stats().rebalances() == 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
