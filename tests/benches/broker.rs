@@ -264,6 +264,44 @@ async fn kaufmann_run(
     (took, peak_in_flight, peak_rss)
 }
 
+/// A Kaufmann service on a fresh topic, fed `count` events at `rate` a second once it has its
+/// partitions; returns the p50 and p99 of publish timestamp -> handler, in ms.
+async fn latency_run(brokers: &str, registry: &str, rate: u64, count: u64) -> (f64, f64) {
+    let topic = unique("bench-latency");
+    create_topics(brokers, &[(&topic, PARTITIONS)]).await;
+    HANDLED.store(0, Ordering::SeqCst);
+    TARGET.store(u64::MAX, Ordering::SeqCst);
+    latencies().lock().unwrap().clear();
+    let mut config = kaufmann::Config::new("bench-latency");
+    config.brokers = Some(brokers.to_owned());
+    config.group_id = unique("bench-latency");
+    config.topics = vec![topic.clone()];
+    config.registry_url = registry.to_owned();
+    config.errors.dead_letter_topic = None;
+    with_bench_librdkafka(&mut config);
+    let service = kaufmann::Service::start(config).await.unwrap();
+    while service.stats().rebalances() == 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    RECORD_LATENCY.store(true, Ordering::SeqCst);
+    prefill(brokers, &topic, registry, count, Some(rate)).await;
+    while HANDLED.load(Ordering::SeqCst) < count {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    RECORD_LATENCY.store(false, Ordering::SeqCst);
+    service.shutdown().await.unwrap();
+    let mut lat = latencies().lock().unwrap().clone();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
+            .copied()
+            .unwrap_or(0) as f64
+            / 1000.0
+    };
+    (pct(0.50), pct(0.99))
+}
+
 /// `BENCH_LIBRDKAFKA="key=value,..."`: librdkafka properties for the measured services.
 fn with_bench_librdkafka(config: &mut kaufmann::Config) {
     for pair in std::env::var("BENCH_LIBRDKAFKA")
@@ -410,48 +448,43 @@ fn main() {
             eprintln!("  C run: {:.0} msg/s", c[c.len() - 1]);
         }
         let (a, b, c) = (median(a), median(b), median(c));
+        // D, E and the latency: medians of the runs too; in-flight and RSS peaks are the
+        // highest of the runs (they are limits, not typical values).
         say("D: Kaufmann, 5 ms handler, demand 50");
         let d_count = n.min(30_000);
-        let (d_took, d_peak, _) = kaufmann_run(&brokers, &topic, &registry, d_count, 5, false).await;
-        let d = rate(d_count, d_took);
-        let mean_sleep = SLEPT_NANOS.load(Ordering::SeqCst) as f64 / d_count as f64 / 1e9;
-        let ideal = 50.0 / mean_sleep.max(1e-9);
+        let (mut d, mut ideal, mut d_peak) = (Vec::new(), Vec::new(), 0);
+        for _ in 0..args.runs {
+            let (took, peak, _) = kaufmann_run(&brokers, &topic, &registry, d_count, 5, false).await;
+            let mean_sleep = SLEPT_NANOS.load(Ordering::SeqCst) as f64 / d_count as f64 / 1e9;
+            d.push(rate(d_count, took));
+            ideal.push(50.0 / mean_sleep.max(1e-9));
+            d_peak = d_peak.max(peak);
+            eprintln!("  D run: {:.0} msg/s (ideal {:.0})", d[d.len() - 1], ideal[ideal.len() - 1]);
+        }
+        let (d, ideal) = (median(d), median(ideal));
         say("E: Kaufmann, 20 ms handler, demand 50");
         let rss_before = rss_kib();
         let e_count = n.min(10_000);
-        let (e_took, e_peak, e_rss) = kaufmann_run(&brokers, &topic, &registry, e_count, 20, true).await;
-        let e = rate(e_count, e_took);
+        let (mut e, mut e_peak, mut e_rss) = (Vec::new(), 0, 0);
+        for _ in 0..args.runs {
+            let (took, peak, rss) = kaufmann_run(&brokers, &topic, &registry, e_count, 20, true).await;
+            e.push(rate(e_count, took));
+            e_peak = e_peak.max(peak);
+            e_rss = e_rss.max(rss);
+            eprintln!("  E run: {:.0} msg/s, in-flight peak {peak}, RSS peak {} MiB", e[e.len() - 1], rss / 1024);
+        }
+        let e = median(e);
 
         say("latency at a fixed produce rate");
-        let lat_topic = unique("bench-latency");
-        create_topics(&brokers, &[(&lat_topic, PARTITIONS)]).await;
-        HANDLED.store(0, Ordering::SeqCst);
-        TARGET.store(u64::MAX, Ordering::SeqCst);
-        latencies().lock().unwrap().clear();
-        let mut config = kaufmann::Config::new("bench-latency");
-        config.brokers = Some(brokers.clone());
-        config.group_id = unique("bench-latency");
-        config.topics = vec![lat_topic.clone()];
-        config.registry_url.clone_from(&registry);
-        config.errors.dead_letter_topic = None;
-        with_bench_librdkafka(&mut config);
-        let service = kaufmann::Service::start(config).await.unwrap();
-        while service.stats().rebalances() == 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        RECORD_LATENCY.store(true, Ordering::SeqCst);
         let (lat_rate, lat_count) = (2_000, 10_000);
-        prefill(&brokers, &lat_topic, &registry, lat_count, Some(lat_rate)).await;
-        while HANDLED.load(Ordering::SeqCst) < lat_count {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let (mut p50, mut p99) = (Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            let (run_p50, run_p99) = latency_run(&brokers, &registry, lat_rate, lat_count).await;
+            eprintln!("  latency run: p50 {run_p50:.1} ms, p99 {run_p99:.1} ms");
+            p50.push(run_p50);
+            p99.push(run_p99);
         }
-        RECORD_LATENCY.store(false, Ordering::SeqCst);
-        service.shutdown().await.unwrap();
-        let mut lat = latencies().lock().unwrap().clone();
-        lat.sort_unstable();
-        let pct = |p: f64| lat.get(((lat.len() as f64 - 1.0) * p) as usize).copied().unwrap_or(0) as f64 / 1000.0;
-        let (p50, p99) = (pct(0.50), pct(0.99));
+        let (p50, p99) = (median(p50), median(p99));
 
         // Each peer: its median rate over the runs that finished, how many did, and why not.
         let mut peer_results = Vec::new();
@@ -477,6 +510,15 @@ fn main() {
         }
 
         let ratio = |x: f64, base: f64| format!("{:.2}", x / base);
+        // Each row's ratio to each peer that was measured.
+        let to_peers = |x: f64| -> String {
+            let mut cells = String::new();
+            for (_, value, _, _) in &peer_results {
+                let cell = value.map_or_else(|| "-".to_owned(), |v| ratio(x, v));
+                let _ = write!(cells, " {cell} |");
+            }
+            cells
+        };
         table.push(("A. raw rdkafka StreamConsumer, counting".into(), a, "1.00".into()));
         table.push(("B. A + wire format + apache-avro decode".into(), b, ratio(b, a)));
         table.push(("C. Kaufmann, no-op handler (decode, dispatch, commit)".into(), c, ratio(c, a)));
@@ -493,10 +535,15 @@ fn main() {
         let date = Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
         let mut md = String::new();
         let _ = writeln!(md, "# Benchmark results\n\nMeasured {date} by `bash scripts/bench --messages {n} --runs {}` on {machine}.", args.runs);
-        let _ = writeln!(md, "Broker: tansu 0.6.0 (in-memory storage) on 127.0.0.1, one topic of {PARTITIONS} partitions, {n} Confluent-framed Avro events of {size} bytes on average (1,000 keys). Rates are the median of {} runs, from the first message to the last; Kaufmann runs in release mode with the default `key` ordering.\n", args.runs);
-        let _ = writeln!(md, "| run | msgs/s | ratio to A |\n|---|---:|---:|");
+        let _ = writeln!(md, "Broker: tansu 0.6.0 (in-memory storage) on 127.0.0.1, one topic of {PARTITIONS} partitions, {n} Confluent-framed Avro events of {size} bytes on average (1,000 keys). Rates and latencies are the median of {} runs (rates from the first message to the last); in-flight and RSS peaks are the highest of the runs. Kaufmann runs in release mode with the default `key` ordering.\n", args.runs);
+        let mut peer_heads = String::new();
+        for (peer, _, _, _) in &peer_results {
+            let _ = write!(peer_heads, " ratio to {} |", peer.name);
+        }
+        let peer_rules: String = peer_results.iter().map(|_| "---:|").collect();
+        let _ = writeln!(md, "| run | msgs/s | ratio to A |{peer_heads}\n|---|---:|---:|{peer_rules}");
         for (label, value, r) in &table {
-            let _ = writeln!(md, "| {label} | {value:.0} | {r} |");
+            let _ = writeln!(md, "| {label} | {value:.0} | {r} |{}", to_peers(*value));
         }
         let _ = writeln!(md, "\n| figure | value | goal |\n|---|---:|---|");
         let _ = writeln!(md, "| C / B | {:.2} | >= 0.8 |", c / b);
