@@ -135,26 +135,58 @@ impl Metadata {
 
     /// Reads the metadata from header pairs (name, value); missing fields stay empty.
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>) -> Self {
+        Self::from_byte_pairs(
+            pairs
+                .into_iter()
+                .map(|(key, value)| (key.as_bytes(), value)),
+        )
+    }
+
+    /// [`Metadata::from_pairs`] with names as bytes: only the values of the metadata headers are
+    /// checked for UTF-8 (a value that is not UTF-8 is left out).
+    pub(crate) fn from_byte_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
+    ) -> Self {
         let mut meta = Self::default();
         for (key, value) in pairs {
+            let field = match key {
+                k if k == header::MESSAGE_ID.as_bytes() => Field::MessageId,
+                k if k == header::MESSAGE_NAME.as_bytes() => Field::MessageName,
+                k if k == header::EMITTER_SERVICE.as_bytes() => Field::EmitterService,
+                k if k == header::EMITTER_SERVICE_ID.as_bytes() => Field::EmitterServiceId,
+                k if k == header::CALLBACK_ID.as_bytes() => Field::CallbackId,
+                k if k == header::TIMESTAMP.as_bytes() => Field::Timestamp,
+                k if k == header::CALLBACK_TOPIC.as_bytes() => Field::CallbackTopic,
+                _ => continue,
+            };
             let Some(value) = value.and_then(|v| std::str::from_utf8(v).ok()) else {
                 continue;
             };
-            match key {
-                header::MESSAGE_ID => value.clone_into(&mut meta.message_id),
-                header::MESSAGE_NAME => value.clone_into(&mut meta.message_name),
-                header::EMITTER_SERVICE => value.clone_into(&mut meta.emitter_service),
-                header::EMITTER_SERVICE_ID => value.clone_into(&mut meta.emitter_service_id),
-                header::CALLBACK_ID => meta.callback_id = Some(value.to_owned()),
-                header::TIMESTAMP => meta.timestamp_ms = value.parse().unwrap_or_default(),
-                header::CALLBACK_TOPIC => {
+            match field {
+                Field::MessageId => value.clone_into(&mut meta.message_id),
+                Field::MessageName => value.clone_into(&mut meta.message_name),
+                Field::EmitterService => value.clone_into(&mut meta.emitter_service),
+                Field::EmitterServiceId => value.clone_into(&mut meta.emitter_service_id),
+                Field::CallbackId => meta.callback_id = Some(value.to_owned()),
+                Field::Timestamp => meta.timestamp_ms = value.parse().unwrap_or_default(),
+                Field::CallbackTopic => {
                     meta.callback_topic = Some(CallbackTopic::from_header(value));
                 }
-                _ => {}
             }
         }
         meta
     }
+}
+
+/// The metadata header a pair carries.
+enum Field {
+    MessageId,
+    MessageName,
+    EmitterService,
+    EmitterServiceId,
+    CallbackId,
+    Timestamp,
+    CallbackTopic,
 }
 
 fn now_ms() -> i64 {
@@ -205,5 +237,22 @@ mod tests {
         assert_eq!(Metadata::from_headers(Some(&headers)), meta);
         let none: Option<&OwnedHeaders> = None;
         assert_eq!(Metadata::from_headers(none), Metadata::default());
+    }
+
+    /// Other headers are skipped whatever their value; a metadata header whose value is not
+    /// UTF-8 is left out, and the others are still read.
+    #[test]
+    fn only_metadata_values_are_read() {
+        let pairs: [(&[u8], Option<&[u8]>); 5] = [
+            (b"traceparent", Some(&[0xFF, 0xFE])),
+            (b"message_id", Some(&[0xC0])),
+            (b"message_name", Some(b"event.user.created")),
+            (b"timestamp", Some(b"1764200000000")),
+            (b"emitter_service", None),
+        ];
+        let meta = Metadata::from_byte_pairs(pairs);
+        assert_eq!(meta.message_name, "event.user.created");
+        assert_eq!(meta.timestamp_ms, 1_764_200_000_000);
+        assert!(meta.message_id.is_empty() && meta.emitter_service.is_empty());
     }
 }

@@ -68,6 +68,13 @@ impl RecordHeaders {
 
     /// The headers, in order, as (name, value).
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
+        // Keys were copied from `&str`s, so they are UTF-8.
+        self.byte_pairs()
+            .filter_map(|(key, value)| Some((std::str::from_utf8(key).ok()?, value)))
+    }
+
+    /// The headers, in order, as (name, value), the names as bytes (not checked for UTF-8 again).
+    pub(crate) fn byte_pairs(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
         let mut rest = self.0.as_slice();
         std::iter::from_fn(move || {
             let (key_len, after) = rest.split_first_chunk::<4>()?;
@@ -82,8 +89,7 @@ impl RecordHeaders {
                 (Some(value), after)
             };
             rest = after;
-            // Keys were copied from `&str`s, so they are UTF-8.
-            Some((std::str::from_utf8(key).ok()?, value))
+            Some((key, value))
         })
     }
 }
@@ -211,13 +217,14 @@ impl Processor {
     pub(crate) async fn process(&self, job: &Job) {
         // One pass over the headers: the metadata, and the `traceparent` on the way.
         let mut trace = None;
-        let mut meta = Metadata::from_pairs(job.headers.iter().inspect(|(key, value)| {
-            if *key == TRACEPARENT {
-                trace = value
-                    .and_then(|v| std::str::from_utf8(v).ok())
-                    .and_then(TraceParent::parse);
-            }
-        }));
+        let mut meta =
+            Metadata::from_byte_pairs(job.headers.byte_pairs().inspect(|(key, value)| {
+                if *key == TRACEPARENT.as_bytes() {
+                    trace = value
+                        .and_then(|v| std::str::from_utf8(v).ok())
+                        .and_then(TraceParent::parse);
+                }
+            }));
         let span = tracing::info_span!(
             "message",
             event = %meta.message_name,
@@ -276,7 +283,7 @@ impl Processor {
         if self.config.wire_format != WireFormat::Confluent || !meta.message_name.is_empty() {
             return;
         }
-        *meta = Metadata::from_pairs(job.headers.iter());
+        *meta = Metadata::from_byte_pairs(job.headers.byte_pairs());
         let writer = job
             .value
             .as_deref()
@@ -355,6 +362,7 @@ impl Processor {
         let running = {
             let context = Context::new(
                 self.publisher.clone(),
+                handler.event,
                 known,
                 job.origin.key.clone(),
                 trace.copied(),

@@ -527,7 +527,8 @@ fn key_from_field(event: &str, value: &Value, field: &str) -> Result<Vec<u8>> {
 pub struct Context {
     publisher: Publisher,
     message_id: String,
-    event: String,
+    /// The name of the event being handled (its handler's, so no copy per message).
+    event: &'static str,
     /// The Kafka key of the event being handled (what it publishes inherits it).
     key: Option<Vec<u8>>,
     callback_topic: Option<CallbackTopic>,
@@ -537,6 +538,7 @@ pub struct Context {
 impl Context {
     pub(crate) fn new(
         publisher: Publisher,
+        event: &'static str,
         meta: &Metadata,
         key: Option<Vec<u8>>,
         trace: Option<TraceParent>,
@@ -544,7 +546,7 @@ impl Context {
         Self {
             publisher,
             message_id: meta.message_id.clone(),
-            event: meta.message_name.clone(),
+            event,
             key,
             callback_topic: meta.callback_topic.clone(),
             trace,
@@ -613,7 +615,7 @@ impl Context {
         }) = &self.callback_topic
         else {
             return Err(Error::NoCallbackTopic {
-                event: self.event.clone(),
+                event: self.event.to_owned(),
                 message_id: self.message_id.clone(),
             });
         };
