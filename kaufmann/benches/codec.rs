@@ -53,6 +53,15 @@ fn benches(c: &mut Criterion) {
             });
         },
     );
+    c.bench_function(
+        "decode by the generated reader (writer schema = the type's, no Value)",
+        |b| {
+            b.iter(|| {
+                let (_, mut body) = wire::split(black_box(&framed)).unwrap();
+                black_box(<CommandUserCreate as kaufmann::AvroValue>::read_avro(&mut body).unwrap())
+            });
+        },
+    );
     c.bench_function("encode: typed struct -> avro + wire header", |b| {
         let value = command();
         b.iter(|| {
