@@ -239,13 +239,7 @@ async fn kaufmann_run(
     TARGET.store(target, Ordering::SeqCst);
     *first_at().lock().unwrap() = None;
     *done_at().lock().unwrap() = None;
-    let mut config = kaufmann::Config::new("bench");
-    config.brokers = Some(brokers.to_owned());
-    config.group_id = unique("bench");
-    config.topics = vec![topic.to_owned()];
-    config.registry_url = registry_url.to_owned();
-    config.errors.dead_letter_topic = None;
-    with_bench_librdkafka(&mut config);
+    let config = service_config("bench", brokers, topic, registry_url);
     let service = kaufmann::Service::start(config).await.unwrap();
     let mut peak_rss = 0;
     while done_at().lock().unwrap().is_none() {
@@ -272,13 +266,7 @@ async fn latency_run(brokers: &str, registry: &str, rate: u64, count: u64) -> (f
     HANDLED.store(0, Ordering::SeqCst);
     TARGET.store(u64::MAX, Ordering::SeqCst);
     latencies().lock().unwrap().clear();
-    let mut config = kaufmann::Config::new("bench-latency");
-    config.brokers = Some(brokers.to_owned());
-    config.group_id = unique("bench-latency");
-    config.topics = vec![topic.clone()];
-    config.registry_url = registry.to_owned();
-    config.errors.dead_letter_topic = None;
-    with_bench_librdkafka(&mut config);
+    let config = service_config("bench-latency", brokers, &topic, registry);
     let service = kaufmann::Service::start(config).await.unwrap();
     while service.stats().rebalances() == 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -302,8 +290,15 @@ async fn latency_run(brokers: &str, registry: &str, rate: u64, count: u64) -> (f
     (pct(0.50), pct(0.99))
 }
 
-/// `BENCH_LIBRDKAFKA="key=value,..."`: librdkafka properties for the measured services.
-fn with_bench_librdkafka(config: &mut kaufmann::Config) {
+/// The config of a measured service `name` over `topic` (a group of its own, no dead-letter
+/// topic), with the librdkafka properties of `BENCH_LIBRDKAFKA="key=value,..."`.
+fn service_config(name: &str, brokers: &str, topic: &str, registry: &str) -> kaufmann::Config {
+    let mut config = kaufmann::Config::new(name);
+    config.brokers = Some(brokers.to_owned());
+    config.group_id = unique(name);
+    config.topics = vec![topic.to_owned()];
+    registry.clone_into(&mut config.registry_url);
+    config.errors.dead_letter_topic = None;
     for pair in std::env::var("BENCH_LIBRDKAFKA")
         .unwrap_or_default()
         .split(',')
@@ -312,6 +307,7 @@ fn with_bench_librdkafka(config: &mut kaufmann::Config) {
             config.librdkafka.insert(key.to_owned(), value.to_owned());
         }
     }
+    config
 }
 
 /// The resident set size of this process, KiB.
