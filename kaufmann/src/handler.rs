@@ -155,7 +155,7 @@ impl Incoming {
             decode_resolved::<T>(
                 &self.writer.schema,
                 self.resolve,
-                self.writer.plain_decoder().map(|p| &**p),
+                || self.writer.plain_decoder().map(|p| &**p),
                 Some(self.schema_id),
                 body,
             )?

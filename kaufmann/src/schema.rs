@@ -103,18 +103,18 @@ pub fn decode_body<T: EventSchema>(
     schema_id: Option<u32>,
     body: &[u8],
 ) -> Result<T, CodecError> {
-    decode_resolved::<T>(writer, true, None, schema_id, body)
+    decode_resolved::<T>(writer, true, || None, schema_id, body)
 }
 
 /// Decodes an Avro body written with `writer` into `T`; `resolve: false` skips Avro schema
 /// resolution, for a writer schema known to equal `T`'s: `T` then reads the bytes itself
 /// ([`AvroValue::read_avro`], no `Value` in between), or, for a type without a reader of its
-/// own, `plain` (the writer prepared once) reads a `Value` without resolving the schema's names
-/// for each message.
-pub(crate) fn decode_resolved<T: EventSchema>(
+/// own, `plain` (the writer prepared once, asked for only then) reads a `Value` without resolving
+/// the schema's names for each message.
+pub(crate) fn decode_resolved<'a, T: EventSchema>(
     writer: &Schema,
     resolve: bool,
-    plain: Option<&PlainDecoder>,
+    plain: impl FnOnce() -> Option<&'a PlainDecoder>,
     schema_id: Option<u32>,
     mut body: &[u8],
 ) -> Result<T, CodecError> {
@@ -125,9 +125,10 @@ pub(crate) fn decode_resolved<T: EventSchema>(
             schema_id,
         ));
     }
-    let value = match (resolve, plain) {
-        (false, Some(plain)) => plain.reader.read_value(&mut plain.with_header(body)),
-        _ => apache_avro::from_avro_datum(writer, &mut body, resolve.then(T::schema)),
+    let prepared = if resolve { None } else { plain() };
+    let value = match prepared {
+        Some(plain) => plain.reader.read_value(&mut plain.with_header(body)),
+        None => apache_avro::from_avro_datum(writer, &mut body, resolve.then(T::schema)),
     }
     .map_err(CodecError::avro("decode", T::EVENT_NAME, schema_id))?;
     T::from_avro(value).map_err(CodecError::shape("decode", T::EVENT_NAME, schema_id))
