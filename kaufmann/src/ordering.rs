@@ -6,7 +6,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Waker};
 
-use crate::fast_map::{FastMap, Fnv};
+use crate::fast_map::{FastMap, Quick};
 use crate::handler::BoxFuture;
 
 /// How messages are ordered (the `ordering` config key).
@@ -57,7 +57,7 @@ pub struct Lane(u64);
 
 impl Lane {
     fn of(kind: u8, topic: &str, id: &[u8]) -> Self {
-        let mut hasher = Fnv::default();
+        let mut hasher = Quick::default();
         hasher.write(&[kind]);
         hasher.write(topic.as_bytes());
         // The topic's length keeps ("ab", "c") apart from ("a", "bc").
