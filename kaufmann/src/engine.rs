@@ -24,14 +24,13 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
-use crate::envelope::Origin;
 use crate::error::Result;
 use crate::handler::HandlerTable;
 use crate::metrics::Metrics;
 use crate::offsets::OffsetTracker;
 use crate::ordering::{Lane, Lanes};
 pub use crate::processor::dead_letter;
-use crate::processor::{Job, Processor, RecordHeaders};
+use crate::processor::{Job, Processor, RecordHeaders, Source};
 use crate::publisher::Publisher;
 use crate::registry::SchemaRegistry;
 
@@ -193,7 +192,7 @@ impl ConsumerContext for EngineContext {
                 .shared
                 .held()
                 .iter()
-                .map(|j| (j.origin.topic.clone(), j.origin.partition))
+                .map(|j| (j.origin.topic.to_string(), j.origin.partition))
                 .collect();
             let busy = {
                 let tracker = self.shared.tracker();
@@ -213,9 +212,11 @@ impl ConsumerContext for EngineContext {
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        self.shared
-            .held()
-            .retain(|j| !revoked.contains(&(j.origin.topic.clone(), j.origin.partition)));
+        self.shared.held().retain(|j| {
+            !revoked
+                .iter()
+                .any(|(t, p)| **t == *j.origin.topic && *p == j.origin.partition)
+        });
         self.shared
             .commit(consumer, CommitMode::Sync, Some(&revoked));
         let mut tracker = self.shared.tracker();
@@ -327,6 +328,8 @@ struct PollState {
     /// Since when the loop has waited for a slot, while it waits.
     waiting_since: Option<tokio::time::Instant>,
     inline: Inline,
+    /// The names of the topics messages came from, shared by their jobs (one copy per topic).
+    topics: Vec<Arc<str>>,
 }
 
 impl Engine {
@@ -367,6 +370,7 @@ impl Engine {
             paused: HashSet::new(),
             waiting_since: None,
             inline: Inline::default(),
+            topics: Vec::new(),
         };
         // One message stream and one shutdown future for the whole loop (`recv()` and
         // `changed()` would register and drop a waker for every message).
@@ -492,7 +496,7 @@ impl Engine {
                 return;
             }
         };
-        let job = detach(&message);
+        let job = detach(&message, &mut state.topics);
         drop(message);
         self.shared
             .tracker()
@@ -500,7 +504,7 @@ impl Engine {
         if let Some(permit) = state.slot.take() {
             self.admit(job, permit, &mut state.inline);
         } else {
-            let tp = (job.origin.topic.clone(), job.origin.partition);
+            let tp = (job.origin.topic.to_string(), job.origin.partition);
             self.shared.held().push_back(job);
             if !state.paused.contains(&tp) {
                 self.pause(&mut state.paused);
@@ -584,13 +588,23 @@ impl Engine {
     }
 }
 
-fn detach(message: &BorrowedMessage<'_>) -> Job {
+/// Copies what the job needs out of the consumer's message; the topic's name is taken from
+/// `topics` (and added there the first time).
+fn detach(message: &BorrowedMessage<'_>, topics: &mut Vec<Arc<str>>) -> Job {
+    let name = message.topic();
+    let topic = if let Some(known) = topics.iter().find(|t| ***t == *name) {
+        Arc::clone(known)
+    } else {
+        let new: Arc<str> = Arc::from(name);
+        topics.push(Arc::clone(&new));
+        new
+    };
     Job {
-        origin: Origin {
-            topic: message.topic().to_owned(),
+        origin: Source {
+            topic,
             partition: message.partition(),
             offset: message.offset(),
-            key: message.key().map(<[u8]>::to_vec),
+            key: message.key().map(Arc::from),
         },
         value: message.payload().map(Arc::from),
         headers: message

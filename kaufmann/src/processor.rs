@@ -29,11 +29,34 @@ use crate::trace::{TraceParent, TRACEPARENT};
 
 /// A fetched message, detached from the consumer.
 pub(crate) struct Job {
-    pub(crate) origin: Origin,
+    pub(crate) origin: Source,
     /// The record's value, shared with each attempt's handler instead of copied.
     pub(crate) value: Option<Arc<[u8]>>,
     /// The record's headers, read once from the consumer (no further calls into librdkafka).
     pub(crate) headers: RecordHeaders,
+}
+
+/// Where a fetched message came from, as its job keeps it: the topic's name shared by every job
+/// of the topic, the key shared with the handler's context (the event gets an [`Origin`] of its
+/// own).
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: i32,
+    pub(crate) offset: i64,
+    pub(crate) key: Option<Arc<[u8]>>,
+}
+
+impl Source {
+    /// The event's copy.
+    fn origin(&self) -> Origin {
+        Origin {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            offset: self.offset,
+            key: self.key.as_deref().map(<[u8]>::to_vec),
+        }
+    }
 }
 
 /// A record's headers in one buffer (one allocation however many headers): for each header the
@@ -233,7 +256,7 @@ impl Processor {
             offset = job.origin.offset,
             message_id = %meta.message_id,
             trace_id = tracing::field::Empty,
-            attempt = tracing::field::Empty,
+            attempt = 1_u32,
         );
         if let (Some(trace), false) = (trace, span.is_disabled()) {
             span.record("trace_id", trace.trace_id_hex());
@@ -248,7 +271,10 @@ impl Processor {
         let mut attempt = 0_u32;
         let failure = loop {
             attempt += 1;
-            tracing::Span::current().record("attempt", attempt);
+            if attempt > 1 {
+                // (The span starts at 1: no look-up of the current span for most messages.)
+                tracing::Span::current().record("attempt", attempt);
+            }
             let policy = self.config.error_policy(&meta.message_name);
             let outcome = self.attempt(job, meta, trace, policy.handler_timeout).await;
             if outcome.is_err() {
@@ -379,7 +405,7 @@ impl Processor {
                     WireFormat::Confluent => std::mem::take(known),
                     WireFormat::KaufmannEx => known.clone(),
                 },
-                origin: job.origin.clone(),
+                origin: job.origin.origin(),
             };
             (handler.call)(incoming, context)
         };
@@ -601,7 +627,7 @@ fn dead_letter_headers(
         (dead_letter::ERROR, error),
         (dead_letter::ERROR_KIND, kind),
         (dead_letter::EVENT, event),
-        (dead_letter::SOURCE_TOPIC, job.origin.topic.as_str()),
+        (dead_letter::SOURCE_TOPIC, &*job.origin.topic),
         (dead_letter::SOURCE_PARTITION, partition.as_str()),
         (dead_letter::SOURCE_OFFSET, offset.as_str()),
         (dead_letter::ATTEMPTS, attempts.as_str()),
@@ -627,7 +653,7 @@ fn name_from_subject(writer: &RegisteredSchema, meta: &mut Metadata) {
 }
 
 /// `topic[partition]@offset`, for logs.
-fn place(origin: &Origin) -> String {
+fn place(origin: &Source) -> String {
     format!("{}[{}]@{}", origin.topic, origin.partition, origin.offset)
 }
 

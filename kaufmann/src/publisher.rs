@@ -529,8 +529,9 @@ pub struct Context {
     message_id: String,
     /// The name of the event being handled (its handler's, so no copy per message).
     event: &'static str,
-    /// The Kafka key of the event being handled (what it publishes inherits it).
-    key: Option<Vec<u8>>,
+    /// The Kafka key of the event being handled (what it publishes inherits it), shared with the
+    /// consumed message's job.
+    key: Option<Arc<[u8]>>,
     callback_topic: Option<CallbackTopic>,
     trace: Option<TraceParent>,
 }
@@ -540,7 +541,7 @@ impl Context {
         publisher: Publisher,
         event: &'static str,
         meta: &Metadata,
-        key: Option<Vec<u8>>,
+        key: Option<Arc<[u8]>>,
         trace: Option<TraceParent>,
     ) -> Self {
         Self {

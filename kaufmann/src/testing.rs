@@ -39,12 +39,12 @@ use rdkafka::message::Headers;
 
 use crate::config::{Config, WireFormat};
 use crate::engine::{dead_letter, Stats};
-use crate::envelope::{header, CallbackTopic, Metadata, Origin};
+use crate::envelope::{header, CallbackTopic, Metadata};
 use crate::error_event;
 use crate::handler::HandlerTable;
 use crate::kaufmann_ex;
 use crate::metrics::Metrics;
-use crate::processor::{Job, Processor, RecordHeaders};
+use crate::processor::{Job, Processor, RecordHeaders, Source};
 pub use crate::publisher::SentRecord;
 use crate::publisher::{MemorySink, PublishOptions, Publisher};
 use crate::registry::{MemoryRegistry, SchemaRegistry};
@@ -243,11 +243,11 @@ impl TestBus {
 
     fn job(&self, key: Option<Vec<u8>>, value: Option<Vec<u8>>, headers: RecordHeaders) -> Job {
         Job {
-            origin: Origin {
-                topic: self.config.topics.first().cloned().unwrap_or_default(),
+            origin: Source {
+                topic: Arc::from(self.config.topics.first().map_or("", String::as_str)),
                 partition: 0,
                 offset: self.offset.fetch_add(1, Atomic::SeqCst),
-                key,
+                key: key.map(Arc::from),
             },
             value: value.map(Arc::from),
             headers,
