@@ -101,6 +101,8 @@ struct Args {
     out: String,
     /// `--no-peers`: skip kafkajs and Faust (for quick before/after measurements).
     peers: bool,
+    /// `--only-c`: run C alone `--runs` times, print its rates and stop (for profiling).
+    only_c: bool,
 }
 
 fn args() -> Args {
@@ -109,6 +111,7 @@ fn args() -> Args {
         runs: 3,
         out: "bench/RESULTS.md".to_owned(),
         peers: true,
+        only_c: false,
     };
     let all: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -120,6 +123,11 @@ fn args() -> Args {
             "--out" => parsed.out = value,
             "--no-peers" => {
                 parsed.peers = false;
+                i += 1;
+                continue;
+            }
+            "--only-c" => {
+                parsed.only_c = true;
                 i += 1;
                 continue;
             }
@@ -322,6 +330,22 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// The CPU time this process has used (user and system, all threads), in seconds, at the
+/// kernel's tick resolution.
+fn cpu_seconds() -> f64 {
+    let ticks: u64 = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            // The fields after the command name (which is in parentheses and may hold spaces).
+            let after = s.rsplit_once(')')?.1.split_whitespace().collect::<Vec<_>>();
+            // utime and stime are fields 14 and 15; `after` starts at field 3.
+            Some(after.get(11)?.parse::<u64>().ok()? + after.get(12)?.parse::<u64>().ok()?)
+        })
+        .unwrap_or(0);
+    // The kernel's USER_HZ is 100 on the Linux machines this runs on.
+    ticks as f64 / 100.0
+}
+
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or(0.0)
@@ -422,6 +446,16 @@ fn main() {
         create_topics(&brokers, &[(&topic, PARTITIONS)]).await;
         eprintln!("prefilling {n} events into {topic} ({PARTITIONS} partitions)");
         let size = prefill(&brokers, &topic, &registry, n, None).await;
+        if args.only_c {
+            for run in 1..=args.runs {
+                let cpu = cpu_seconds();
+                let run_c = rate(n, kaufmann_run(&brokers, &topic, &registry, n, 0, false).await.0);
+                // From the service's start to its shutdown: less noisy than the rate on a busy VM.
+                let per_message = (cpu_seconds() - cpu) / n as f64 * 1e6;
+                eprintln!("  C run {run}: {run_c:.0} msg/s, {per_message:.2} us of this process's CPU per message");
+            }
+            return;
+        }
 
         let mut table: Vec<(String, f64, String)> = Vec::new();
         let say = |label: &str| eprintln!("measuring {label}");
