@@ -144,6 +144,7 @@ impl Metadata {
 
     /// [`Metadata::from_pairs`] with names as bytes: only the values of the metadata headers are
     /// checked for UTF-8 (a value that is not UTF-8 is left out).
+    #[allow(clippy::assigning_clones)] // See below: the fields are empty, nothing to reuse.
     pub(crate) fn from_byte_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a [u8], Option<&'a [u8]>)>,
     ) -> Self {
@@ -162,11 +163,13 @@ impl Metadata {
             let Some(value) = value.and_then(|v| std::str::from_utf8(v).ok()) else {
                 continue;
             };
+            // (`to_owned` allocates the value's size at once; `clone_into` an empty string went
+            // through its growth path.)
             match field {
-                Field::MessageId => value.clone_into(&mut meta.message_id),
-                Field::MessageName => value.clone_into(&mut meta.message_name),
-                Field::EmitterService => value.clone_into(&mut meta.emitter_service),
-                Field::EmitterServiceId => value.clone_into(&mut meta.emitter_service_id),
+                Field::MessageId => meta.message_id = value.to_owned(),
+                Field::MessageName => meta.message_name = value.to_owned(),
+                Field::EmitterService => meta.emitter_service = value.to_owned(),
+                Field::EmitterServiceId => meta.emitter_service_id = value.to_owned(),
                 Field::CallbackId => meta.callback_id = Some(value.to_owned()),
                 Field::Timestamp => meta.timestamp_ms = value.parse().unwrap_or_default(),
                 Field::CallbackTopic => {
