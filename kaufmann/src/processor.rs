@@ -51,7 +51,7 @@ impl Source {
     /// The event's copy.
     fn origin(&self) -> Origin {
         Origin {
-            topic: self.topic.to_string(),
+            topic: String::from(&*self.topic),
             partition: self.partition,
             offset: self.offset,
             key: self.key.as_deref().map(<[u8]>::to_vec),
