@@ -110,9 +110,14 @@ impl Metrics {
     }
 
     pub(crate) fn record(&self, event: &str, outcome: Outcome) {
-        let label = event_label(event);
         let mut events = self.events();
-        // One search when the event is known (every message but each event's first).
+        // One search when the event is known (every message but each event's first): a known
+        // name is its own label (labels hold no `#`), so it needs no search for a `#`.
+        if let Some(counters) = events.get_mut(event) {
+            counters.count(outcome);
+            return;
+        }
+        let label = event_label(event);
         match events.get_mut(label) {
             Some(counters) => counters.count(outcome),
             None => events.entry(label.to_owned()).or_default().count(outcome),
