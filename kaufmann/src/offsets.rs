@@ -70,8 +70,9 @@ impl PartitionState {
 /// Tracks fetched and finished offsets per partition.
 #[derive(Debug, Default)]
 pub struct OffsetTracker {
-    // By topic, then partition: lookups borrow the topic name instead of allocating a key.
-    partitions: FastMap<String, FastMap<i32, PartitionState>>,
+    // By topic, then by partition number (Kafka numbers a topic's partitions from 0): one search
+    // per message, borrowing the topic name instead of allocating a key.
+    partitions: FastMap<String, Vec<Option<PartitionState>>>,
 }
 
 impl OffsetTracker {
@@ -82,17 +83,21 @@ impl OffsetTracker {
 
     /// Records that `offset` of a partition was fetched and is now in flight.
     pub fn fetched(&mut self, topic: &str, partition: i32, offset: i64) {
+        // (A consumed message always has a partition number of 0 or more.)
+        let Ok(at) = usize::try_from(partition) else {
+            return;
+        };
         // One search for a known topic (every message but the topic's first).
-        match self.partitions.get_mut(topic) {
-            Some(parts) => parts.entry(partition).or_default().fetched(offset),
-            None => self
-                .partitions
-                .entry(topic.to_owned())
-                .or_default()
-                .entry(partition)
-                .or_default()
-                .fetched(offset),
+        let parts = match self.partitions.get_mut(topic) {
+            Some(parts) => parts,
+            None => self.partitions.entry(topic.to_owned()).or_default(),
+        };
+        if parts.len() <= at {
+            parts.resize_with(at + 1, || None);
         }
+        parts[at]
+            .get_or_insert_with(PartitionState::default)
+            .fetched(offset);
     }
 
     /// Records that `offset` of a partition is finished (handled, or handed to the error policy).
@@ -103,20 +108,20 @@ impl OffsetTracker {
     }
 
     fn state(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
-        self.partitions.get(topic).and_then(|p| p.get(&partition))
+        let parts = self.partitions.get(topic)?;
+        parts.get(usize::try_from(partition).ok()?)?.as_ref()
     }
 
     fn state_mut(&mut self, topic: &str, partition: i32) -> Option<&mut PartitionState> {
-        self.partitions
-            .get_mut(topic)
-            .and_then(|p| p.get_mut(&partition))
+        let parts = self.partitions.get_mut(topic)?;
+        parts.get_mut(usize::try_from(partition).ok()?)?.as_mut()
     }
 
     fn states(&self) -> impl Iterator<Item = ((&str, i32), &PartitionState)> {
         self.partitions.iter().flat_map(|(topic, parts)| {
-            parts
-                .iter()
-                .map(move |(p, state)| ((topic.as_str(), *p), state))
+            parts.iter().enumerate().filter_map(move |(p, state)| {
+                Some(((topic.as_str(), i32::try_from(p).ok()?), state.as_ref()?))
+            })
         })
     }
 
@@ -161,8 +166,11 @@ impl OffsetTracker {
 
     /// Forgets a partition (after it was revoked and its position committed).
     pub fn forget(&mut self, topic: &str, partition: i32) {
-        if let Some(parts) = self.partitions.get_mut(topic) {
-            parts.remove(&partition);
+        let slot = usize::try_from(partition)
+            .ok()
+            .and_then(|at| self.partitions.get_mut(topic)?.get_mut(at));
+        if let Some(slot) = slot {
+            *slot = None;
         }
     }
 }
