@@ -57,11 +57,17 @@ pub fn expand(handler: &Handler) -> TokenStream {
                 incoming: ::kaufmann::__private::Incoming,
                 ctx: ::kaufmann::Context,
             ) -> ::kaufmann::__private::BoxFuture<'static, ::kaufmann::Result<()>> {
-                ::std::boxed::Box::pin(async move {
-                    let event = incoming.decode::<#payload>()?;
-                    #result
-                    result
-                })
+                // Decoded before the handler's future is boxed: the box holds the event, not
+                // the undecoded message as well.
+                match incoming.decode::<#payload>() {
+                    ::core::result::Result::Ok(event) => ::std::boxed::Box::pin(async move {
+                        #result
+                        result
+                    }),
+                    ::core::result::Result::Err(error) => {
+                        ::std::boxed::Box::pin(::core::future::ready(::core::result::Result::Err(error)))
+                    }
+                }
             }
 
             ::kaufmann::__private::inventory::submit! {
