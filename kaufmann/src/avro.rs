@@ -501,6 +501,8 @@ pub mod conv {
         loop {
             let (&byte, rest) = input.split_first().ok_or_else(ends_early)?;
             *input = rest;
+            // The tenth byte (shift 63) has room for one bit and no continuation: it must be 0
+            // or 1, so the loop ends there at the latest.
             if shift == 63 && byte > 1 {
                 return Err(AvroError::new("a varint does not fit 64 bits"));
             }
@@ -509,9 +511,6 @@ pub mod conv {
                 break;
             }
             shift += 7;
-            if shift > 63 {
-                return Err(AvroError::new("a varint does not fit 64 bits"));
-            }
         }
         // Zigzag: 0, -1, 1, -2, ... are written as 0, 1, 2, 3, ...
         let magnitude = i64::from_ne_bytes((bits >> 1).to_ne_bytes());
