@@ -39,7 +39,7 @@ pub(crate) struct Job {
 /// Where a fetched message came from, as its job keeps it: the topic's name shared by every job
 /// of the topic, the key shared with the handler's context (the event gets an [`Origin`] of its
 /// own).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Source {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: i32,
