@@ -48,6 +48,34 @@ pub enum LogFormat {
     Json,
 }
 
+/// Which consumer group protocol the service's consumer speaks (the `group_protocol` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum GroupProtocol {
+    /// The classic protocol (join, sync, heartbeats), with the `cooperative-sticky` assignor:
+    /// a rebalance moves only the partitions that change owner, the rest keep running.
+    #[default]
+    Classic,
+    /// KIP-848's consumer protocol (`group.protocol=consumer`, Kafka 4 and later): the broker
+    /// assigns partitions incrementally; session and heartbeat timeouts are the broker's
+    /// `group.consumer.*` settings.
+    Consumer,
+}
+
+impl GroupProtocol {
+    /// What the key accepts, for error messages.
+    pub(crate) const ACCEPTED: &'static str = "`classic` or `consumer`";
+
+    /// Reads the key's value.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "classic" => Some(Self::Classic),
+            "consumer" => Some(Self::Consumer),
+            _ => None,
+        }
+    }
+}
+
 /// The error policy for one event (or the service's default).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -124,6 +152,8 @@ pub struct Config {
     pub event_routes: HashMap<String, EventRoute>,
     /// What happens to events without a handler.
     pub unhandled: Unhandled,
+    /// The consumer group protocol.
+    pub group_protocol: GroupProtocol,
     /// The schema registry: `mock://<scope>` for the in-memory registry, or
     /// `http(s)://[user:password@]host:port` for a Confluent-compatible one.
     pub registry_url: String,
@@ -160,6 +190,7 @@ const KEYS: &[&str] = &[
     "retry_backoff_max_ms",
     "dead_letter_topic",
     "unhandled",
+    "group_protocol",
     "registry_url",
     "registry_bearer_token",
     "registry_timeout_ms",
@@ -200,6 +231,7 @@ impl Config {
             event_errors: HashMap::new(),
             event_routes: HashMap::new(),
             unhandled: Unhandled::default(),
+            group_protocol: GroupProtocol::default(),
             registry_url: "mock://kaufmann".to_owned(),
             registry_bearer_token: None,
             registry_timeout: Duration::from_secs(10),
@@ -273,7 +305,7 @@ impl Config {
         format!(
             "brokers={:?} group_id={} topics={:?} default_topic={} demand={} ordering={:?} \
              commit_interval={:?} shutdown_timeout={:?} errors={:?} event_errors={:?} \
-             unhandled={:?} registry_url={registry} metrics_addr={:?} librdkafka={librdkafka:?}",
+             unhandled={:?} group_protocol={:?} registry_url={registry} metrics_addr={:?} librdkafka={librdkafka:?}",
             self.brokers,
             self.group_id,
             self.topics,
@@ -285,6 +317,7 @@ impl Config {
             self.errors,
             self.event_errors,
             self.unhandled,
+            self.group_protocol,
             self.metrics_addr,
         )
     }
@@ -449,6 +482,10 @@ impl Values {
                     ))
                 }
             };
+        }
+        if let Some(raw) = top.get("group_protocol") {
+            c.group_protocol = GroupProtocol::parse(&string(raw)?)
+                .ok_or_else(|| invalid(&raw.origin, &display(raw), GroupProtocol::ACCEPTED))?;
         }
         read_contract(top, &mut c)?;
         if let Some(raw) = top.get("metrics_addr") {
@@ -683,6 +720,7 @@ mod tests {
         assert_eq!(config.default_topic, "in");
         assert_eq!(config.demand, 9);
         assert_eq!(config.ordering, Ordering::Partition);
+        assert_eq!(config.group_protocol, GroupProtocol::Classic);
         assert_eq!(config.commit_interval, Duration::from_millis(250));
         assert_eq!(config.librdkafka["fetch.wait.max.ms"], "50");
         assert_eq!(config.librdkafka["socket.keepalive.enable"], "true");
@@ -736,6 +774,15 @@ mod tests {
             .to_string();
         assert!(
             err.contains("KAUFMANN_ORDERING") && err.contains("`partition`"),
+            "{err}"
+        );
+        let config = from(&[("KAUFMANN_GROUP_PROTOCOL", "consumer")]).unwrap();
+        assert_eq!(config.group_protocol, GroupProtocol::Consumer);
+        let err = from(&[("KAUFMANN_GROUP_PROTOCOL", "eager")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("KAUFMANN_GROUP_PROTOCOL") && err.contains("`classic` or `consumer`"),
             "{err}"
         );
         let err = Config::from_sources(Some(("k.toml", "demand = \"many\"")), &[])

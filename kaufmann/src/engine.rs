@@ -224,15 +224,33 @@ impl ConsumerContext for EngineContext {
             tracker.forget(topic, *partition);
             self.shared.metrics.forget_lag(topic, *partition);
         }
-        self.shared.metrics.set_assigned(0);
+        // An incremental (cooperative) revoke keeps the partitions it does not name; an eager
+        // one names them all.
+        let kept = consumer.assignment().map_or(0, |now| {
+            now.elements()
+                .iter()
+                .filter(|e| {
+                    !revoked
+                        .iter()
+                        .any(|(t, p)| t == e.topic() && *p == e.partition())
+                })
+                .count()
+        });
+        self.shared
+            .metrics
+            .set_assigned(u64::try_from(kept).unwrap_or(u64::MAX));
     }
 
-    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             self.shared.stats.rebalances.fetch_add(1, Atomic::SeqCst);
+            // After an incremental assign, the list holds only the partitions added.
+            let assigned_now = consumer
+                .assignment()
+                .map_or(list.count(), |now| now.count());
             self.shared
                 .metrics
-                .set_assigned(u64::try_from(list.count()).unwrap_or(u64::MAX));
+                .set_assigned(u64::try_from(assigned_now).unwrap_or(u64::MAX));
             let assigned: Vec<String> = list
                 .elements()
                 .iter()

@@ -60,7 +60,9 @@ pub mod testing;
 pub mod trace;
 
 pub use avro::AvroValue;
-pub use config::{Config, ErrorPolicy, EventRoute, LogFormat, Unhandled, WireFormat};
+pub use config::{
+    Config, ErrorPolicy, EventRoute, GroupProtocol, LogFormat, Unhandled, WireFormat,
+};
 pub use engine::Stats;
 pub use envelope::{Event, Metadata, Origin};
 pub use error::{Error, Result};

@@ -11,7 +11,7 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::Config;
+use crate::config::{Config, GroupProtocol};
 use crate::embedded::EmbeddedBroker;
 use crate::engine::{Engine, EngineConsumer, EngineContext, Shared, Stats};
 use crate::error::{Error, Result};
@@ -83,6 +83,15 @@ impl Service {
         // librdkafka waits `fetch.queue.backoff.ms` (1 s by default) before it looks again,
         // which would stall every resume after a pause.
         let mut consumer_config = ClientConfig::new();
+        match config.group_protocol {
+            // A rebalance revokes only the partitions that move; the others keep running.
+            GroupProtocol::Classic => {
+                consumer_config.set("partition.assignment.strategy", "cooperative-sticky");
+            }
+            GroupProtocol::Consumer => {
+                consumer_config.set("group.protocol", "consumer");
+            }
+        }
         consumer_config.set("queued.max.messages.kbytes", PREFETCH_KBYTES);
         consumer_config.set("fetch.queue.backoff.ms", "10");
         if config.metrics_addr.is_some() {
