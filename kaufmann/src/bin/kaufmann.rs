@@ -262,6 +262,9 @@ async fn check(plan: &Plan) -> Result<ExitCode, Failure> {
         for message in messages {
             eprintln!("  - {message}");
         }
+        if messages.is_empty() {
+            eprintln!("  (the registry gave no reason; Apicurio answers with the verdict alone)");
+        }
     }
     eprintln!(
         "\n{} of {} schemas would be refused; give new fields defaults, or change the subject's \

@@ -362,7 +362,9 @@ impl SchemaRegistry for HttpRegistry {
             subject: Some(subject),
             ..About::default()
         };
-        let url = self.endpoint(&["subjects", subject, "versions"], &[]);
+        // `normalize=true`: the same schema written another way (spacing, key order) is the same
+        // version (Apicurio otherwise compares the text as it is).
+        let url = self.endpoint(&["subjects", subject, "versions"], &[("normalize", "true")]);
         let answer = self.ask(Method::POST, url, Some(&body), &about).await?;
         let id = answer["id"]
             .as_u64()
@@ -387,7 +389,7 @@ impl SchemaRegistry for HttpRegistry {
             subject: Some(subject),
             ..About::default()
         };
-        let url = self.endpoint(&["subjects", subject], &[]);
+        let url = self.endpoint(&["subjects", subject], &[("normalize", "true")]);
         let answer = self.ask(Method::POST, url, Some(&body), &about).await?;
         self.subject_version(&answer)
     }
@@ -468,11 +470,12 @@ impl SchemaRegistry for HttpRegistry {
         let (_, body) = schema_body(schema);
         let about = About {
             subject: Some(subject),
-            version: Some("latest"),
             ..About::default()
         };
+        // Without a version: the check a registration would make (under a transitive level,
+        // against every version; `versions/latest` checks the latest alone).
         let url = self.endpoint(
-            &["compatibility", "subjects", subject, "versions", "latest"],
+            &["compatibility", "subjects", subject, "versions"],
             &[("verbose", "true")],
         );
         let answer = match self.ask(Method::POST, url, Some(&body), &about).await {
@@ -504,7 +507,14 @@ impl SchemaRegistry for HttpRegistry {
             Some(subject) => self.endpoint(&["config", subject], &[("defaultToGlobal", "true")]),
             None => self.endpoint(&["config"], &[]),
         };
-        let answer = self.ask(Method::GET, url, None, &about).await?;
+        let answer = match self.ask(Method::GET, url, None, &about).await {
+            // A subject no one registered yet has the global level (Confluent answers so;
+            // Apicurio answers 40401).
+            Err(RegistryError::SubjectNotFound { .. }) if subject.is_some() => {
+                return Box::pin(self.compatibility(None)).await;
+            }
+            other => other?,
+        };
         let level = answer["compatibilityLevel"]
             .as_str()
             .or_else(|| answer["compatibility"].as_str())

@@ -64,6 +64,22 @@ impl MemoryRegistry {
         }
     }
 
+    /// `schema` checked at `subject`'s level against its version `version` alone
+    /// (`POST /compatibility/subjects/{subject}/versions/{version}`).
+    pub fn report_against(
+        &self,
+        subject: &str,
+        schema: &Schema,
+        version: u32,
+    ) -> Result<CompatibilityReport, RegistryError> {
+        let against = self.subject_version(subject, version)?;
+        let messages = self.state().level(subject).check(schema, &[against.schema]);
+        Ok(CompatibilityReport {
+            compatible: messages.is_empty(),
+            messages,
+        })
+    }
+
     /// The subjects and versions that are the schema with this id
     /// (`GET /schemas/ids/{id}/versions`).
     pub fn versions_of(&self, id: u32) -> Vec<(String, u32)> {

@@ -282,7 +282,7 @@ pub trait SchemaRegistry: Send + Sync + fmt::Debug {
     /// `GET /subjects/{subject}/versions`.
     async fn versions(&self, subject: &str) -> Result<Vec<u32>, RegistryError>;
 
-    /// `POST /compatibility/subjects/{subject}/versions/latest?verbose=true`: whether `schema`
+    /// `POST /compatibility/subjects/{subject}/versions?verbose=true`: whether `schema`
     /// could be registered under `subject` now (a subject without versions accepts anything).
     async fn test_compatibility(
         &self,

@@ -14,7 +14,8 @@
 //! | `POST /subjects/{subject}` `{schema}` | `{subject, id, version, schema}` |
 //! | `GET /schemas/ids/{id}` | `{schema}` |
 //! | `GET /schemas/ids/{id}/versions` | `[{subject, version}]` |
-//! | `POST /compatibility/subjects/{subject}/versions/{version\|latest}` `{schema}` | `{is_compatible, messages}` |
+//! | `POST /compatibility/subjects/{subject}/versions` `{schema}` | `{is_compatible, messages}`: the check a registration makes |
+//! | `POST /compatibility/subjects/{subject}/versions/{version\|latest}` `{schema}` | `{is_compatible, messages}`: against that version |
 //! | `GET /config`, `GET /config/{subject}` | `{compatibilityLevel}` |
 //! | `PUT /config`, `PUT /config/{subject}` `{compatibility}` | `{compatibility}` |
 //!
@@ -133,8 +134,12 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/versions", get(versions_of))
         .route(
+            "/compatibility/subjects/{subject}/versions",
+            post(compatibility_test_all),
+        )
+        .route(
             "/compatibility/subjects/{subject}/versions/{version}",
-            post(compatibility_test),
+            post(compatibility_test_version),
         )
         .route("/config", get(global_config).put(set_global_config))
         .route(
@@ -314,30 +319,66 @@ async fn versions_of(State(shared): AppState, Path(id): Path<u32>) -> Response {
         .collect::<Vec<_>>()))
 }
 
-async fn compatibility_test(
+/// `POST /compatibility/subjects/{subject}/versions`: the check a registration would make (every
+/// earlier version the subject's level asks for).
+async fn compatibility_test_all(
     State(shared): AppState,
-    Path((subject, version)): Path<(String, String)>,
-    Query(query): Query<std::collections::HashMap<String, String>>,
+    Path(subject): Path<String>,
+    query: Query<std::collections::HashMap<String, String>>,
     body: Bytes,
 ) -> Response {
-    if let Err(message) = parse_version(&version) {
-        return refuse(42202, &message);
+    compatibility_test(shared, subject, None, &query, &body).await
+}
+
+/// `POST /compatibility/subjects/{subject}/versions/{version|latest}`: the subject's level checked
+/// against that one version.
+async fn compatibility_test_version(
+    State(shared): AppState,
+    Path((subject, version)): Path<(String, String)>,
+    query: Query<std::collections::HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let version = match parse_version(&version) {
+        Ok(None) => shared
+            .registry
+            .latest(&subject)
+            .await
+            .map(|latest| latest.version),
+        Ok(Some(n)) => shared
+            .registry
+            .subject_version(&subject, n)
+            .map(|found| found.version),
+        Err(message) => return refuse(42202, &message),
+    };
+    match version {
+        Ok(version) => compatibility_test(shared, subject, Some(version), &query, &body).await,
+        Err(err) => refuse_error(&err),
     }
-    let schema = match parse_body(&subject, &body) {
+}
+
+async fn compatibility_test(
+    shared: Arc<Shared>,
+    subject: String,
+    version: Option<u32>,
+    query: &std::collections::HashMap<String, String>,
+    body: &Bytes,
+) -> Response {
+    let schema = match parse_body(&subject, body) {
         Ok(schema) => schema,
         Err(err) => return refuse_error(&err),
     };
     let verbose = query.get("verbose").is_some_and(|v| v == "true");
-    respond(
-        shared.registry.test_compatibility(&subject, &schema).await,
-        |report| {
-            if verbose {
-                json!({ "is_compatible": report.compatible, "messages": report.messages })
-            } else {
-                json!({ "is_compatible": report.compatible })
-            }
-        },
-    )
+    let report = match version {
+        Some(version) => shared.registry.report_against(&subject, &schema, version),
+        None => shared.registry.test_compatibility(&subject, &schema).await,
+    };
+    respond(report, |report| {
+        if verbose {
+            json!({ "is_compatible": report.compatible, "messages": report.messages })
+        } else {
+            json!({ "is_compatible": report.compatible })
+        }
+    })
 }
 
 async fn global_config(State(shared): AppState) -> Response {
