@@ -1,4 +1,4 @@
-//! The message contract on a real broker (tansu): `ctx.reply` answers on the caller's callback
+//! The message contract on the Apache Kafka broker: `ctx.reply` answers on the caller's callback
 //! topic and partition; a handler that fails for good publishes `event.error.<event>` to the
 //! default topic and to the callback topic, carrying the error and the original bytes; and a
 //! service in the `kaufmann_ex` wire format reads and writes what `KaufmannEx` services do.

@@ -1,6 +1,6 @@
-//! The whole path on a real broker (tansu): 1,000 `command.user.create` events produced here go
+//! The whole path on the Apache Kafka broker: 1,000 `command.user.create` events produced here go
 //! through the sample's handler and come back as 1,000 `event.user.created` events, and the group
-//! commits exactly the end of the input.
+//! commits exactly the end of the input (the broker's high watermarks).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -10,7 +10,7 @@ use kaufmann::schema::{decode_body, encode_body, wire};
 use kaufmann::trace::TraceParent;
 use kaufmann::{EventSchema, Metadata};
 use kaufmann_examples::{CommandUserCreate, EventUserCreated};
-use kaufmann_tests::{broker, create_topics, unique, wait_for_commits};
+use kaufmann_tests::{broker, create_topics, high_watermarks, unique, wait_for_commits};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -74,6 +74,11 @@ async fn thousand_commands_become_thousand_events_and_offsets_reach_the_end() {
     assert_eq!(
         committed, expected,
         "committed offsets against the end of the input"
+    );
+    assert_eq!(
+        high_watermarks(&brokers, &input, PARTITIONS),
+        expected,
+        "the broker's high watermarks against the acknowledged offsets"
     );
 
     let handled = service.stats().handled();

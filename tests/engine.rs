@@ -1,4 +1,4 @@
-//! The runtime engine on a real broker (tansu): back-pressure, ordering modes, poison input.
+//! The runtime engine on the Apache Kafka broker: back-pressure, ordering modes, poison input.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;

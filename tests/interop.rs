@@ -1,8 +1,9 @@
 //! Interop with clients no one here wrote: Confluent's own Python client (`confluent-kafka` from
 //! `PyPI`: `SchemaRegistryClient`, `AvroSerializer`, `AvroDeserializer`, `Producer`, `Consumer`,
 //! installed by `scripts/install-confluent-python`) registers and produces through the local
-//! registry server and the tansu broker, and a Kaufmann service consumes and decodes every
-//! message; then Kaufmann publishes and the Python deserializer decodes every message.
+//! registry server and the Apache Kafka broker, and a Kaufmann service consumes and decodes every
+//! message; then Kaufmann publishes and the Python deserializer decodes every message. The same
+//! runs through Apicurio Registry, a registry no one here wrote either.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -10,11 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kaufmann::registry::server::LocalRegistry;
-use kaufmann::registry::{subject_for, MemoryRegistry, SchemaRegistry};
+use kaufmann::registry::{subject_for, HttpOptions, HttpRegistry, MemoryRegistry, SchemaRegistry};
 use kaufmann::EventSchema;
 use kaufmann_tests::{
-    broker, create_topics, eventually, observed, test_config, topic_with_dead_letters, unique,
-    work_items, TestWork,
+    apicurio, broker, create_topics, eventually, observed, test_config, topic_with_dead_letters,
+    unique, work_items, TestWork,
 };
 
 /// The variable `scripts/test` sets to the virtualenv's python with confluent-kafka installed.
@@ -53,24 +54,39 @@ async fn peer(python: &Path, args: &[&str]) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn confluent_python_client_and_kaufmann_read_each_other() {
+async fn confluent_python_client_and_kaufmann_read_each_other_through_the_local_registry() {
     let Some(brokers) = broker() else { return };
     let Some(python) = confluent_python() else {
         return;
     };
     let registry = Arc::new(MemoryRegistry::new("mock://interop"));
     let server = LocalRegistry::start("127.0.0.1:0", registry).await.unwrap();
-    let url = server.url();
-    let inbound = topic_with_dead_letters(&brokers, "py-in", 2).await;
-    let outbound = unique("py-out");
-    create_topics(&brokers, &[(&outbound, 2)]).await;
-    let subject = subject_for(TestWork::EVENT_NAME);
-    let service = python_to_kaufmann(&python, &brokers, &url, &inbound, &subject).await;
-    kaufmann_to_python(&python, &brokers, &url, &service, &outbound).await;
-    // Both sides used one subject and one schema id.
-    assert_eq!(server.registry().versions(&subject).await.unwrap(), vec![1]);
-    service.shutdown().await.unwrap();
+    read_each_other(&python, &brokers, &server.url()).await;
     server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn confluent_python_client_and_kaufmann_read_each_other_through_apicurio() {
+    let Some(brokers) = broker() else { return };
+    let Some(python) = confluent_python() else {
+        return;
+    };
+    let Some(url) = apicurio() else { return };
+    read_each_other(&python, &brokers, &url).await;
+}
+
+/// Python produces and Kaufmann consumes, then Kaufmann publishes and Python consumes, both
+/// through the registry at `url`; both sides use one subject and one schema version.
+async fn read_each_other(python: &Path, brokers: &str, url: &str) {
+    let inbound = topic_with_dead_letters(brokers, "py-in", 2).await;
+    let outbound = unique("py-out");
+    create_topics(brokers, &[(&outbound, 2)]).await;
+    let subject = subject_for(TestWork::EVENT_NAME);
+    let service = python_to_kaufmann(python, brokers, url, &inbound, &subject).await;
+    kaufmann_to_python(python, brokers, url, &service, &outbound).await;
+    let registry = HttpRegistry::new(url, HttpOptions::default()).unwrap();
+    assert_eq!(registry.versions(&subject).await.unwrap(), vec![1]);
+    service.shutdown().await.unwrap();
 }
 
 /// Python produces; a Kaufmann service consumes and decodes every message. Returns the service.

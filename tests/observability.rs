@@ -1,12 +1,14 @@
-//! Observability on a real broker (tansu): the metrics endpoint's counters match the messages
-//! sent, and readiness turns true only after the group join.
+//! Observability on the Apache Kafka broker: the metrics endpoint's counters match the messages
+//! sent, readiness turns true only after the group join, and the consumer-lag gauge equals the
+//! group's real lag.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use kaufmann_tests::{
-    broker, eventually, produce, test_config, topic_with_dead_letters, unique, work_items, Record,
+    broker, committed, eventually, high_watermarks, produce, test_config, topic_with_dead_letters,
+    unique, wait_for_commits, work_items, work_records, Record,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -101,4 +103,83 @@ async fn readiness_follows_the_group_join_and_metrics_count_every_message() {
     assert!(sample(&body, "kaufmann_rebalances_total").unwrap_or(0) >= 1);
     assert!(body.contains("# TYPE kaufmann_handler_duration_seconds histogram"));
     service.shutdown().await.unwrap();
+}
+
+/// The lag gauge of a restarted group: 100 messages handled and committed by a first run, 37 more
+/// produced while the group is stopped and held in flight by a second run (their handler sleeps
+/// a minute): `kaufmann_consumer_lag` shows, per partition, the broker's high watermark minus the
+/// group's committed offset, 37 in all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_lag_gauge_equals_the_real_lag_of_a_restarted_group() {
+    const PARTITIONS: i32 = 2;
+    const UNCONSUMED: i64 = 37;
+    let Some(brokers) = broker() else { return };
+    let topic = topic_with_dead_letters(&brokers, "lag", PARTITIONS).await;
+    let registry = format!("mock://{}", unique("lag"));
+    let mut config = test_config(&brokers, &topic, &registry);
+    config.metrics_addr = Some("127.0.0.1:0".to_owned());
+    config.shutdown_timeout = Duration::from_millis(500);
+    let group = config.group_id.clone();
+
+    let ends = produce(&brokers, &topic, &registry, work_records(100, 10, 0)).await;
+    let first = kaufmann::Service::start(config.clone()).await.unwrap();
+    let reached = wait_for_commits(&brokers, &group, &topic, PARTITIONS, &ends, LIMIT).await;
+    assert_eq!(first.stats().handled(), 100);
+    first.shutdown().await.unwrap();
+    let reached_sum: i64 = reached.values().sum();
+    assert_eq!(reached_sum, 100, "the first run committed its 100 messages");
+
+    // Produced while the group is stopped; the second run holds every one of them in flight.
+    let mut slow = work_items(UNCONSUMED, 10, 60_000);
+    for work in &mut slow {
+        work.id += 100;
+    }
+    produce(
+        &brokers,
+        &topic,
+        &registry,
+        slow.into_iter().map(Record::Work).collect(),
+    )
+    .await;
+    let high = high_watermarks(&brokers, &topic, PARTITIONS);
+    let committed = committed(&brokers, &group, &topic, PARTITIONS);
+    let real: Vec<i64> = (0..PARTITIONS)
+        .map(|p| high[&p] - committed[&p].max(0))
+        .collect();
+    assert_eq!(
+        real.iter().sum::<i64>(),
+        UNCONSUMED,
+        "high {high:?}, committed {committed:?}"
+    );
+
+    let second = kaufmann::Service::start(config).await.unwrap();
+    let addr = second.metrics_addr().expect("metrics are served");
+    let gauges = |body: &str| -> Vec<Option<u64>> {
+        (0..PARTITIONS)
+            .map(|p| {
+                sample(
+                    body,
+                    &format!("kaufmann_consumer_lag{{topic=\"{topic}\",partition=\"{p}\"}}"),
+                )
+            })
+            .collect()
+    };
+    let mut last = Vec::new();
+    let shown = eventually(LIMIT, || {
+        last = gauges(&get(addr, "/metrics").1);
+        last.iter()
+            .zip(&real)
+            .all(|(shown, real)| *shown == u64::try_from(*real).ok())
+    })
+    .await;
+    assert!(
+        shown,
+        "lag gauges {last:?}, real lag per partition {real:?}"
+    );
+    assert_eq!(
+        second.stats().handled(),
+        0,
+        "the slow messages are still in flight"
+    );
+    second.shutdown().await.unwrap();
 }

@@ -1,5 +1,6 @@
-//! Service processes on a real broker (tansu): killed with SIGKILL and restarted, two members of
-//! one group, and SIGTERM under load.
+//! Service processes on the Apache Kafka broker: killed with SIGKILL and restarted, two members of
+//! one group, a member joining under load (cooperative rebalancing, with the classic protocol and
+//! with KIP-848's consumer protocol), and SIGTERM under load.
 
 #![allow(clippy::cast_possible_truncation, clippy::items_after_statements)]
 
@@ -65,7 +66,8 @@ impl Setup {
         self.dir.join(name)
     }
 
-    /// Starts the test service; `extra` adds or overrides `KAUFMANN_*` variables.
+    /// Starts the test service; `extra` adds or overrides `KAUFMANN_*` variables. Its log (JSON
+    /// lines, warnings and the engine's rebalance lines) goes to `<handled_file>.log`.
     fn spawn(&self, handled_file: &str, extra: &[(&str, &str)]) -> Service {
         let mut command = Command::new(env!("CARGO_BIN_EXE_test-service"));
         for (key, _) in std::env::vars() {
@@ -81,16 +83,24 @@ impl Setup {
             .env("KAUFMANN_REGISTRY_URL", "mock://process")
             .env("KAUFMANN_COMMIT_INTERVAL_MS", "20")
             .env("KAUFMANN_SHUTDOWN_TIMEOUT_MS", "20000")
-            .env("KAUFMANN_LIBRDKAFKA_SESSION_TIMEOUT_MS", "6000")
-            .env("KAUFMANN_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS", "500")
+            .env("KAUFMANN_LOG_FORMAT", "json")
             .env("TEST_HANDLED_FILE", self.file(handled_file))
             .env(
                 "RUST_LOG",
-                std::env::var("TEST_SERVICE_LOG").unwrap_or_else(|_| "warn".to_owned()),
+                std::env::var("TEST_SERVICE_LOG")
+                    .unwrap_or_else(|_| "warn,kaufmann::engine=info".to_owned()),
             );
+        // KIP-848's protocol takes session and heartbeat timeouts from the broker only.
+        if !extra.contains(&("KAUFMANN_GROUP_PROTOCOL", "consumer")) {
+            command
+                .env("KAUFMANN_LIBRDKAFKA_SESSION_TIMEOUT_MS", "6000")
+                .env("KAUFMANN_LIBRDKAFKA_HEARTBEAT_INTERVAL_MS", "500");
+        }
         for (key, value) in extra {
             command.env(key, value);
         }
+        let log = std::fs::File::create(self.file(&format!("{handled_file}.log"))).unwrap();
+        command.stdout(log);
         Service(command.spawn().unwrap())
     }
 }
@@ -304,4 +314,193 @@ async fn sigterm_finishes_in_flight_work_and_commits_it() {
             committed[partition]
         );
     }
+}
+
+fn unix_micros() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_micros()).unwrap()
+}
+
+/// When each message was handled: (partition, id, microseconds since the Unix epoch).
+fn handled_times(path: &Path) -> Vec<(i32, i64, i64)> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|line| {
+            let parts: Vec<i64> = line.split(' ').filter_map(|p| p.parse().ok()).collect();
+            match parts[..] {
+                [id, partition, _, micros] => Some((i32::try_from(partition).ok()?, id, micros)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// A rebalance step in a service's log: when, whether partitions were revoked (else assigned),
+/// and which partitions of `topic`.
+#[derive(Debug)]
+struct RebalanceStep {
+    micros: i64,
+    revoked: bool,
+    partitions: HashSet<i32>,
+}
+
+/// The engine's "partitions revoked" and "partitions assigned" lines of a JSON log.
+fn rebalance_steps(log: &Path, topic: &str) -> Vec<RebalanceStep> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|entry| {
+            let message = entry["fields"]["message"].as_str()?;
+            let revoked = if message.starts_with("partitions revoked") {
+                true
+            } else if message.starts_with("partitions assigned") {
+                false
+            } else {
+                return None;
+            };
+            let micros =
+                kaufmann::avro::chrono::DateTime::parse_from_rfc3339(entry["timestamp"].as_str()?)
+                    .ok()?
+                    .timestamp_micros();
+            // `[("<topic>", 1), ..]` for a revoke, `["<topic>[1]", ..]` for an assignment.
+            let listed = entry["fields"]["partitions"].as_str()?;
+            let partitions = listed
+                .split(topic)
+                .skip(1)
+                .filter_map(|rest| {
+                    let digits: String = rest
+                        .trim_start_matches(|c: char| !c.is_ascii_digit())
+                        .chars()
+                        .take_while(char::is_ascii_digit)
+                        .collect();
+                    digits.parse().ok()
+                })
+                .collect();
+            Some(RebalanceStep {
+                micros,
+                revoked,
+                partitions,
+            })
+        })
+        .collect()
+}
+
+/// A second member joins a group under load. The partitions that stay with the first member are
+/// never revoked and keep being handled while the rebalance runs (between the first member's
+/// revoke of the moving partitions and the second member's assignment); nothing is lost, and no
+/// message of a staying partition is handled twice.
+async fn a_joining_member_moves_only_the_partitions_it_takes(name: &str, protocol: &str) {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    const COUNT: i64 = 3_000;
+    const PARTITIONS: i32 = 4;
+    let records = work_records(COUNT, 40, 20);
+    let Some(setup) = Setup::new(name, PARTITIONS, records).await else {
+        return;
+    };
+    let env = [
+        ("KAUFMANN_DEMAND", "10"),
+        ("KAUFMANN_GROUP_PROTOCOL", protocol),
+    ];
+    let mut a = setup.spawn("a.txt", &env);
+    wait_until("the first member handled 200", || {
+        read_handled(&setup.file("a.txt")).len() >= 200
+    })
+    .await;
+    let mut b = setup.spawn("b.txt", &env);
+    wait_until("every message was handled", || {
+        read_handled(&setup.file("a.txt"))
+            .iter()
+            .chain(&read_handled(&setup.file("b.txt")))
+            .map(|h| h.0)
+            .collect::<HashSet<_>>()
+            .len()
+            == COUNT as usize
+    })
+    .await;
+    let stopping = unix_micros();
+    for service in [&a, &b] {
+        signal(service, "TERM");
+    }
+    for service in [&mut a, &mut b] {
+        assert!(wait_exit(service, Duration::from_secs(30)).await.success());
+    }
+
+    let (a_times, b_times) = (
+        handled_times(&setup.file("a.txt")),
+        handled_times(&setup.file("b.txt")),
+    );
+    let b_parts: HashSet<i32> = b_times.iter().map(|h| h.0).collect();
+    let staying: HashSet<i32> = (0..PARTITIONS).filter(|p| !b_parts.contains(p)).collect();
+    assert!(
+        !b_parts.is_empty() && !staying.is_empty(),
+        "the second member took {b_parts:?} of {PARTITIONS} partitions"
+    );
+    let a_steps = rebalance_steps(&setup.file("a.txt.log"), &setup.topic);
+    let b_steps = rebalance_steps(&setup.file("b.txt.log"), &setup.topic);
+    let revokes: Vec<&RebalanceStep> = a_steps.iter().filter(|s| s.revoked).collect();
+    let first_revoke = revokes
+        .first()
+        .unwrap_or_else(|| panic!("the first member revoked nothing: {a_steps:?}"));
+    // (The shutdown's own revoke, after `stopping`, gives up everything.)
+    for step in revokes.iter().filter(|s| s.micros < stopping) {
+        assert!(
+            step.partitions.is_disjoint(&staying),
+            "a staying partition was revoked: {step:?}, staying {staying:?}"
+        );
+    }
+    let b_assigned = b_steps
+        .iter()
+        .find(|s| !s.revoked && !s.partitions.is_empty())
+        .unwrap_or_else(|| panic!("the second member was assigned nothing: {b_steps:?}"));
+    let during: Vec<&(i32, i64, i64)> = a_times
+        .iter()
+        .filter(|(p, _, t)| {
+            staying.contains(p) && *t >= first_revoke.micros && *t <= b_assigned.micros
+        })
+        .collect();
+    assert!(
+        !during.is_empty(),
+        "no message of the staying partitions {staying:?} was handled between the revoke ({}) \
+         and the second member's assignment ({})",
+        first_revoke.micros,
+        b_assigned.micros
+    );
+
+    let mut times: HashMap<i64, usize> = HashMap::new();
+    for (_, id, _) in a_times
+        .iter()
+        .chain(&b_times)
+        .filter(|h| staying.contains(&h.0))
+    {
+        *times.entry(*id).or_default() += 1;
+    }
+    let twice: Vec<i64> = times
+        .iter()
+        .filter(|(_, n)| **n > 1)
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "handled twice on staying partitions: {twice:?}"
+    );
+    println!(
+        "{protocol} rebalance: b took {b_parts:?}, {} messages of staying partitions handled during \
+         the {} ms rebalance",
+        during.len(),
+        (b_assigned.micros - first_revoke.micros) / 1000
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_member_moves_only_the_partitions_it_takes_cooperative_sticky() {
+    a_joining_member_moves_only_the_partitions_it_takes("coop", "classic").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joining_member_moves_only_the_partitions_it_takes_kip_848() {
+    a_joining_member_moves_only_the_partitions_it_takes("kip848", "consumer").await;
 }

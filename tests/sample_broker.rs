@@ -1,4 +1,4 @@
-//! The sample user service on a real broker (tansu), through the tier-2 helper
+//! The sample user service on the Apache Kafka broker, through the tier-2 helper
 //! `kaufmann::testing::BrokerTest`: a command produced to a fresh topic is handled by the
 //! service in this process, and its `event.user.created` is read back from the topic.
 

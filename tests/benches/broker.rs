@@ -1,5 +1,6 @@
-//! Broker benchmarks: framework overhead against raw rdkafka and a peer, on the same tansu and the
-//! same data. Run with `bash scripts/bench` (it starts tansu); figures are printed and written to
+//! Broker benchmarks: framework overhead against raw rdkafka and a peer, on the same Apache Kafka
+//! broker and the same data. Run with `bash scripts/bench` (it starts the broker with
+//! `scripts/with-kafka`); figures are printed and written to
 //! `bench/RESULTS.md`. Goals are goals for the figures, never assertions.
 //!
 //! Arguments: `--messages N` (default 200000), `--runs R` (default 3), `--out PATH`.
@@ -571,7 +572,8 @@ fn main() {
         let date = Command::new("date").arg("-u").arg("+%Y-%m-%d %H:%M UTC").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned()).unwrap_or_default();
         let mut md = String::new();
         let _ = writeln!(md, "# Benchmark results\n\nMeasured {date} by `bash scripts/bench --messages {n} --runs {}` on {machine}.", args.runs);
-        let _ = writeln!(md, "Broker: tansu 0.6.0 (in-memory storage) on 127.0.0.1, one topic of {PARTITIONS} partitions, {n} Confluent-framed Avro events of {size} bytes on average (1,000 keys). Rates and latencies are the median of {} runs (rates from the first message to the last; A, B, C and the peers take turns, a run of each per round); in-flight and RSS peaks are the highest of the runs. Kaufmann runs in release mode with the default `key` ordering.\n", args.runs);
+        let kafka = std::env::var("TEST_KAFKA_VERSION").unwrap_or_else(|_| "(version unknown)".to_owned());
+        let _ = writeln!(md, "Broker: Apache Kafka {kafka} (single-node KRaft, `scripts/with-kafka`) on 127.0.0.1, librdkafka defaults (no fetch-wait override), one topic of {PARTITIONS} partitions, {n} Confluent-framed Avro events of {size} bytes on average (1,000 keys). Rates and latencies are the median of {} runs (rates from the first message to the last; A, B, C and the peers take turns, a run of each per round); in-flight and RSS peaks are the highest of the runs. Kaufmann runs in release mode with the default `key` ordering.\n", args.runs);
         let mut peer_heads = String::new();
         for (peer, _, _, _, _) in &peer_results {
             let _ = write!(peer_heads, " ratio to {} |", peer.name);

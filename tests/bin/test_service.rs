@@ -15,6 +15,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> kaufmann::Result<()> {
     let config = kaufmann::Config::from_env()?;
+    kaufmann::init_logging_as(config.log_format);
     let registry = open_registry(&config.registry_url)?;
     registry
         .register(&subject_for(TestWork::EVENT_NAME), TestWork::schema())

@@ -20,7 +20,8 @@ use rdkafka::{Offset, TopicPartitionList};
 
 kaufmann::schemas!("schemas");
 
-/// The environment variable `scripts/test` sets to the tansu broker's address.
+/// The environment variable `scripts/test` sets to the Apache Kafka broker's address
+/// (`scripts/with-kafka`).
 pub const BROKERS_VAR: &str = "TEST_KAFKA_BROKERS";
 
 /// The test broker's bootstrap address. Without one, the test is skipped with a note, except under
@@ -41,12 +42,33 @@ pub fn broker() -> Option<String> {
     }
 }
 
+/// The environment variable `scripts/test` sets to Apicurio Registry's Confluent-compatible API
+/// (`scripts/with-apicurio`).
+pub const APICURIO_VAR: &str = "TEST_APICURIO_URL";
+
+/// The independent registry's URL (Apicurio's `/apis/ccompat/v7`). Without one, the test is
+/// skipped with a note, except under CI, where a missing registry fails the test.
+pub fn apicurio() -> Option<String> {
+    match std::env::var(APICURIO_VAR) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "{APICURIO_VAR} is not set under CI: run the suite with `bash scripts/test`"
+            );
+            eprintln!("skipped: {APICURIO_VAR} is not set (run `bash scripts/test` to start it)");
+            None
+        }
+    }
+}
+
 /// A name unique to this test run: `<prefix>-<random>`.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
 
-/// Creates topics with the admin API (tansu does not create them on first use).
+/// Creates topics with the admin API, with the partition counts the test needs (a topic created on
+/// first use would get the broker's default of one).
 pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -169,7 +191,7 @@ pub fn peak_concurrency(topic: &str) -> usize {
 }
 
 /// Handles `test.work`: fails the first `fail_times` attempts (every attempt when -1), sleeps
-/// `sleep_ms`, records the message, and appends `<id> <partition> <offset>` to
+/// `sleep_ms`, records the message, and appends `<id> <partition> <offset> <unix micros>` to
 /// `$TEST_HANDLED_FILE` when that is set.
 #[kaufmann::given_event("test.work")]
 pub async fn work(event: Event<TestWork>) -> kaufmann::Result<()> {
@@ -208,9 +230,13 @@ pub async fn work(event: Event<TestWork>) -> kaufmann::Result<()> {
             .append(true)
             .open(path)
             .unwrap();
-        // One write per line: appends of concurrent handlers must not interleave.
+        // One write per line: appends of concurrent handlers must not interleave. The last
+        // column is the wall-clock time in microseconds since the Unix epoch.
+        let micros = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros());
         let line = format!(
-            "{} {} {}\n",
+            "{} {} {} {micros}\n",
             w.id, event.origin.partition, event.origin.offset
         );
         file.write_all(line.as_bytes()).unwrap();
@@ -359,6 +385,23 @@ pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Ha
     list.elements()
         .iter()
         .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1)))
+        .collect()
+}
+
+/// The high watermark (the offset after the last message) of partitions `0..partitions` of
+/// `topic`, as the broker reports it.
+pub fn high_watermarks(brokers: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    (0..partitions)
+        .map(|p| {
+            let (_, high) = probe
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .unwrap();
+            (p, high)
+        })
         .collect()
 }
 

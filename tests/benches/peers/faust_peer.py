@@ -36,7 +36,7 @@ def give_up():
     os._exit(2)
 
 
-# A run that does not finish within four minutes (a group join on tansu takes ~30 s) reports nothing (and the runner says so).
+# A run that does not finish within four minutes reports nothing (and the runner says so).
 timer = threading.Timer(240, give_up)
 timer.daemon = True
 timer.start()
