@@ -120,7 +120,10 @@ async fn replies_and_error_events_go_where_the_caller_asked() {
         assert_eq!(key, None, "keyed like the failed record");
         let (id, body) = wire::split(&value).unwrap();
         let writer = registry.schema_by_id(id).await.unwrap();
-        let error = apache_avro::from_avro_datum(&writer.schema, &mut &body[..], None).unwrap();
+        let error = apache_avro::reader::datum::GenericDatumReader::builder(&writer.schema)
+            .build()
+            .and_then(|reader| reader.read_value(&mut &body[..]))
+            .unwrap();
         assert_eq!(
             record_field(&error, "event"),
             &Value::String("test.work".into())

@@ -46,9 +46,12 @@ fn benches(c: &mut Criterion) {
     c.bench_function(
         "decode without schema resolution (writer schema only)",
         |b| {
+            let reader = apache_avro::reader::datum::GenericDatumReader::builder(schema)
+                .build()
+                .unwrap();
             b.iter(|| {
                 let (_, mut body) = wire::split(black_box(&framed)).unwrap();
-                let value = apache_avro::from_avro_datum(schema, &mut body, None).unwrap();
+                let value = reader.read_value(&mut body).unwrap();
                 black_box(<CommandUserCreate as kaufmann::AvroValue>::from_avro(value).unwrap())
             });
         },

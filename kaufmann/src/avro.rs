@@ -80,6 +80,9 @@ impl<T: AvroValue> AvroValue for Box<T> {
     const READS_AVRO: bool = T::READS_AVRO;
 
     fn read_avro(input: &mut &[u8]) -> Result<Self, AvroError> {
+        // Every recursion of a generated type goes through a `Box`, an array or a map: each is
+        // one level of the depth limit (`max_nesting_depth`).
+        let _level = crate::avro_datum::Nesting::enter()?;
         T::read_avro(input).map(Box::new)
     }
 }
@@ -566,7 +569,7 @@ pub mod conv {
 
     /// The bytes of a `bytes` or `string`: a length, then that many bytes (checked against the
     /// data left before anything is allocated).
-    fn read_sized<'a>(input: &mut &'a [u8]) -> R<&'a [u8]> {
+    pub(crate) fn read_sized<'a>(input: &mut &'a [u8]) -> R<&'a [u8]> {
         let len = read_long(input)?;
         let len =
             usize::try_from(len).map_err(|_| AvroError::new(format!("negative length {len}")))?;
@@ -612,9 +615,27 @@ pub mod conv {
     /// # Errors
     /// When the bytes are not a big-decimal.
     pub fn read_big_decimal(input: &mut &[u8]) -> R<BigDecimal> {
-        let value = apache_avro::from_avro_datum(&apache_avro::Schema::BigDecimal, input, None)
-            .map_err(|e| AvroError::new(e.to_string()))?;
-        big_decimal(value)
+        let mut inner = read_sized(input)?;
+        let unscaled = read_sized(&mut inner)?;
+        let scale = read_long(&mut inner)?;
+        if !inner.is_empty() {
+            return Err(AvroError::new(format!(
+                "{} bytes follow a big-decimal's scale",
+                inner.len()
+            )));
+        }
+        Ok(BigDecimal::new(
+            BigInt::from_signed_bytes_be(unscaled),
+            scale,
+        ))
+    }
+
+    /// Reads a `uuid` on `fixed` (16 bytes).
+    ///
+    /// # Errors
+    /// When fewer than 16 bytes are left.
+    pub fn read_uuid_fixed(input: &mut &[u8]) -> R<Uuid> {
+        read_fixed::<16>(input).map(Uuid::from_bytes)
     }
 
     /// Reads a union's branch index.
@@ -642,7 +663,7 @@ pub mod conv {
 
     /// How many items a block may announce beyond one per byte left: items of a type written in
     /// no bytes (`null`, an empty record) need none, and the count is still bounded.
-    const ZERO_WIDTH_ITEMS: u64 = 1 << 16;
+    pub(crate) const ZERO_WIDTH_ITEMS: u64 = 1 << 16;
 
     /// Reads the blocks of an `array` or `map` (a count, then that many items; a negative count
     /// is followed by the block's size in bytes; a zero count ends), calling `item` for each item.
@@ -650,6 +671,8 @@ pub mod conv {
     /// # Errors
     /// The first error of `item`; when the data ends early or a count cannot be right.
     pub fn read_blocks(input: &mut &[u8], mut item: impl FnMut(&mut &[u8]) -> R<()>) -> R<()> {
+        // An array or map nests its items one level deeper (the depth limit's levels).
+        let _level = crate::avro_datum::Nesting::enter()?;
         loop {
             let count = read_long(input)?;
             if count == 0 {
@@ -797,7 +820,7 @@ mod tests {
             i64::MAX,
         ] {
             let bytes =
-                apache_avro::to_avro_datum(&apache_avro::Schema::Long, Value::Long(n)).unwrap();
+                crate::avro_datum::write(&apache_avro::Schema::Long, Value::Long(n)).unwrap();
             let mut input = &bytes[..];
             assert_eq!(read_long(&mut input).unwrap(), n);
             assert!(input.is_empty());
@@ -827,7 +850,7 @@ mod tests {
         // Two blocks: count -2 with a size of 2 bytes (items 1, 2), then count 1 (item 3), end.
         let bytes = [0x03, 0x04, 0x02, 0x04, 0x02, 0x06, 0x00];
         let schema = apache_avro::Schema::parse_str(r#"{"type":"array","items":"long"}"#).unwrap();
-        let expected = apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).unwrap();
+        let expected = crate::avro_datum::read_unchecked(&schema, &bytes[..]).unwrap();
         let mut items = Vec::new();
         read_blocks(&mut &bytes[..], |r| {
             items.push(Value::Long(read_long(r)?));
@@ -848,7 +871,7 @@ mod tests {
     }
 
     fn encode_long(n: i64, out: &mut Vec<u8>) {
-        out.extend(apache_avro::to_avro_datum(&apache_avro::Schema::Long, Value::Long(n)).unwrap());
+        out.extend(crate::avro_datum::write(&apache_avro::Schema::Long, Value::Long(n)).unwrap());
     }
 
     #[test]

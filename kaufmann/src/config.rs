@@ -138,6 +138,12 @@ pub struct Config {
     pub default_topic: String,
     /// The most messages in flight (fetched but not finished) at any time.
     pub demand: usize,
+    /// The largest record value decoded; a larger one is a decode error (dead-lettered) before
+    /// any of it is read.
+    pub max_message_bytes: usize,
+    /// How deeply a value may nest records, arrays and maps; deeper is a decode error. Applies
+    /// to every decoder of the process.
+    pub max_nesting_depth: usize,
     /// Which messages may run at the same time.
     pub ordering: Ordering,
     /// How often finished offsets are committed.
@@ -173,6 +179,9 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
+/// The default of `max_message_bytes`: 8 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 << 20;
+
 /// The keys of the top level, with their environment variables `KAUFMANN_<KEY in upper case>`.
 const KEYS: &[&str] = &[
     "brokers",
@@ -181,6 +190,8 @@ const KEYS: &[&str] = &[
     "topics",
     "default_topic",
     "demand",
+    "max_message_bytes",
+    "max_nesting_depth",
     "ordering",
     "commit_interval_ms",
     "shutdown_timeout_ms",
@@ -224,6 +235,8 @@ impl Config {
             topics: vec!["rapids".to_owned()],
             default_topic: "rapids".to_owned(),
             demand: 50,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            max_nesting_depth: crate::avro_datum::DEFAULT_MAX_DEPTH,
             ordering: Ordering::default(),
             commit_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
@@ -458,17 +471,25 @@ impl Values {
             None => c.topics[0].clone(),
         };
         if let Some(raw) = top.get("demand") {
-            c.demand = usize::try_from(number(raw, 1)?).unwrap_or(usize::MAX);
+            c.demand = usize::try_from(number(raw, 1, MAX_DEMAND)?).unwrap_or(usize::MAX);
+        }
+        if let Some(raw) = top.get("max_message_bytes") {
+            c.max_message_bytes = usize::try_from(number(raw, MESSAGE_BYTES.0, MESSAGE_BYTES.1)?)
+                .unwrap_or(usize::MAX);
+        }
+        if let Some(raw) = top.get("max_nesting_depth") {
+            let most = u64::try_from(crate::avro_datum::MAX_DEPTH_LIMIT).unwrap_or(u64::MAX);
+            c.max_nesting_depth = usize::try_from(number(raw, 1, most)?).unwrap_or(usize::MAX);
         }
         if let Some(raw) = top.get("ordering") {
             c.ordering = Ordering::parse(&string(raw)?)
                 .ok_or_else(|| invalid(&raw.origin, &display(raw), Ordering::ACCEPTED))?;
         }
         if let Some(raw) = top.get("commit_interval_ms") {
-            c.commit_interval = millis(raw)?;
+            c.commit_interval = millis(raw, HOUR_MS)?;
         }
         if let Some(raw) = top.get("shutdown_timeout_ms") {
-            c.shutdown_timeout = millis(raw)?;
+            c.shutdown_timeout = millis(raw, HOUR_MS)?;
         }
         if let Some(raw) = top.get("unhandled") {
             c.unhandled = match string(raw)?.as_str() {
@@ -524,7 +545,7 @@ fn read_contract(top: &BTreeMap<String, Raw>, c: &mut Config) -> Result<(), Conf
         c.registry_bearer_token = Some(string(raw)?).filter(|t| !t.is_empty());
     }
     if let Some(raw) = top.get("registry_timeout_ms") {
-        c.registry_timeout = millis(raw)?;
+        c.registry_timeout = millis(raw, 10 * MINUTE_MS)?;
     }
     if let Some(raw) = top.get("subject_strategy") {
         c.subject_strategy = SubjectStrategy::parse(&string(raw)?).ok_or_else(|| {
@@ -554,16 +575,16 @@ fn read_contract(top: &BTreeMap<String, Raw>, c: &mut Config) -> Result<(), Conf
 fn policy(base: &ErrorPolicy, keys: &BTreeMap<String, Raw>) -> Result<ErrorPolicy, ConfigError> {
     let mut p = base.clone();
     if let Some(raw) = keys.get("handler_timeout_ms") {
-        p.handler_timeout = millis(raw)?;
+        p.handler_timeout = millis(raw, DAY_MS)?;
     }
     if let Some(raw) = keys.get("max_retries") {
-        p.retry.max_retries = u32::try_from(number(raw, 0)?).unwrap_or(u32::MAX);
+        p.retry.max_retries = u32::try_from(number(raw, 0, MAX_RETRIES)?).unwrap_or(u32::MAX);
     }
     if let Some(raw) = keys.get("retry_backoff_ms") {
-        p.retry.initial_backoff = millis(raw)?;
+        p.retry.initial_backoff = millis(raw, HOUR_MS)?;
     }
     if let Some(raw) = keys.get("retry_backoff_max_ms") {
-        p.retry.max_backoff = millis(raw)?;
+        p.retry.max_backoff = millis(raw, HOUR_MS)?;
     }
     if let Some(raw) = keys.get("dead_letter_topic") {
         p.dead_letter_topic = Some(string(raw)?).filter(|t| !t.is_empty());
@@ -618,23 +639,35 @@ fn list(raw: &Raw) -> Result<Vec<String>, ConfigError> {
     Ok(items)
 }
 
-fn number(raw: &Raw, min: u64) -> Result<u64, ConfigError> {
+/// The most messages in flight `demand` accepts.
+pub const MAX_DEMAND: u64 = 100_000;
+/// The most retries `max_retries` accepts.
+const MAX_RETRIES: u64 = 1_000;
+const MINUTE_MS: u64 = 60_000;
+const HOUR_MS: u64 = 60 * MINUTE_MS;
+const DAY_MS: u64 = 24 * HOUR_MS;
+/// The range `max_message_bytes` accepts: 1 KiB to 1 GiB.
+const MESSAGE_BYTES: (u64, u64) = (1024, 1 << 30);
+
+/// A whole number from `min` to `max`; the error names the key and the range.
+fn number(raw: &Raw, min: u64, max: u64) -> Result<u64, ConfigError> {
     let parsed = match &raw.value {
         toml::Value::Integer(n) => u64::try_from(*n).ok(),
         toml::Value::String(s) => s.trim().parse::<u64>().ok(),
         _ => None,
     };
-    parsed.filter(|n| *n >= min).ok_or_else(|| {
+    parsed.filter(|n| (min..=max).contains(n)).ok_or_else(|| {
         invalid(
             &raw.origin,
             &display(raw),
-            &format!("a whole number of at least {min}"),
+            &format!("a whole number from {min} to {max}"),
         )
     })
 }
 
-fn millis(raw: &Raw) -> Result<Duration, ConfigError> {
-    number(raw, 1).map(Duration::from_millis)
+/// Milliseconds from 1 to `max`.
+fn millis(raw: &Raw, max: u64) -> Result<Duration, ConfigError> {
+    number(raw, 1, max).map(Duration::from_millis)
 }
 
 fn executable_name() -> String {
@@ -762,10 +795,35 @@ mod tests {
 
     #[test]
     fn invalid_values_name_the_key_and_the_accepted_values() {
-        let err = from(&[("KAUFMANN_DEMAND", "0")]).unwrap_err().to_string();
-        assert!(
-            err.contains("KAUFMANN_DEMAND") && err.contains("at least 1"),
-            "{err}"
+        for (key, value, range) in [
+            ("KAUFMANN_DEMAND", "0", "from 1 to 100000"),
+            ("KAUFMANN_DEMAND", "4611686018427387904", "from 1 to 100000"),
+            ("KAUFMANN_MAX_RETRIES", "1001", "from 0 to 1000"),
+            ("KAUFMANN_HANDLER_TIMEOUT_MS", "0", "from 1 to 86400000"),
+            (
+                "KAUFMANN_COMMIT_INTERVAL_MS",
+                "99999999999",
+                "from 1 to 3600000",
+            ),
+            ("KAUFMANN_REGISTRY_TIMEOUT_MS", "600001", "from 1 to 600000"),
+            (
+                "KAUFMANN_MAX_MESSAGE_BYTES",
+                "10",
+                "from 1024 to 1073741824",
+            ),
+            ("KAUFMANN_MAX_NESTING_DEPTH", "257", "from 1 to 256"),
+        ] {
+            let err = from(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(range), "{err}");
+        }
+        let config = from(&[
+            ("KAUFMANN_MAX_MESSAGE_BYTES", "2048"),
+            ("KAUFMANN_MAX_NESTING_DEPTH", "12"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (config.max_message_bytes, config.max_nesting_depth),
+            (2048, 12)
         );
         let err = from(&[("KAUFMANN_TOPICS", " , ")]).unwrap_err().to_string();
         assert!(err.contains("KAUFMANN_TOPICS"), "{err}");

@@ -129,6 +129,14 @@ pub enum CodecError {
         /// The byte found.
         found: u8,
     },
+    /// The value is larger than `max_message_bytes`: refused before any of it is read.
+    #[error("message of {len} bytes is larger than max_message_bytes ({limit})")]
+    TooLarge {
+        /// The length of the value.
+        len: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// The message has no value at all.
     #[error("message has no value (tombstone); Kaufmann events always carry a payload")]
     NoPayload,

@@ -117,7 +117,7 @@ mod tests {
         for format in [WireFormat::Confluent, WireFormat::KaufmannEx] {
             let (schema, _) = schema(format);
             assert!(!matches!(schema, Schema::Null), "{format:?} parses");
-            apache_avro::to_avro_datum(schema, value(format, &failed)).unwrap();
+            crate::avro_datum::write(schema, value(format, &failed)).unwrap();
         }
         assert_eq!(
             name("command.user.create"),

@@ -169,7 +169,7 @@ pub fn encode_value(
         ("meta".into(), metadata_value(meta)),
         ("payload".into(), payload),
     ]);
-    apache_avro::to_avro_datum(schema, Value::Union(1, Box::new(record)))
+    crate::avro_datum::write(schema, Value::Union(1, Box::new(record)))
         .map_err(CodecError::avro("encode", event, None))
 }
 
@@ -234,11 +234,10 @@ pub fn decode<T: EventSchema>(writer: &Schema, bytes: &[u8]) -> Result<(Metadata
 pub fn decode_parts(
     event: &str,
     writer: &Schema,
-    mut bytes: &[u8],
+    bytes: &[u8],
 ) -> Result<(Metadata, Value), CodecError> {
     let shape = |source| CodecError::shape("decode", event, None)(source);
-    let value = apache_avro::from_avro_datum(writer, &mut bytes, None)
-        .map_err(CodecError::avro("decode", event, None))?;
+    let value = crate::avro_datum::read(writer, None, bytes, event, None)?;
     let record = match value {
         Value::Union(_, inner) => *inner,
         other => other,

@@ -36,6 +36,7 @@
 //! Ctrl-C or SIGTERM.
 
 pub mod avro;
+mod avro_datum;
 mod checks;
 pub mod config;
 pub mod embedded;

@@ -218,6 +218,8 @@ impl Processor {
         publisher: Publisher,
         config: Config,
     ) -> Self {
+        // The depth limit holds for every decoder of the process, generated readers included.
+        crate::avro_datum::set_max_depth(config.max_nesting_depth);
         Self {
             stats,
             metrics,
@@ -365,6 +367,15 @@ impl Processor {
             .value
             .clone()
             .ok_or_else(|| permanent("decode", &CodecError::NoPayload))?;
+        if value.len() > self.config.max_message_bytes {
+            return Err(permanent(
+                "decode",
+                &CodecError::TooLarge {
+                    len: value.len(),
+                    limit: self.config.max_message_bytes,
+                },
+            ));
+        }
         let (writer, schema_id, payload) = self.writer_for(job, &value, known).await?;
         let event = known.message_name.as_str();
         let Some(handler) = self.handlers.get(event) else {

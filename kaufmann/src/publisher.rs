@@ -396,7 +396,7 @@ impl Publisher {
         let value = match inner.format {
             WireFormat::Confluent => {
                 let schema_id = self.schema_id(event, outgoing.schema, topic).await?;
-                let body = apache_avro::to_avro_datum(outgoing.schema, outgoing.value)
+                let body = crate::avro_datum::write(outgoing.schema, outgoing.value)
                     .map_err(CodecError::avro("encode", event, Some(schema_id)))?;
                 wire::frame(schema_id, &body)
             }

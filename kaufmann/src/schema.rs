@@ -1,7 +1,6 @@
 //! Schemas: the trait generated types implement, the Confluent wire format and the Avro body
 //! codec. Registries are in [`crate::registry`].
 
-use std::io::Read;
 use std::sync::OnceLock;
 
 use apache_avro::Schema;
@@ -94,7 +93,7 @@ pub fn encode_body<T: AvroValue>(
     let value = value
         .to_avro()
         .map_err(CodecError::shape("encode", event, None))?;
-    apache_avro::to_avro_datum(schema, value).map_err(CodecError::avro("encode", event, None))
+    crate::avro_datum::write(schema, value).map_err(CodecError::avro("encode", event, None))
 }
 
 /// Decodes an Avro body written with `writer` into `T`, resolving it to `T`'s own schema.
@@ -127,21 +126,33 @@ pub(crate) fn decode_resolved<'a, T: EventSchema>(
     }
     let prepared = if resolve { None } else { plain() };
     let value = match prepared {
-        Some(plain) => plain.reader.read_value(&mut plain.with_header(body)),
-        None => apache_avro::from_avro_datum(writer, &mut body, resolve.then(T::schema)),
-    }
-    .map_err(CodecError::avro("decode", T::EVENT_NAME, schema_id))?;
+        Some(plain) => {
+            let depth = crate::avro_datum::check(writer, body).map_err(CodecError::shape(
+                "decode",
+                T::EVENT_NAME,
+                schema_id,
+            ))?;
+            crate::avro_datum::on_stack_for(depth, || plain.reader.read_value(&mut body))
+                .map_err(CodecError::avro("decode", T::EVENT_NAME, schema_id))?
+        }
+        None => crate::avro_datum::read(
+            writer,
+            resolve.then(T::schema),
+            body,
+            T::EVENT_NAME,
+            schema_id,
+        )?,
+    };
     T::from_avro(value).map_err(CodecError::shape("decode", T::EVENT_NAME, schema_id))
 }
 
 /// A writer schema prepared once for decoding without resolution.
 ///
-/// `apache_avro::from_avro_datum` resolves the schema's names again for every value it reads.
-/// apache-avro's single-object reader keeps them resolved, so a body is read through it, behind
-/// the single-object header it expects (the marker and the schema's fingerprint).
+/// apache-avro's datum reader resolves the schema's names again for every value it reads (it
+/// borrows the schema, so it cannot be kept beside it); its single-object reader owns them,
+/// resolved once, and is told to expect no header.
 pub(crate) struct PlainDecoder {
     reader: apache_avro::GenericSingleObjectReader,
-    header: [u8; 10],
 }
 
 impl std::fmt::Debug for PlainDecoder {
@@ -153,17 +164,12 @@ impl std::fmt::Debug for PlainDecoder {
 impl PlainDecoder {
     /// `None` when apache-avro cannot prepare the schema (the slower path still decodes).
     pub(crate) fn new(schema: &Schema) -> Option<Self> {
-        let fingerprint = schema.fingerprint::<apache_avro::rabin::Rabin>();
-        let mut header = [0_u8; 10];
-        header[..2].copy_from_slice(&[0xC3, 0x01]);
-        header[2..].copy_from_slice(fingerprint.bytes.get(..8)?);
-        let reader = apache_avro::GenericSingleObjectReader::new(schema.clone()).ok()?;
-        Some(Self { reader, header })
-    }
-
-    /// `body` behind the single-object header, as the reader reads it.
-    fn with_header<'a>(&'a self, body: &'a [u8]) -> impl Read + 'a {
-        self.header.as_slice().chain(body)
+        let reader = apache_avro::GenericSingleObjectReader::builder()
+            .schema(schema.clone())
+            .header(Vec::new())
+            .build()
+            .ok()?;
+        Some(Self { reader })
     }
 }
 
@@ -208,13 +214,13 @@ mod tests {
             ("to".into(), point(40_000, None)),
             ("note".into(), Value::String("ünïcode".into())),
         ]);
-        let body = apache_avro::to_avro_datum(&schema, value.clone()).unwrap();
+        let body = crate::avro_datum::write(&schema, value.clone()).unwrap();
         let plain = PlainDecoder::new(&schema).unwrap();
-        let decode = |bytes: &[u8]| plain.reader.read_value(&mut plain.with_header(bytes)).ok();
+        let decode = |mut bytes: &[u8]| plain.reader.read_value(&mut bytes).ok();
         assert_eq!(decode(&body), Some(value));
         for cut in 0..=body.len() {
             let bytes = &body[..cut];
-            let expected = apache_avro::from_avro_datum(&schema, &mut &bytes[..], None).ok();
+            let expected = crate::avro_datum::read_unchecked(&schema, bytes).ok();
             assert_eq!(decode(bytes), expected, "the first {cut} bytes");
         }
         assert_eq!(decode(&body[..1]), None, "a cut body fails");

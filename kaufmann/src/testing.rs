@@ -518,7 +518,7 @@ impl TestBus {
             .await
             .unwrap_or_else(|e| fail(&e));
         let reader = apache_avro::Schema::parse_str(payload_json).unwrap_or_else(|e| fail(&e));
-        apache_avro::from_avro_datum(&writer.schema, &mut &body[..], Some(&reader))
+        crate::avro_datum::read(&writer.schema, Some(&reader), body, "published", Some(id))
             .unwrap_or_else(|e| fail(&e))
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use apache_avro::schema::{Name, RecordField, RecordSchema};
+use apache_avro::schema::{InnerDecimalSchema, Name, RecordField, RecordSchema, UuidSchema};
 use apache_avro::Schema;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
@@ -85,7 +85,7 @@ impl<'a> Generator<'a> {
             Schema::Enum(e) => self.define(&e.name)?,
             Schema::Fixed(f) => self.define(&f.name)?,
             Schema::Decimal(d) => {
-                if let Schema::Fixed(f) = &*d.inner {
+                if let InnerDecimalSchema::Fixed(f) = &d.inner {
                     self.named.insert(f.name.fullname(None), Named::Logical);
                 }
             }
@@ -104,7 +104,7 @@ impl<'a> Generator<'a> {
     fn define(&mut self, name: &Name) -> Result<(), String> {
         let full = name.fullname(None);
         if !self.named.contains_key(&full) {
-            let rust = naming::type_name(&name.name);
+            let rust = naming::type_name(name.name());
             self.claim(&rust, &full)?;
             self.named.insert(full, Named::Type(rust));
         }
@@ -403,11 +403,16 @@ impl<'a> Generator<'a> {
                 quote! { #conv::string(v)? },
                 quote! { #conv::read_string(r)? },
             ),
-            Schema::Uuid => m(
+            Schema::Uuid(inner) => m(
                 quote! { ::kaufmann::avro::Uuid },
                 quote! { #value::Uuid(*x) },
                 quote! { #conv::uuid(v)? },
-                quote! { #conv::read_uuid(r)? },
+                match inner {
+                    UuidSchema::String => quote! { #conv::read_uuid(r)? },
+                    UuidSchema::Fixed(_) | UuidSchema::Bytes => {
+                        quote! { #conv::read_uuid_fixed(r)? }
+                    }
+                },
             ),
             Schema::Date => m(
                 quote! { ::kaufmann::avro::chrono::NaiveDate },
@@ -459,7 +464,7 @@ impl<'a> Generator<'a> {
             Schema::Decimal(d) => {
                 let precision = proc_macro2::Literal::usize_unsuffixed(d.precision);
                 let scale = proc_macro2::Literal::usize_unsuffixed(d.scale);
-                let (size, raw) = if let Schema::Fixed(f) = &*d.inner {
+                let (size, raw) = if let InnerDecimalSchema::Fixed(f) = &d.inner {
                     let size = proc_macro2::Literal::usize_unsuffixed(f.size);
                     (
                         quote! { ::core::option::Option::Some(#size) },
@@ -484,7 +489,7 @@ impl<'a> Generator<'a> {
                 quote! { #conv::big_decimal(v)? },
                 quote! { #conv::read_big_decimal(r)? },
             ),
-            Schema::Duration => m(
+            Schema::Duration(_) => m(
                 quote! { ::kaufmann::avro::Duration },
                 quote! { #conv::duration_to(x) },
                 quote! { #conv::duration(v)? },
@@ -827,8 +832,8 @@ fn field_doc(field: &RecordField) -> Vec<String> {
             "Default `{default}` (when the writer's schema has no such field)."
         ));
     }
-    if let Some(aliases) = field.aliases.as_ref().filter(|a| !a.is_empty()) {
-        lines.push(format!("Also known as `{}`.", aliases.join("`, `")));
+    if !field.aliases.is_empty() {
+        lines.push(format!("Also known as `{}`.", field.aliases.join("`, `")));
     }
     lines
 }

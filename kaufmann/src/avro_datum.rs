@@ -1,0 +1,712 @@
+//! apache-avro's generic datum reader and writer, and the limits on Avro data from outside: one
+//! bounded walk of the writer schema over the bytes before apache-avro's reader (schema
+//! resolution, `kaufmann_ex`) sees them.
+//!
+//! apache-avro reserves what a block count announces and recurses once per nesting level, so a
+//! few hostile bytes could make it allocate gigabytes or overflow the stack. The walk allocates
+//! nothing and refuses, as a decode error:
+//! - data that ends early, a length or count below zero, a varint longer than 64 bits;
+//! - a string, bytes or block longer than the bytes that remain;
+//! - more collection items in the whole value than it has bytes, plus
+//!   [`conv::ZERO_WIDTH_ITEMS`] for items written in no bytes (`null`, empty records), so
+//!   memory stays proportional to the value;
+//! - a union branch or enum symbol the schema does not have;
+//! - nesting (records, arrays, maps) deeper than [`max_depth`] levels.
+//!
+//! The generated readers ([`crate::AvroValue::read_avro`]) keep the same depth limit through
+//! [`Nesting`], and their own per-block count bound.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::{
+    InnerDecimalSchema, Name, RecordField, ResolvedSchema, Schema, SchemaKind, UuidSchema,
+};
+use apache_avro::types::Value;
+use apache_avro::writer::datum::GenericDatumWriter;
+
+use crate::avro::conv::{self, read_long};
+use crate::avro::AvroError;
+use crate::error::CodecError;
+
+/// Reads one value written with `writer` from untrusted `body`, resolved to `reader`
+/// when one is given: the bytes are checked against the limits first (see the module docs).
+///
+/// # Errors
+/// A limit broken ([`CodecError::Shape`]) or what apache-avro refuses ([`CodecError::Avro`]),
+/// naming `event` and `schema_id`.
+pub(crate) fn read(
+    writer: &Schema,
+    reader: Option<&Schema>,
+    body: &[u8],
+    event: &str,
+    schema_id: Option<u32>,
+) -> Result<Value, CodecError> {
+    let depth = check(writer, body).map_err(CodecError::shape("decode", event, schema_id))?;
+    on_stack_for(depth, || {
+        let value = GenericDatumReader::builder(writer)
+            .build()
+            .and_then(|datum| datum.read_value(&mut &body[..]))
+            .map_err(CodecError::avro("decode", event, schema_id))?;
+        match reader {
+            Some(reader) => resolve(value, writer, reader)
+                .map_err(CodecError::shape("decode", event, schema_id)),
+            None => Ok(value),
+        }
+    })
+}
+
+/// Resolves `value`, read with `writer`, to `reader` by Avro's rules (the specification's
+/// "Schema Resolution"): record fields by name or by the reader field's aliases, defaults for
+/// fields the writer lacks, union branches by their schema, enum symbols by name (or the reader's
+/// default symbol), the numeric and string/bytes promotions.
+///
+/// apache-avro's own resolution validates a value against a union's branches before it resolves
+/// it, at every level, which takes time exponential in the nesting (a 12-level tree took 57 ms,
+/// each level doubling it): this one visits each value once. Leaves (numbers, strings, logical
+/// types) and defaults go through apache-avro.
+///
+/// # Errors
+/// When the value cannot be read as `reader`: naming the field.
+pub(crate) fn resolve(value: Value, writer: &Schema, reader: &Schema) -> Result<Value, AvroError> {
+    let writer_names = ResolvedSchema::try_from(writer)
+        .map_err(|e| AvroError::new(format!("the writer schema: {e}")))?;
+    let reader_names = ResolvedSchema::try_from(reader)
+        .map_err(|e| AvroError::new(format!("the reader schema: {e}")))?;
+    Resolver {
+        writer: writer_names.get_names(),
+        reader: reader_names.get_names(),
+    }
+    .resolve(value, writer, reader)
+}
+
+struct Resolver<'a, 'w, 'r> {
+    writer: &'a HashMap<Name, &'w Schema>,
+    reader: &'a HashMap<Name, &'r Schema>,
+}
+
+/// Follows a named reference.
+fn named<'s>(
+    schema: &'s Schema,
+    names: &HashMap<Name, &'s Schema>,
+) -> Result<&'s Schema, AvroError> {
+    match schema {
+        Schema::Ref { name } => names
+            .get(name)
+            .copied()
+            .ok_or_else(|| AvroError::new(format!("no type named {name}"))),
+        other => Ok(other),
+    }
+}
+
+/// The kind a logical type is written as, for promotions.
+fn underlying(schema: &Schema) -> SchemaKind {
+    match schema {
+        Schema::Date | Schema::TimeMillis => SchemaKind::Int,
+        Schema::TimeMicros
+        | Schema::TimestampMillis
+        | Schema::TimestampMicros
+        | Schema::TimestampNanos
+        | Schema::LocalTimestampMillis
+        | Schema::LocalTimestampMicros
+        | Schema::LocalTimestampNanos => SchemaKind::Long,
+        Schema::BigDecimal | Schema::Uuid(UuidSchema::Bytes) => SchemaKind::Bytes,
+        Schema::Decimal(decimal) => match decimal.inner {
+            InnerDecimalSchema::Bytes => SchemaKind::Bytes,
+            InnerDecimalSchema::Fixed(_) => SchemaKind::Fixed,
+        },
+        Schema::Uuid(UuidSchema::String) => SchemaKind::String,
+        Schema::Uuid(UuidSchema::Fixed(_)) | Schema::Duration(_) => SchemaKind::Fixed,
+        other => SchemaKind::from(other),
+    }
+}
+
+/// Whether a leaf written as `writer` is read as it is by `reader`: the same type (and, for a
+/// decimal, the same scale).
+fn same_leaf(writer: &Schema, reader: &Schema) -> bool {
+    match (writer, reader) {
+        (Schema::Decimal(w), Schema::Decimal(r)) => {
+            w.scale == r.scale && underlying(writer) == underlying(reader)
+        }
+        (Schema::Fixed(w), Schema::Fixed(r)) => w.size == r.size,
+        _ => SchemaKind::from(writer) == SchemaKind::from(reader),
+    }
+}
+
+/// A named type's unqualified name.
+fn short_name(schema: &Schema) -> Option<&str> {
+    schema.name().map(Name::name)
+}
+
+impl<'w, 'r> Resolver<'_, 'w, 'r> {
+    /// Whether data written as `writer` can be read as `reader` (for choosing a union branch):
+    /// by kind and name, without looking at the value.
+    fn fits(&self, writer: &'w Schema, reader: &'r Schema) -> bool {
+        let (Ok(writer), Ok(reader)) = (named(writer, self.writer), named(reader, self.reader))
+        else {
+            return false;
+        };
+        match (writer, reader) {
+            (Schema::Record(_) | Schema::Enum(_) | Schema::Fixed(_), _) => {
+                SchemaKind::from(writer) == SchemaKind::from(reader)
+                    && (short_name(writer) == short_name(reader)
+                        || reader.aliases().is_some_and(|aliases| {
+                            aliases.iter().any(|a| Some(a.name()) == short_name(writer))
+                        }))
+            }
+            (Schema::Array(_), Schema::Array(_)) | (Schema::Map(_), Schema::Map(_)) => true,
+            _ => {
+                use SchemaKind as K;
+                let (from, to) = (SchemaKind::from(writer), SchemaKind::from(reader));
+                from == to
+                    || matches!(
+                        (underlying(writer), underlying(reader)),
+                        (K::Int, K::Long | K::Float | K::Double)
+                            | (K::Long, K::Float | K::Double)
+                            | (K::Float, K::Double)
+                            | (K::String, K::Bytes)
+                            | (K::Bytes, K::String)
+                    )
+                    || underlying(writer) == underlying(reader)
+            }
+        }
+    }
+
+    fn resolve(
+        &self,
+        value: Value,
+        writer: &'w Schema,
+        reader: &'r Schema,
+    ) -> Result<Value, AvroError> {
+        let writer = named(writer, self.writer)?;
+        let reader = named(reader, self.reader)?;
+        match (writer, reader, value) {
+            (Schema::Union(union), _, Value::Union(index, inner)) => {
+                let branch = usize::try_from(index)
+                    .ok()
+                    .and_then(|i| union.variants().get(i))
+                    .ok_or_else(|| AvroError::new(format!("union branch {index}")))?;
+                self.resolve(*inner, branch, reader)
+            }
+            (_, Schema::Union(union), value) => {
+                let (index, branch) = union
+                    .variants()
+                    .iter()
+                    .enumerate()
+                    .find(|(_, branch)| self.fits(writer, branch))
+                    .ok_or_else(|| {
+                        AvroError::new(format!(
+                            "no branch of the reader's union reads a {:?}",
+                            SchemaKind::from(writer)
+                        ))
+                    })?;
+                let index = u32::try_from(index).unwrap_or(u32::MAX);
+                Ok(Value::Union(
+                    index,
+                    Box::new(self.resolve(value, writer, branch)?),
+                ))
+            }
+            (Schema::Record(written), Schema::Record(read), Value::Record(fields)) => {
+                let mut fields: Vec<(String, Option<Value>)> = fields
+                    .into_iter()
+                    .map(|(name, v)| (name, Some(v)))
+                    .collect();
+                let mut out = Vec::with_capacity(read.fields.len());
+                for field in &read.fields {
+                    let found = written.fields.iter().zip(&mut fields).find(|(w, _)| {
+                        w.name == field.name || field.aliases.contains(&w.name)
+                    });
+                    let value = match found {
+                        Some((w, (_, slot))) => {
+                            let value = slot.take().ok_or_else(|| {
+                                AvroError::new("two reader fields read one writer field")
+                            })?;
+                            self.resolve(value, &w.schema, &field.schema)
+                        }
+                        None => self.default(field),
+                    }
+                    .map_err(|e| e.in_field(&field.name))?;
+                    out.push((field.name.clone(), value));
+                }
+                Ok(Value::Record(out))
+            }
+            (Schema::Enum(_), Schema::Enum(read), Value::Enum(_, symbol)) => {
+                let index = read
+                    .symbols
+                    .iter()
+                    .position(|s| *s == symbol)
+                    .or_else(|| {
+                        let default = read.default.as_ref()?;
+                        read.symbols.iter().position(|s| s == default)
+                    })
+                    .ok_or_else(|| {
+                        AvroError::new(format!("the reader's enum has no symbol `{symbol}`"))
+                    })?;
+                Ok(Value::Enum(
+                    u32::try_from(index).unwrap_or(u32::MAX),
+                    read.symbols[index].clone(),
+                ))
+            }
+            (Schema::Array(written), Schema::Array(read), Value::Array(items)) => items
+                .into_iter()
+                .map(|item| self.resolve(item, &written.items, &read.items))
+                .collect::<Result<_, _>>()
+                .map(Value::Array),
+            (Schema::Map(written), Schema::Map(read), Value::Map(entries)) => entries
+                .into_iter()
+                .map(|(key, v)| Ok((key, self.resolve(v, &written.types, &read.types)?)))
+                .collect::<Result<_, AvroError>>()
+                .map(Value::Map),
+            (Schema::Record(_) | Schema::Enum(_) | Schema::Array(_) | Schema::Map(_), _, _)
+            | (_, Schema::Record(_) | Schema::Enum(_) | Schema::Array(_) | Schema::Map(_), _) => {
+                Err(AvroError::new(format!(
+                    "a {:?} cannot be read as a {:?}",
+                    SchemaKind::from(writer),
+                    SchemaKind::from(reader)
+                )))
+            }
+            // A leaf of the same type reads as written (apache-avro would also check a bytes
+            // decimal's length against the precision, refusing data that fits the scale).
+            (_, _, value) if same_leaf(writer, reader) => Ok(value),
+            // Other leaves: apache-avro's promotions and logical types (no recursion below them).
+            (_, _, value) => value
+                .resolve_with_names(reader, self.reader)
+                .map_err(|e| AvroError::new(e.to_string())),
+        }
+    }
+
+    /// The reader field's default, for a field the writer does not have.
+    fn default(&self, field: &'r RecordField) -> Result<Value, AvroError> {
+        let json = field.default.clone().ok_or_else(|| {
+            AvroError::new("the writer has no such field and the reader no default")
+        })?;
+        let value = Value::try_from(json).map_err(|e| AvroError::new(e.to_string()))?;
+        let schema = named(&field.schema, self.reader)?;
+        // A union's default is of its first branch.
+        let (schema, union) = match schema {
+            Schema::Union(union) => (
+                union
+                    .variants()
+                    .first()
+                    .ok_or_else(|| AvroError::new("an empty union"))?,
+                true,
+            ),
+            other => (other, false),
+        };
+        let value = value
+            .resolve_with_names(schema, self.reader)
+            .map_err(|e| AvroError::new(e.to_string()))?;
+        Ok(if union {
+            Value::Union(0, Box::new(value))
+        } else {
+            value
+        })
+    }
+}
+
+/// The stack apache-avro's reader may take for one level of nesting (a record, the union and the
+/// named reference to it: three frames of its decoder, about 24 KiB each in a debug build, and
+/// resolution's).
+const STACK_PER_LEVEL: usize = 128 * 1024;
+
+/// Runs `read` (an apache-avro read of a value `depth` levels deep) on a stack with room for it:
+/// the thread's own when enough of it is left (the common case, values a few levels deep), else
+/// a larger one set up for the call.
+pub(crate) fn on_stack_for<R>(depth: usize, read: impl FnOnce() -> R) -> R {
+    let need = STACK_PER_LEVEL.saturating_mul(depth.saturating_add(2));
+    stacker::maybe_grow(need, need, read)
+}
+
+/// Writes `value` as Avro of `schema`.
+///
+/// # Errors
+/// When the value does not fit the schema.
+pub(crate) fn write(schema: &Schema, value: Value) -> apache_avro::AvroResult<Vec<u8>> {
+    GenericDatumWriter::builder(schema)
+        .build()?
+        .write_value_to_vec(value)
+}
+
+/// The nesting depth a value may reach when nothing else is configured (`max_nesting_depth`).
+pub const DEFAULT_MAX_DEPTH: usize = 64;
+
+/// The deepest nesting `max_nesting_depth` accepts: beyond it, apache-avro's recursion could
+/// overflow a thread's stack in a debug build.
+pub const MAX_DEPTH_LIMIT: usize = 256;
+
+static MAX_DEPTH: AtomicUsize = AtomicUsize::new(DEFAULT_MAX_DEPTH);
+
+/// The nesting limit in force in this process.
+pub fn max_depth() -> usize {
+    MAX_DEPTH.load(Ordering::Relaxed)
+}
+
+/// Sets the nesting limit for every decoder of this process (a service sets it from its
+/// `max_nesting_depth` at start); clamped to `1..=MAX_DEPTH_LIMIT`.
+pub fn set_max_depth(depth: usize) {
+    MAX_DEPTH.store(depth.clamp(1, MAX_DEPTH_LIMIT), Ordering::Relaxed);
+}
+
+/// Checks that `bytes` begin with one value of `schema` within the limits; returns how deeply
+/// it nests.
+///
+/// # Errors
+/// What is wrong, and where (the path of record fields).
+pub(crate) fn check(schema: &Schema, bytes: &[u8]) -> Result<usize, AvroError> {
+    let resolved = ResolvedSchema::try_from(schema)
+        .map_err(|e| AvroError::new(format!("the writer schema has an unknown name: {e}")))?;
+    let mut walk = Walk {
+        input: bytes,
+        names: resolved.get_names(),
+        items_left: u64::try_from(bytes.len())
+            .unwrap_or(u64::MAX)
+            .saturating_add(conv::ZERO_WIDTH_ITEMS),
+        max_depth: max_depth(),
+        deepest: 0,
+    };
+    // (Bytes after the value are left alone, as every Avro reader leaves them.)
+    walk.value(schema, 0)?;
+    Ok(walk.deepest)
+}
+
+struct Walk<'a, 's> {
+    input: &'a [u8],
+    names: &'a HashMap<Name, &'s Schema>,
+    items_left: u64,
+    max_depth: usize,
+    deepest: usize,
+}
+
+impl Walk<'_, '_> {
+    fn take(&mut self, n: usize) -> Result<(), AvroError> {
+        if n > self.input.len() {
+            return Err(AvroError::new(format!(
+                "{n} bytes announced, {} left",
+                self.input.len()
+            )));
+        }
+        self.input = &self.input[n..];
+        Ok(())
+    }
+
+    fn index(&mut self, count: usize, what: &str) -> Result<usize, AvroError> {
+        let index = read_long(&mut self.input)?;
+        usize::try_from(index)
+            .ok()
+            .filter(|i| *i < count)
+            .ok_or_else(|| AvroError::new(format!("{what} {index} of {count}")))
+    }
+
+    fn deeper(&mut self, depth: usize) -> Result<usize, AvroError> {
+        if depth >= self.max_depth {
+            return Err(AvroError::new(format!(
+                "nesting deeper than {} levels (max_nesting_depth)",
+                self.max_depth
+            )));
+        }
+        self.deepest = self.deepest.max(depth + 1);
+        Ok(depth + 1)
+    }
+
+    fn value(&mut self, schema: &Schema, depth: usize) -> Result<(), AvroError> {
+        match schema {
+            Schema::Null => Ok(()),
+            Schema::Boolean => match self.input.split_first() {
+                Some((0 | 1, rest)) => {
+                    self.input = rest;
+                    Ok(())
+                }
+                Some((byte, _)) => Err(AvroError::new(format!("{byte} is not a boolean"))),
+                None => Err(AvroError::new("the data ends early")),
+            },
+            Schema::Int | Schema::Date | Schema::TimeMillis => {
+                conv::read_int(&mut self.input).map(drop)
+            }
+            Schema::Long
+            | Schema::TimeMicros
+            | Schema::TimestampMillis
+            | Schema::TimestampMicros
+            | Schema::TimestampNanos
+            | Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => read_long(&mut self.input).map(drop),
+            Schema::Float => self.take(4),
+            Schema::Double => self.take(8),
+            Schema::Bytes
+            | Schema::String
+            | Schema::Uuid(UuidSchema::Bytes | UuidSchema::String) => {
+                conv::read_sized(&mut self.input).map(drop)
+            }
+            // Bytes holding the unscaled number (bytes again) and the scale: apache-avro reserves
+            // the inner length before it reads, so it is checked too.
+            Schema::BigDecimal => {
+                let mut inner = conv::read_sized(&mut self.input)?;
+                conv::read_sized(&mut inner)?;
+                read_long(&mut inner).map(drop)
+            }
+            Schema::Decimal(decimal) => match &decimal.inner {
+                InnerDecimalSchema::Bytes => conv::read_sized(&mut self.input).map(drop),
+                InnerDecimalSchema::Fixed(fixed) => self.take(fixed.size),
+            },
+            Schema::Fixed(fixed)
+            | Schema::Duration(fixed)
+            | Schema::Uuid(UuidSchema::Fixed(fixed)) => self.take(fixed.size),
+            Schema::Enum(enumeration) => self
+                .index(enumeration.symbols.len(), "enum symbol")
+                .map(drop),
+            Schema::Union(union) => {
+                let branches = union.variants();
+                let index = self.index(branches.len(), "union branch")?;
+                self.value(&branches[index], depth)
+            }
+            Schema::Record(record) => {
+                let depth = self.deeper(depth)?;
+                for field in &record.fields {
+                    self.value(&field.schema, depth)
+                        .map_err(|e| e.in_field(&field.name))?;
+                }
+                Ok(())
+            }
+            Schema::Array(array) => {
+                let depth = self.deeper(depth)?;
+                self.blocks(|walk| walk.value(&array.items, depth))
+            }
+            Schema::Map(map) => {
+                let depth = self.deeper(depth)?;
+                self.blocks(|walk| {
+                    conv::read_sized(&mut walk.input)?;
+                    walk.value(&map.types, depth)
+                })
+            }
+            Schema::Ref { name } => {
+                let named = *self
+                    .names
+                    .get(name)
+                    .ok_or_else(|| AvroError::new(format!("no type named {name}")))?;
+                self.value(named, depth)
+            }
+        }
+    }
+
+    fn blocks(
+        &mut self,
+        mut item: impl FnMut(&mut Self) -> Result<(), AvroError>,
+    ) -> Result<(), AvroError> {
+        loop {
+            let count = read_long(&mut self.input)?;
+            if count == 0 {
+                return Ok(());
+            }
+            if count < 0 {
+                let size = read_long(&mut self.input)?;
+                if usize::try_from(size).map_or(true, |s| s > self.input.len()) {
+                    return Err(AvroError::new(format!(
+                        "a block of {size} bytes in {} bytes",
+                        self.input.len()
+                    )));
+                }
+            }
+            let count = count.unsigned_abs();
+            if count > self.items_left {
+                return Err(AvroError::new(format!(
+                    "a block of {count} items where at most {} can be in {} bytes",
+                    self.items_left,
+                    self.input.len()
+                )));
+            }
+            self.items_left -= count;
+            for _ in 0..count {
+                item(self)?;
+            }
+        }
+    }
+}
+
+thread_local! {
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// One level of nesting in a generated reader (a `Box`, an array or a map): [`Nesting::enter`]
+/// refuses to go deeper than [`max_depth`]; the level is left when the value is dropped.
+#[derive(Debug)]
+pub struct Nesting(());
+
+impl Nesting {
+    /// Enters one level.
+    ///
+    /// # Errors
+    /// When the value is already [`max_depth`] levels deep.
+    pub fn enter() -> Result<Self, AvroError> {
+        let limit = max_depth();
+        DEPTH.with(|depth| {
+            let now = depth.get();
+            if now >= limit {
+                return Err(AvroError::new(format!(
+                    "nesting deeper than {limit} levels (max_nesting_depth)"
+                )));
+            }
+            depth.set(now + 1);
+            Ok(Self(()))
+        })
+    }
+}
+
+impl Drop for Nesting {
+    fn drop(&mut self) {
+        DEPTH.with(|depth| depth.set(depth.get().saturating_sub(1)));
+    }
+}
+
+/// apache-avro's reader without the limits, for tests that compare against it.
+#[cfg(test)]
+pub(crate) fn read_unchecked(schema: &Schema, bytes: &[u8]) -> apache_avro::AvroResult<Value> {
+    GenericDatumReader::builder(schema)
+        .build()?
+        .read_value(&mut &bytes[..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema(json: &str) -> Schema {
+        Schema::parse_str(json).unwrap()
+    }
+
+    fn zigzag(n: i64, out: &mut Vec<u8>) {
+        out.extend(write(&Schema::Long, Value::Long(n)).unwrap());
+    }
+
+    const TREE: &str = r#"{"type":"record","name":"Tree","fields":[
+        {"name":"label","type":"string"},
+        {"name":"child","type":["null","Tree"],"default":null}]}"#;
+
+    /// Valid values pass and read as apache-avro reads them.
+    #[test]
+    fn valid_values_pass() {
+        let tree = schema(TREE);
+        let leaf = Value::Record(vec![
+            ("label".into(), Value::String("leaf".into())),
+            ("child".into(), Value::Union(0, Box::new(Value::Null))),
+        ]);
+        let root = Value::Record(vec![
+            ("label".into(), Value::String("root".into())),
+            ("child".into(), Value::Union(1, Box::new(leaf))),
+        ]);
+        let body = write(&tree, root.clone()).unwrap();
+        assert_eq!(read(&tree, None, &body, "tree", None).unwrap(), root);
+        let map = schema(r#"{"type":"map","values":{"type":"array","items":"null"}}"#);
+        let value = Value::Map(
+            [("k".to_owned(), Value::Array(vec![Value::Null; 3]))]
+                .into_iter()
+                .collect(),
+        );
+        let body = write(&map, value.clone()).unwrap();
+        assert_eq!(read(&map, None, &body, "map", None).unwrap(), value);
+    }
+
+    /// 13 bytes announcing a map of 500 million entries: refused, nothing reserved.
+    #[test]
+    fn a_huge_block_count_is_refused() {
+        let map = schema(r#"{"type":"map","values":"long"}"#);
+        let mut body = Vec::new();
+        zigzag(500_000_000, &mut body);
+        body.extend_from_slice(&[2, b'k', 2, 0, 0, 0, 0, 0]);
+        assert_eq!(body.len(), 13);
+        let err = read(&map, None, &body, "map", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a block of 500000000 items"), "{err}");
+    }
+
+    /// 12 bytes announcing 8.4 million `null`s: more items than bytes (plus the allowance for
+    /// zero-width items), refused; so are many blocks that each stay under the allowance.
+    #[test]
+    fn zero_width_items_are_bounded_by_the_value_as_a_whole() {
+        let nulls = schema(r#"{"type":"array","items":"null"}"#);
+        let mut body = Vec::new();
+        zigzag(8_400_000, &mut body);
+        body.resize(12, 0);
+        assert!(read(&nulls, None, &body, "nulls", None).is_err());
+        let mut blocks = Vec::new();
+        for _ in 0..100 {
+            zigzag(60_000, &mut blocks);
+        }
+        blocks.push(0);
+        let err = check(&nulls, &blocks).unwrap_err().to_string();
+        assert!(err.contains("at most"), "{err}");
+    }
+
+    /// A recursive record nested 100,000 deep (300 KB): refused at the depth limit, no stack
+    /// overflow.
+    #[test]
+    fn deep_nesting_is_refused_at_the_limit() {
+        let tree = schema(TREE);
+        let mut body = Vec::new();
+        for _ in 0..100_000 {
+            body.extend_from_slice(&[2, b'x', 2]); // label "x", union branch 1 (Tree)
+        }
+        body.extend_from_slice(&[2, b'x', 0]);
+        let err = read(&tree, None, &body, "tree", None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nesting deeper than"), "{err}");
+        // Within the limit it reads.
+        let mut shallow = Vec::new();
+        for _ in 0..10 {
+            shallow.extend_from_slice(&[2, b'x', 2]);
+        }
+        shallow.extend_from_slice(&[2, b'x', 0]);
+        assert!(read(&tree, None, &shallow, "tree", None).is_ok());
+    }
+
+    /// Lengths beyond the data, negative lengths and counts, bad indexes and truncations are
+    /// errors, never panics.
+    #[test]
+    fn malformed_values_are_errors() {
+        let record = schema(
+            r#"{"type":"record","name":"R","fields":[
+                {"name":"s","type":"string"},
+                {"name":"e","type":{"type":"enum","name":"E","symbols":["A","B"]}},
+                {"name":"u","type":["null","long"]},
+                {"name":"d","type":{"type":"bytes","logicalType":"big-decimal"}},
+                {"name":"f","type":{"type":"fixed","name":"F","size":4}}]}"#,
+        );
+        let good = [2, b'a', 2, 2, 4, 6, 2, 2, 4, 1, 2, 3, 4];
+        check(&record, &good).unwrap();
+        for cut in 0..good.len() {
+            assert!(check(&record, &good[..cut]).is_err(), "cut at {cut}");
+        }
+        for (name, bytes) in [
+            ("long string", &[0x80, 0x80, 0x04, b'a'][..]),
+            ("negative length", &[1, b'a'][..]),
+            ("enum index", &[2, b'a', 4][..]),
+            ("union index", &[2, b'a', 2, 9][..]),
+            (
+                "big-decimal inner length",
+                &[2, b'a', 2, 2, 4, 4, 0x80, 0x80, 0x04, 0, 0, 1, 2][..],
+            ),
+        ] {
+            assert!(check(&record, bytes).is_err(), "{name}");
+        }
+        let array = schema(r#"{"type":"array","items":"long"}"#);
+        let mut min = Vec::new();
+        zigzag(i64::MIN, &mut min);
+        assert!(check(&array, &min).is_err(), "i64::MIN count");
+    }
+
+    /// The generated readers' levels: refused past the limit, left again on drop.
+    #[test]
+    fn nesting_levels_are_counted_and_left() {
+        let limit = max_depth();
+        let mut levels = Vec::new();
+        for _ in 0..limit {
+            levels.push(Nesting::enter().unwrap());
+        }
+        assert!(Nesting::enter().is_err());
+        levels.clear();
+        assert!(Nesting::enter().is_ok());
+    }
+}
