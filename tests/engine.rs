@@ -1,4 +1,5 @@
-//! The runtime engine on the Apache Kafka broker: back-pressure, ordering modes, poison input.
+//! The runtime engine on the Apache Kafka broker: back-pressure, ordering modes, poison input,
+//! compressed input.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -6,8 +7,8 @@ use std::time::Duration;
 use kaufmann::engine::dead_letter;
 use kaufmann::Ordering;
 use kaufmann_tests::{
-    broker, observed, peak_concurrency, produce, test_config, topic_with_dead_letters, unique,
-    wait_for_commits, work_items, work_records, Record,
+    broker, observed, peak_concurrency, produce, produce_with, test_config,
+    topic_with_dead_letters, unique, wait_for_commits, work_items, work_records, Record,
 };
 use rdkafka::message::{Headers, Message};
 
@@ -238,4 +239,48 @@ async fn read_dead_letters(
         out.push((value, headers));
     }
     out
+}
+
+/// Batches compressed with each codec Kafka has (zstd, lz4, snappy, gzip): every message is
+/// handled and committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn input_compressed_with_every_codec_is_handled() {
+    let Some(brokers) = broker() else { return };
+    let topic = topic_with_dead_letters(&brokers, "codecs", 2).await;
+    let registry = format!("mock://{}", unique("codecs"));
+    let mut ends = HashMap::new();
+    for (n, codec) in ["zstd", "lz4", "snappy", "gzip"].into_iter().enumerate() {
+        let first = i64::try_from(n).unwrap() * 100;
+        let records = work_items(100, 5, 0)
+            .into_iter()
+            .map(|mut w| {
+                w.id += first;
+                Record::Work(w)
+            })
+            .collect();
+        let produced = produce_with(
+            &brokers,
+            &topic,
+            &registry,
+            records,
+            &[("compression.type", codec)],
+        )
+        .await;
+        for (partition, end) in produced {
+            let known = ends.entry(partition).or_insert(end);
+            *known = (*known).max(end);
+        }
+    }
+    let config = test_config(&brokers, &topic, &registry);
+    let group = config.group_id.clone();
+    let service = kaufmann::Service::start(config).await.unwrap();
+    let committed = wait_for_commits(&brokers, &group, &topic, 2, &ends, LIMIT).await;
+    let ids: HashSet<i64> = observed(&topic).iter().map(|o| o.id).collect();
+    service.shutdown().await.unwrap();
+    assert_eq!(
+        ids,
+        (0..400).collect::<HashSet<_>>(),
+        "every codec's messages"
+    );
+    assert_eq!(committed, ends);
 }

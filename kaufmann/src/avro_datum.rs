@@ -215,9 +215,11 @@ impl<'w, 'r> Resolver<'_, 'w, 'r> {
                     .collect();
                 let mut out = Vec::with_capacity(read.fields.len());
                 for field in &read.fields {
-                    let found = written.fields.iter().zip(&mut fields).find(|(w, _)| {
-                        w.name == field.name || field.aliases.contains(&w.name)
-                    });
+                    let found = written
+                        .fields
+                        .iter()
+                        .zip(&mut fields)
+                        .find(|(w, _)| w.name == field.name || field.aliases.contains(&w.name));
                     let value = match found {
                         Some((w, (_, slot))) => {
                             let value = slot.take().ok_or_else(|| {

@@ -314,16 +314,30 @@ pub async fn produce(
     registry_url: &str,
     records: Vec<Record>,
 ) -> HashMap<i32, i64> {
+    produce_with(brokers, topic, registry_url, records, &[]).await
+}
+
+/// [`produce`] with more producer properties (`compression.type`, say).
+pub async fn produce_with(
+    brokers: &str,
+    topic: &str,
+    registry_url: &str,
+    records: Vec<Record>,
+    properties: &[(&str, &str)],
+) -> HashMap<i32, i64> {
     let registry = open_registry(registry_url).unwrap();
     let schema_id = registry
         .register(&subject_for(TestWork::EVENT_NAME), TestWork::schema())
         .await
         .unwrap();
-    let producer: FutureProducer = ClientConfig::new()
+    let mut config = ClientConfig::new();
+    config
         .set("bootstrap.servers", brokers)
-        .set("linger.ms", "20")
-        .create()
-        .unwrap();
+        .set("linger.ms", "20");
+    for (key, value) in properties {
+        config.set(*key, *value);
+    }
+    let producer: FutureProducer = config.create().unwrap();
     let mut deliveries = Vec::with_capacity(records.len());
     for record in records {
         let (key, value, headers) = match record {
@@ -368,7 +382,9 @@ pub fn test_config(brokers: &str, topic: &str, registry_url: &str) -> kaufmann::
     config
 }
 
-/// The committed offsets of `group` for partitions `0..partitions` of `topic` (-1: none).
+/// The committed offsets of `group` for partitions `0..partitions` of `topic` (-1: none). Asks
+/// again for up to 30 s while the broker answers with an error (a fresh broker's group
+/// coordinator answers `NotCoordinator` until its offsets topic is ready).
 pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
     let probe: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -379,9 +395,17 @@ pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Ha
     for p in 0..partitions {
         list.add_partition(topic, p);
     }
-    let list = probe
-        .committed_offsets(list, Duration::from_secs(10))
-        .unwrap();
+    let started = Instant::now();
+    let list = loop {
+        match probe.committed_offsets(list.clone(), Duration::from_secs(10)) {
+            Ok(answer) => break answer,
+            Err(err) if started.elapsed() < Duration::from_secs(30) => {
+                eprintln!("committed offsets of {group}: {err}; asking again");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(err) => panic!("committed offsets of {group}: {err}"),
+        }
+    };
     list.elements()
         .iter()
         .map(|e| (e.partition(), e.offset().to_raw().unwrap_or(-1)))
