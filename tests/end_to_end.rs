@@ -1,16 +1,20 @@
 //! The whole path on the Apache Kafka broker: 1,000 `command.user.create` events produced here go
 //! through the sample's handler and come back as 1,000 `event.user.created` events, and the group
-//! commits exactly the end of the input (the broker's high watermarks).
+//! commits exactly the end of the input (the broker's high watermarks); the same through the
+//! broker's TLS and TLS + SASL listeners.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use kaufmann::config::KafkaSecurity;
 use kaufmann::registry::{open_registry, subject_for};
 use kaufmann::schema::{decode_body, encode_body, wire};
 use kaufmann::trace::TraceParent;
 use kaufmann::{EventSchema, Metadata};
 use kaufmann_examples::{CommandUserCreate, EventUserCreated};
-use kaufmann_tests::{broker, create_topics, high_watermarks, unique, wait_for_commits};
+use kaufmann_tests::{
+    broker, create_topics, high_watermarks, unique, wait_for_commits, SecuredBroker,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
@@ -38,6 +42,79 @@ struct Produced {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn thousand_commands_become_thousand_events_and_offsets_reach_the_end() {
     let Some(brokers) = broker() else { return };
+    users_end_to_end(&brokers, &brokers.clone(), KafkaSecurity::default()).await;
+}
+
+/// The same through the broker's TLS listener, the service trusting the run's own CA.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_consumes_and_publishes_through_tls() {
+    let Some(brokers) = broker() else { return };
+    let Some(secured) = SecuredBroker::from_env() else {
+        return;
+    };
+    users_end_to_end(&brokers, &secured.tls, secured.tls_security()).await;
+}
+
+/// The same through the broker's TLS + SASL listener, with SASL PLAIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_consumes_and_publishes_through_tls_and_sasl() {
+    let Some(brokers) = broker() else { return };
+    let Some(secured) = SecuredBroker::from_env() else {
+        return;
+    };
+    users_end_to_end(&brokers, &secured.sasl, secured.sasl_security("PLAIN")).await;
+}
+
+/// The same with SCRAM-SHA-256 (the user created with the broker's storage tool).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_service_consumes_and_publishes_through_tls_and_scram() {
+    let Some(brokers) = broker() else { return };
+    let Some(secured) = SecuredBroker::from_env() else {
+        return;
+    };
+    users_end_to_end(
+        &brokers,
+        &secured.sasl,
+        secured.sasl_security("SCRAM-SHA-256"),
+    )
+    .await;
+}
+
+/// A wrong SCRAM password: the service refuses to start, saying authentication failed, and
+/// shows the password nowhere (error, banner).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_scram_password_is_a_start_up_error_that_shows_no_password() {
+    let Some(brokers) = broker() else { return };
+    let Some(secured) = SecuredBroker::from_env() else {
+        return;
+    };
+    let input = unique("sasl-in");
+    create_topics(&brokers, &[(&input, 1), (&format!("{input}.DLT"), 1)]).await;
+    let mut config = kaufmann::Config::new("sasl-users");
+    config.brokers = Some(secured.sasl.clone());
+    config.security = secured.sasl_security("SCRAM-SHA-256");
+    let wrong = format!("wrong-{}", unique("pw"));
+    config.security.sasl_password = Some(wrong.clone());
+    config.topics = vec![input.clone()];
+    config.default_topic.clone_from(&input);
+    let shown = format!("{config:?} {}", config.masked());
+    let err = kaufmann::Service::start(config)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.to_lowercase().contains("authentication"),
+        "the error says authentication failed: {err}"
+    );
+    for text in [&err, &shown] {
+        assert!(!text.contains(&wrong), "the password is shown: {text}");
+    }
+}
+
+/// 1,000 commands produced on `brokers` (plaintext), handled by a service that connects through
+/// `service_brokers` with `security`; the events it publishes are read back on `brokers`.
+async fn users_end_to_end(brokers: &str, service_brokers: &str, security: KafkaSecurity) {
+    let brokers = brokers.to_owned();
     let (input, output, group) = (unique("e2e-in"), unique("e2e-out"), unique("e2e-group"));
     let dead_letters = format!("{input}.DLT");
     create_topics(
@@ -54,7 +131,8 @@ async fn thousand_commands_become_thousand_events_and_offsets_reach_the_end() {
 
     // Run the sample's handlers as a service on the input topic, publishing to the output topic.
     let mut config = kaufmann::Config::new("e2e-users");
-    config.brokers = Some(brokers.clone());
+    config.brokers = Some(service_brokers.to_owned());
+    config.security = security;
     config.group_id.clone_from(&group);
     config.topics = vec![input.clone()];
     config.default_topic.clone_from(&output);

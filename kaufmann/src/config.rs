@@ -13,6 +13,7 @@ use crate::error::{ConfigError, RegistryError};
 use crate::ordering::Ordering;
 use crate::registry::{open_registry_with, HttpOptions, SchemaRegistry, SubjectStrategy};
 use crate::retry::RetryPolicy;
+use crate::secrets::{mask_url, shown_value, MASK};
 
 /// What happens to a message whose event has no handler in this service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -122,12 +123,67 @@ pub struct EventRoute {
     pub key_field: Option<String>,
 }
 
-/// Everything a Kaufmann service is configured with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How the service connects to Kafka: `security_protocol`, `sasl_mechanism`, `sasl_username`,
+/// `sasl_password`, `ssl_ca_location` (librdkafka's `security.protocol`, `sasl.mechanisms`,
+/// `sasl.username`, `sasl.password`, `ssl.ca.location`; a `[librdkafka]` entry overrides them).
+#[derive(Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct KafkaSecurity {
+    /// `plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`; `None`: librdkafka's default
+    /// (plaintext).
+    pub protocol: Option<String>,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub sasl_mechanism: Option<String>,
+    /// The SASL user.
+    pub sasl_username: Option<String>,
+    /// The SASL password (never shown: `***`).
+    pub sasl_password: Option<String>,
+    /// A PEM file of CA certificates that sign the brokers' certificates (else the system's).
+    pub ssl_ca_location: Option<String>,
+}
+
+impl KafkaSecurity {
+    /// The protocols `security_protocol` accepts.
+    const PROTOCOLS: [&'static str; 4] = ["plaintext", "ssl", "sasl_plaintext", "sasl_ssl"];
+    /// The mechanisms `sasl_mechanism` accepts.
+    const MECHANISMS: [&'static str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+    /// The librdkafka properties these settings stand for.
+    pub fn properties(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("security.protocol", &self.protocol),
+            ("sasl.mechanisms", &self.sasl_mechanism),
+            ("sasl.username", &self.sasl_username),
+            ("sasl.password", &self.sasl_password),
+            ("ssl.ca.location", &self.ssl_ca_location),
+        ]
+        .into_iter()
+        .filter_map(|(key, value)| Some((key, value.as_deref()?)))
+        .collect()
+    }
+}
+
+impl std::fmt::Debug for KafkaSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaSecurity")
+            .field("protocol", &self.protocol)
+            .field("sasl_mechanism", &self.sasl_mechanism)
+            .field("sasl_username", &self.sasl_username)
+            .field("sasl_password", &self.sasl_password.as_ref().map(|_| MASK))
+            .field("ssl_ca_location", &self.ssl_ca_location)
+            .finish()
+    }
+}
+
+/// Everything a Kaufmann service is configured with. Its `Debug` is [`Config::masked`]: no
+/// secret is shown.
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Config {
     /// Kafka bootstrap servers (`host:port,...`); `None` starts the embedded mock cluster.
     pub brokers: Option<String>,
+    /// How the service connects to the brokers (TLS, SASL).
+    pub security: KafkaSecurity,
     /// The name this service gives itself in published metadata.
     pub service_name: String,
     /// The consumer group id.
@@ -185,6 +241,11 @@ pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 8 << 20;
 /// The keys of the top level, with their environment variables `KAUFMANN_<KEY in upper case>`.
 const KEYS: &[&str] = &[
     "brokers",
+    "security_protocol",
+    "sasl_mechanism",
+    "sasl_username",
+    "sasl_password",
+    "ssl_ca_location",
     "service_name",
     "group_id",
     "topics",
@@ -230,6 +291,7 @@ impl Config {
         let service_name = service_name.into();
         Self {
             brokers: None,
+            security: KafkaSecurity::default(),
             group_id: service_name.clone(),
             service_name,
             topics: vec!["rapids".to_owned()],
@@ -290,36 +352,22 @@ impl Config {
         values.build()
     }
 
-    /// The config as a log line: librdkafka values whose key names a secret, and the password in
-    /// the registry URL, are masked.
+    /// The config as a log line: the SASL password, the registry's password and bearer token,
+    /// and librdkafka values whose key names a secret are masked ([`crate::secrets`]).
     pub fn masked(&self) -> String {
-        let secret = |key: &str| {
-            [
-                "password",
-                "secret",
-                "sasl.oauthbearer.config",
-                "ssl.key.pem",
-            ]
-            .iter()
-            .any(|s| key.contains(s))
-        };
         let librdkafka: BTreeMap<&str, &str> = self
             .librdkafka
             .iter()
-            .map(|(k, v)| (k.as_str(), if secret(k) { "***" } else { v.as_str() }))
+            .map(|(k, v)| (k.as_str(), shown_value(k, v)))
             .collect();
-        let registry = match self.registry_url.split_once('@') {
-            Some((userinfo, host)) => match userinfo.rsplit_once(':') {
-                Some((user, _)) if user.contains("://") => format!("{user}:***@{host}"),
-                _ => self.registry_url.clone(),
-            },
-            None => self.registry_url.clone(),
-        };
         format!(
-            "brokers={:?} group_id={} topics={:?} default_topic={} demand={} ordering={:?} \
-             commit_interval={:?} shutdown_timeout={:?} errors={:?} event_errors={:?} \
-             unhandled={:?} group_protocol={:?} registry_url={registry} metrics_addr={:?} librdkafka={librdkafka:?}",
+            "brokers={:?} security={:?} group_id={} topics={:?} default_topic={} demand={} \
+             ordering={:?} commit_interval={:?} shutdown_timeout={:?} errors={:?} \
+             event_errors={:?} unhandled={:?} group_protocol={:?} max_message_bytes={} \
+             max_nesting_depth={} registry_url={} registry_bearer_token={:?} metrics_addr={:?} \
+             librdkafka={librdkafka:?}",
             self.brokers,
+            self.security,
             self.group_id,
             self.topics,
             self.default_topic,
@@ -331,6 +379,10 @@ impl Config {
             self.event_errors,
             self.unhandled,
             self.group_protocol,
+            self.max_message_bytes,
+            self.max_nesting_depth,
+            mask_url(&self.registry_url),
+            self.registry_bearer_token.as_ref().map(|_| MASK),
             self.metrics_addr,
         )
     }
@@ -348,6 +400,12 @@ impl Config {
     /// The error policy of an event: its own overrides, else the service's.
     pub fn error_policy(&self, event: &str) -> &ErrorPolicy {
         self.event_errors.get(event).unwrap_or(&self.errors)
+    }
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Config {{ {} }}", self.masked())
     }
 }
 
@@ -460,6 +518,7 @@ impl Values {
         if let Some(raw) = top.get("brokers") {
             c.brokers = Some(string(raw)?).filter(|b| !b.is_empty());
         }
+        read_security(top, &mut c.security)?;
         if let Some(raw) = top.get("group_id") {
             c.group_id = string(raw)?;
         }
@@ -534,6 +593,43 @@ impl Values {
         c.librdkafka = self.librdkafka;
         Ok(c)
     }
+}
+
+/// The keys of the connection to Kafka.
+fn read_security(top: &BTreeMap<String, Raw>, s: &mut KafkaSecurity) -> Result<(), ConfigError> {
+    let text = |key: &str| -> Result<Option<String>, ConfigError> {
+        Ok(top
+            .get(key)
+            .map(string)
+            .transpose()?
+            .filter(|v| !v.is_empty()))
+    };
+    if let Some(raw) = top.get("security_protocol") {
+        let protocol = string(raw)?.to_ascii_lowercase();
+        if !KafkaSecurity::PROTOCOLS.contains(&protocol.as_str()) {
+            return Err(invalid(
+                &raw.origin,
+                &display(raw),
+                "`plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`",
+            ));
+        }
+        s.protocol = Some(protocol);
+    }
+    if let Some(raw) = top.get("sasl_mechanism") {
+        let mechanism = string(raw)?.to_ascii_uppercase();
+        if !KafkaSecurity::MECHANISMS.contains(&mechanism.as_str()) {
+            return Err(invalid(
+                &raw.origin,
+                &display(raw),
+                "`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`",
+            ));
+        }
+        s.sasl_mechanism = Some(mechanism);
+    }
+    s.sasl_username = text("sasl_username")?;
+    s.sasl_password = text("sasl_password")?;
+    s.ssl_ca_location = text("ssl_ca_location")?;
+    Ok(())
 }
 
 /// The keys of the message contract: registry, subjects and wire format.
@@ -684,7 +780,7 @@ fn executable_name() -> String {
 fn invalid(key: &str, value: &str, expected: &str) -> ConfigError {
     ConfigError::Invalid {
         key: key.to_owned(),
-        value: value.to_owned(),
+        value: shown_value(key, value).to_owned(),
         expected: expected.to_owned(),
     }
 }
@@ -850,6 +946,35 @@ mod tests {
     }
 
     #[test]
+    fn security_keys_parse_and_refuse_what_they_do_not_know() {
+        let config = from(&[
+            ("KAUFMANN_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KAUFMANN_SASL_MECHANISM", "scram-sha-256"),
+            ("KAUFMANN_SASL_USERNAME", "ada"),
+            ("KAUFMANN_SASL_PASSWORD", "s3cret"),
+            ("KAUFMANN_SSL_CA_LOCATION", "/etc/ca.pem"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.security.properties(),
+            [
+                ("security.protocol", "sasl_ssl"),
+                ("sasl.mechanisms", "SCRAM-SHA-256"),
+                ("sasl.username", "ada"),
+                ("sasl.password", "s3cret"),
+                ("ssl.ca.location", "/etc/ca.pem"),
+            ]
+        );
+        for (key, value, accepted) in [
+            ("KAUFMANN_SECURITY_PROTOCOL", "tls", "`sasl_ssl`"),
+            ("KAUFMANN_SASL_MECHANISM", "GSSAPI", "`SCRAM-SHA-512`"),
+        ] {
+            let err = from(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(accepted), "{err}");
+        }
+    }
+
+    #[test]
     fn masked_config_hides_secrets() {
         let mut config = Config::new("s");
         config
@@ -858,8 +983,16 @@ mod tests {
         config
             .librdkafka
             .insert("fetch.wait.max.ms".into(), "50".into());
-        config.registry_url = "http://user:pw@registry:8081".into();
+        config.registry_url = "http://user:p@ss:w0rd@registry:8081".into();
+        config.registry_bearer_token = Some("tok-secret".into());
+        config.security.sasl_password = Some("sasl-secret".into());
+        config.security.sasl_username = Some("ada".into());
         let line = config.masked();
+        for secret in ["p@ss", "w0rd", "tok-secret", "sasl-secret"] {
+            assert!(!line.contains(secret), "{secret} in {line}");
+            assert!(!format!("{config:?}").contains(secret), "{secret} in Debug");
+        }
+        assert!(line.contains("ada"), "{line}");
         assert!(
             !line.contains("hunter2") && !line.contains(":pw@"),
             "{line}"

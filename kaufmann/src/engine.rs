@@ -89,6 +89,9 @@ impl Stats {
 
 /// State shared by the poll loop, the workers and the rebalance callback.
 pub(crate) struct Shared {
+    /// The last error librdkafka reported for the connection (authentication, TLS, all brokers
+    /// down), for the start-up error that says why the brokers did not answer.
+    last_client_error: Mutex<Option<String>>,
     tracker: Mutex<OffsetTracker>,
     held: Mutex<VecDeque<Job>>,
     pub(crate) stats: Arc<Stats>,
@@ -103,12 +106,21 @@ impl Shared {
         revoke_timeout: Duration,
     ) -> Arc<Self> {
         Arc::new(Self {
+            last_client_error: Mutex::default(),
             tracker: Mutex::default(),
             held: Mutex::default(),
             stats,
             metrics,
             revoke_timeout,
         })
+    }
+
+    /// The last connection error librdkafka reported, if any.
+    pub(crate) fn last_client_error(&self) -> Option<String> {
+        self.last_client_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
@@ -160,6 +172,23 @@ pub(crate) struct EngineContext {
 }
 
 impl ClientContext for EngineContext {
+    /// librdkafka's client errors: logged (they name brokers and causes, never credentials) and
+    /// the last one kept for the start-up error.
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        tracing::warn!("kafka client error: {error}: {reason}");
+        let consequence =
+            error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown);
+        let mut last = self
+            .shared
+            .last_client_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        // "All brokers are down" follows the error that brought them down: keep that one.
+        if !(consequence && last.is_some()) {
+            *last = Some(reason.to_owned());
+        }
+    }
+
     /// librdkafka's statistics (every `statistics.interval.ms`): the consumer lag per partition.
     fn stats(&self, statistics: Statistics) {
         for (topic, stats) in &statistics.topics {

@@ -314,7 +314,7 @@ pub enum RegistryError {
          `http(s)://host:port` (a Confluent-compatible registry)"
     )]
     UnsupportedUrl {
-        /// The URL.
+        /// The URL (password masked).
         url: String,
     },
 }

@@ -56,6 +56,7 @@ pub mod publisher;
 pub mod registry;
 pub mod retry;
 pub mod schema;
+pub mod secrets;
 pub mod service;
 pub mod testing;
 pub mod trace;

@@ -63,9 +63,7 @@ impl Service {
         // `[librdkafka]` entry overrides it.
         let mut producer_config = ClientConfig::new();
         producer_config.set("enable.idempotence", "true");
-        for (key, value) in client_config(&config, &brokers).config_map() {
-            producer_config.set(key, value);
-        }
+        shared_settings(&mut producer_config, &config, &brokers);
         let producer: FutureProducer = producer_config
             .set("message.timeout.ms", "30000")
             .create()
@@ -98,9 +96,7 @@ impl Service {
             // The consumer lag gauge comes from librdkafka's statistics.
             consumer_config.set("statistics.interval.ms", "5000");
         }
-        for (key, value) in client_config(&config, &brokers).config_map() {
-            consumer_config.set(key, value);
-        }
+        shared_settings(&mut consumer_config, &config, &brokers);
         let consumer: EngineConsumer = consumer_config
             .set("group.id", &config.group_id)
             .set("enable.auto.commit", "false")
@@ -114,7 +110,7 @@ impl Service {
         let consumer = Arc::new(consumer);
         let mut required = config.topics.clone();
         required.extend(dead_letter_topics);
-        check_topics(&consumer, &brokers, &required).await?;
+        check_topics(&consumer, &shared, &brokers, &required).await?;
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
@@ -148,16 +144,19 @@ impl Service {
     }
 }
 
-/// The librdkafka settings every client of the service shares: brokers, then the pass-through
-/// table. The consumer's group, commit and offset-reset settings are set after it: Kaufmann's
-/// at-least-once guarantee depends on them.
-fn client_config(config: &Config, brokers: &str) -> ClientConfig {
-    let mut client = ClientConfig::new();
+/// Sets what every client of the service shares on `client`: brokers, security, then the
+/// pass-through table. The consumer's group, commit and offset-reset settings are set after it:
+/// Kaufmann's at-least-once guarantee depends on them. (Set directly: rdkafka's `config_map`
+/// hides secret values behind a placeholder, so copying one config into another would send the
+/// placeholder as the password.)
+fn shared_settings(client: &mut ClientConfig, config: &Config, brokers: &str) {
     client.set("bootstrap.servers", brokers);
+    for (key, value) in config.security.properties() {
+        client.set(key, value);
+    }
     for (key, value) in &config.librdkafka {
         client.set(key, value);
     }
-    client
 }
 
 /// Every dead-letter topic the configuration can send to, for the consumed topics.
@@ -213,18 +212,35 @@ fn log_startup(config: &Config, handlers: &HandlerTable) {
 
 async fn check_topics(
     consumer: &Arc<EngineConsumer>,
+    shared: &Shared,
     brokers: &str,
     topics: &[String],
 ) -> Result<()> {
     let probe = consumer.clone();
-    let metadata = tokio::task::spawn_blocking(move || probe.fetch_metadata(None, CONNECT_TIMEOUT))
-        .await
+    let fetch = tokio::task::spawn_blocking(move || probe.fetch_metadata(None, CONNECT_TIMEOUT));
+    // Meanwhile the consumer is polled (nothing is subscribed yet, so no message is taken): that
+    // is what delivers librdkafka's client errors (authentication, TLS) to the context.
+    let errors = async {
+        loop {
+            let _ = consumer.recv().await;
+        }
+    };
+    let fetched = tokio::select! {
+        fetched = fetch => fetched,
+        () = errors => unreachable!("the error loop never ends"),
+    };
+    let metadata = fetched
         .map_err(|e| Error::Startup(format!("metadata request task failed: {e}")))?
         .map_err(|e| {
+            let why = shared
+                .last_client_error()
+                .map(|last| format!("; the last client error: {last}"))
+                .unwrap_or_default();
             Error::kafka(
                 format!(
-                    "connecting to the brokers at `{brokers}` (no answer within {CONNECT_TIMEOUT:?}; \
-                     check KAUFMANN_BROKERS, or unset it to use the embedded broker)"
+                    "connecting to the brokers at `{brokers}` (no answer within {CONNECT_TIMEOUT:?}{why}; \
+                     check KAUFMANN_BROKERS and the security settings, or unset KAUFMANN_BROKERS to \
+                     use the embedded broker)"
                 ),
                 e,
             )

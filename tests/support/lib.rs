@@ -62,6 +62,65 @@ pub fn apicurio() -> Option<String> {
     }
 }
 
+/// The test broker's secured listeners (`scripts/with-kafka`): TLS, and TLS + SASL (PLAIN) with
+/// one user, certificates signed by the run's own CA.
+#[derive(Debug, Clone)]
+pub struct SecuredBroker {
+    /// The TLS listener.
+    pub tls: String,
+    /// The TLS + SASL listener.
+    pub sasl: String,
+    /// The CA certificate (PEM file).
+    pub ca: String,
+    /// The SASL user.
+    pub user: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl SecuredBroker {
+    /// From `TEST_KAFKA_TLS_BROKERS`, `TEST_KAFKA_SASL_BROKERS`, `TEST_KAFKA_CA` and
+    /// `TEST_KAFKA_SASL_USER`/`_PASSWORD`; skipped without them, except under CI.
+    pub fn from_env() -> Option<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let found = (|| {
+            Some(Self {
+                tls: var("TEST_KAFKA_TLS_BROKERS")?,
+                sasl: var("TEST_KAFKA_SASL_BROKERS")?,
+                ca: var("TEST_KAFKA_CA")?,
+                user: var("TEST_KAFKA_SASL_USER")?,
+                password: var("TEST_KAFKA_SASL_PASSWORD")?,
+            })
+        })();
+        if found.is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the secured listeners are not set under CI: run the suite with `bash scripts/test`"
+            );
+            eprintln!("skipped: no secured listeners (run `bash scripts/test`)");
+        }
+        found
+    }
+
+    /// The service's settings for the TLS listener.
+    pub fn tls_security(&self) -> kaufmann::config::KafkaSecurity {
+        let mut security = kaufmann::config::KafkaSecurity::default();
+        security.protocol = Some("ssl".to_owned());
+        security.ssl_ca_location = Some(self.ca.clone());
+        security
+    }
+
+    /// The service's settings for the TLS + SASL listener, with `mechanism`.
+    pub fn sasl_security(&self, mechanism: &str) -> kaufmann::config::KafkaSecurity {
+        let mut security = self.tls_security();
+        security.protocol = Some("sasl_ssl".to_owned());
+        security.sasl_mechanism = Some(mechanism.to_owned());
+        security.sasl_username = Some(self.user.clone());
+        security.sasl_password = Some(self.password.clone());
+        security
+    }
+}
+
 /// A name unique to this test run: `<prefix>-<random>`.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())

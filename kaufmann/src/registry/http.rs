@@ -116,7 +116,7 @@ impl HttpRegistry {
     /// A client for the registry at `url` (`http(s)://[user:password@]host[:port][/path]`).
     pub fn new(url: &str, options: HttpOptions) -> Result<Self, RegistryError> {
         let unsupported = || RegistryError::UnsupportedUrl {
-            url: url.to_owned(),
+            url: crate::secrets::mask_url(url),
         };
         let mut base = Url::parse(url).map_err(|_| unsupported())?;
         if !matches!(base.scheme(), "http" | "https") || base.host().is_none() {

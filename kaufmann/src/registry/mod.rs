@@ -330,7 +330,7 @@ pub fn memory_scope(url: &str) -> Result<Arc<MemoryRegistry>, RegistryError> {
     static SCOPES: OnceLock<Mutex<HashMap<String, Arc<MemoryRegistry>>>> = OnceLock::new();
     let Some(scope) = url.strip_prefix("mock://") else {
         return Err(RegistryError::UnsupportedUrl {
-            url: url.to_owned(),
+            url: crate::secrets::mask_url(url),
         });
     };
     let mut scopes = SCOPES
