@@ -14,26 +14,16 @@ use kaufmann::registry::server::LocalRegistry;
 use kaufmann::registry::{subject_for, HttpOptions, HttpRegistry, MemoryRegistry, SchemaRegistry};
 use kaufmann::EventSchema;
 use kaufmann_tests::{
-    apicurio, broker, create_topics, eventually, observed, test_config, topic_with_dead_letters,
-    unique, work_items, TestWork,
+    apicurio, broker, create_topics, eventually, from_test_stack, observed, test_config,
+    topic_with_dead_letters, unique, work_items, TestWork,
 };
 
 /// The variable `scripts/test` sets to the virtualenv's python with confluent-kafka installed.
 const PYTHON_VAR: &str = "TEST_CONFLUENT_PYTHON";
 
-/// The python with confluent-kafka; skipped without one, except under CI, where it fails.
+/// The python with confluent-kafka ([`from_test_stack`]).
 fn confluent_python() -> Option<PathBuf> {
-    match std::env::var(PYTHON_VAR) {
-        Ok(python) if !python.is_empty() => Some(PathBuf::from(python)),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{PYTHON_VAR} is not set under CI: run the suite with `bash scripts/test`"
-            );
-            eprintln!("skipped: {PYTHON_VAR} is not set (run `bash scripts/test`)");
-            None
-        }
-    }
+    from_test_stack(PYTHON_VAR).map(PathBuf::from)
 }
 
 async fn peer(python: &Path, args: &[&str]) -> String {

@@ -24,42 +24,36 @@ kaufmann::schemas!("schemas");
 /// (`scripts/with-kafka`).
 pub const BROKERS_VAR: &str = "TEST_KAFKA_BROKERS";
 
-/// The test broker's bootstrap address. Without one, the test is skipped with a note, except under
-/// CI (`CI` set), where a missing broker fails the test.
-pub fn broker() -> Option<String> {
-    match std::env::var(BROKERS_VAR) {
-        Ok(brokers) if !brokers.is_empty() => Some(brokers),
+/// The value of `var`, which `scripts/test` sets. Without it the test is skipped with a note,
+/// except under CI (`CI` set), where it fails.
+pub fn from_test_stack(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) if !value.is_empty() => Some(value),
         _ => {
             assert!(
                 std::env::var_os("CI").is_none(),
-                "{BROKERS_VAR} is not set under CI: run the suite with `bash scripts/test`"
+                "{var} is not set under CI: run the suite with `bash scripts/test`"
             );
             eprintln!(
-                "skipped: {BROKERS_VAR} is not set (run `bash scripts/test` to start a broker)"
+                "skipped: {var} is not set (run `bash scripts/test`, which starts the test stack)"
             );
             None
         }
     }
 }
 
+/// The test broker's bootstrap address ([`from_test_stack`]).
+pub fn broker() -> Option<String> {
+    from_test_stack(BROKERS_VAR)
+}
+
 /// The environment variable `scripts/test` sets to Apicurio Registry's Confluent-compatible API
 /// (`scripts/with-apicurio`).
 pub const APICURIO_VAR: &str = "TEST_APICURIO_URL";
 
-/// The independent registry's URL (Apicurio's `/apis/ccompat/v7`). Without one, the test is
-/// skipped with a note, except under CI, where a missing registry fails the test.
+/// The independent registry's URL (Apicurio's `/apis/ccompat/v7`, [`from_test_stack`]).
 pub fn apicurio() -> Option<String> {
-    match std::env::var(APICURIO_VAR) {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "{APICURIO_VAR} is not set under CI: run the suite with `bash scripts/test`"
-            );
-            eprintln!("skipped: {APICURIO_VAR} is not set (run `bash scripts/test` to start it)");
-            None
-        }
-    }
+    from_test_stack(APICURIO_VAR)
 }
 
 /// The test broker's secured listeners (`scripts/with-kafka`): TLS, and TLS + SASL (PLAIN) with
@@ -82,24 +76,13 @@ impl SecuredBroker {
     /// From `TEST_KAFKA_TLS_BROKERS`, `TEST_KAFKA_SASL_BROKERS`, `TEST_KAFKA_CA` and
     /// `TEST_KAFKA_SASL_USER`/`_PASSWORD`; skipped without them, except under CI.
     pub fn from_env() -> Option<Self> {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
-        let found = (|| {
-            Some(Self {
-                tls: var("TEST_KAFKA_TLS_BROKERS")?,
-                sasl: var("TEST_KAFKA_SASL_BROKERS")?,
-                ca: var("TEST_KAFKA_CA")?,
-                user: var("TEST_KAFKA_SASL_USER")?,
-                password: var("TEST_KAFKA_SASL_PASSWORD")?,
-            })
-        })();
-        if found.is_none() {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "the secured listeners are not set under CI: run the suite with `bash scripts/test`"
-            );
-            eprintln!("skipped: no secured listeners (run `bash scripts/test`)");
-        }
-        found
+        Some(Self {
+            tls: from_test_stack("TEST_KAFKA_TLS_BROKERS")?,
+            sasl: from_test_stack("TEST_KAFKA_SASL_BROKERS")?,
+            ca: from_test_stack("TEST_KAFKA_CA")?,
+            user: from_test_stack("TEST_KAFKA_SASL_USER")?,
+            password: from_test_stack("TEST_KAFKA_SASL_PASSWORD")?,
+        })
     }
 
     /// The service's settings for the TLS listener.
