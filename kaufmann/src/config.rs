@@ -606,30 +606,31 @@ fn read_security(top: &BTreeMap<String, Raw>, s: &mut KafkaSecurity) -> Result<(
     };
     if let Some(raw) = top.get("security_protocol") {
         let protocol = string(raw)?.to_ascii_lowercase();
-        if !KafkaSecurity::PROTOCOLS.contains(&protocol.as_str()) {
-            return Err(invalid(
-                &raw.origin,
-                &display(raw),
-                "`plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`",
-            ));
-        }
-        s.protocol = Some(protocol);
+        s.protocol = Some(one_of(raw, protocol, &KafkaSecurity::PROTOCOLS)?);
     }
     if let Some(raw) = top.get("sasl_mechanism") {
         let mechanism = string(raw)?.to_ascii_uppercase();
-        if !KafkaSecurity::MECHANISMS.contains(&mechanism.as_str()) {
-            return Err(invalid(
-                &raw.origin,
-                &display(raw),
-                "`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`",
-            ));
-        }
-        s.sasl_mechanism = Some(mechanism);
+        s.sasl_mechanism = Some(one_of(raw, mechanism, &KafkaSecurity::MECHANISMS)?);
     }
     s.sasl_username = text("sasl_username")?;
     s.sasl_password = text("sasl_password")?;
     s.ssl_ca_location = text("ssl_ca_location")?;
     Ok(())
+}
+
+/// `value` (read from `raw`) when it is one of `accepted`; the error lists them
+/// (`` `a`, `b` or `c` ``).
+fn one_of(raw: &Raw, value: String, accepted: &[&str]) -> Result<String, ConfigError> {
+    if accepted.contains(&value.as_str()) {
+        return Ok(value);
+    }
+    let quoted: Vec<String> = accepted.iter().map(|a| format!("`{a}`")).collect();
+    let listed = match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(invalid(&raw.origin, &display(raw), &listed))
 }
 
 /// The keys of the message contract: registry, subjects and wire format.
@@ -966,8 +967,16 @@ mod tests {
             ]
         );
         for (key, value, accepted) in [
-            ("KAUFMANN_SECURITY_PROTOCOL", "tls", "`sasl_ssl`"),
-            ("KAUFMANN_SASL_MECHANISM", "GSSAPI", "`SCRAM-SHA-512`"),
+            (
+                "KAUFMANN_SECURITY_PROTOCOL",
+                "tls",
+                "`plaintext`, `ssl`, `sasl_plaintext` or `sasl_ssl`",
+            ),
+            (
+                "KAUFMANN_SASL_MECHANISM",
+                "GSSAPI",
+                "`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`",
+            ),
         ] {
             let err = from(&[(key, value)]).unwrap_err().to_string();
             assert!(err.contains(key) && err.contains(accepted), "{err}");
