@@ -1,16 +1,17 @@
 //! The runtime engine on the Apache Kafka broker: back-pressure, ordering modes, poison input,
-//! compressed input.
+//! compressed input, a registry outage and unknown schema ids.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use kaufmann::engine::dead_letter;
+use kaufmann::registry::server::LocalRegistry;
 use kaufmann::Ordering;
 use kaufmann_tests::{
-    broker, observed, peak_concurrency, produce, produce_with, test_config,
-    topic_with_dead_letters, unique, wait_for_commits, work_items, work_records, Record,
+    broker, high_watermarks, http_get, observed, peak_concurrency, produce, produce_with,
+    read_dead_letters, readiness_becomes, test_config, topic_with_dead_letters, unique,
+    wait_for_commits, work_items, work_records, Record,
 };
-use rdkafka::message::{Headers, Message};
 
 const LIMIT: Duration = Duration::from_secs(180);
 
@@ -209,38 +210,6 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_rest_is_handled() {
     );
 }
 
-/// Reads `count` records from a dead-letter topic: value (lossy text) and headers.
-async fn read_dead_letters(
-    brokers: &str,
-    topic: &str,
-    count: usize,
-) -> Vec<(String, HashMap<String, String>)> {
-    let reader = kaufmann_tests::reader(brokers, topic, 1, "dlt-reader");
-    let mut out = Vec::new();
-    while out.len() < count {
-        let message = tokio::time::timeout(LIMIT, reader.recv())
-            .await
-            .unwrap_or_else(|_| panic!("only {} of {count} dead letters arrived", out.len()))
-            .unwrap();
-        let value = String::from_utf8_lossy(message.payload().unwrap_or_default()).into_owned();
-        let headers = message
-            .headers()
-            .map(|hs| {
-                hs.iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        out.push((value, headers));
-    }
-    out
-}
-
 /// Batches compressed with each codec Kafka has (zstd, lz4, snappy, gzip): every message is
 /// handled and committed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -283,4 +252,131 @@ async fn input_compressed_with_every_codec_is_handled() {
         "every codec's messages"
     );
     assert_eq!(committed, ends);
+}
+
+/// A 20 s registry outage under load: the messages that need a schema the service has not seen
+/// wait for the registry instead of spending their retries; readiness answers 503 with the reason
+/// during the outage and 200 after; every message is handled after it and none is dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_outage_pauses_messages_instead_of_dead_lettering_them() {
+    const COUNT: i64 = 2_000;
+    const OUTAGE: Duration = Duration::from_secs(20);
+    let Some(brokers) = broker() else { return };
+    let topic = topic_with_dead_letters(&brokers, "outage", 2).await;
+    let scope = format!("mock://{}", unique("outage"));
+    let memory = kaufmann::registry::memory_scope(&scope).unwrap();
+    let server = LocalRegistry::start("127.0.0.1:0", memory.clone())
+        .await
+        .unwrap();
+    let addr = server.addr();
+    let mut config = test_config(&brokers, &topic, &server.url());
+    config.metrics_addr = Some("127.0.0.1:0".to_owned());
+    let service = kaufmann::Service::start(config).await.unwrap();
+    let metrics = service.metrics_addr().unwrap();
+    readiness_becomes(metrics, 200, LIMIT).await;
+
+    server.stop().await;
+    let outage_started = std::time::Instant::now();
+    // Registered in the same registry the server serves (not through it): ids the service has
+    // never seen, so it must ask the registry for them.
+    produce(&brokers, &topic, &scope, work_records(COUNT, 20, 1)).await;
+    let body = readiness_becomes(metrics, 503, Duration::from_secs(15)).await;
+    assert!(
+        body.contains("schema registry unreachable for"),
+        "the reason is given: {body}"
+    );
+    tokio::time::sleep(OUTAGE.saturating_sub(outage_started.elapsed())).await;
+    let during = (service.stats().handled(), service.stats().retried());
+    assert_eq!(
+        during,
+        (0, 0),
+        "nothing handled nor retried while the registry is down"
+    );
+    assert_eq!(service.stats().dead_lettered(), 0);
+    assert!(http_get(metrics, "/metrics")
+        .1
+        .contains("kaufmann_registry_up 0"));
+
+    let server = LocalRegistry::start(&addr.to_string(), memory)
+        .await
+        .unwrap();
+    let back = std::time::Instant::now();
+    let done =
+        kaufmann_tests::eventually(LIMIT, || service.stats().handled() >= COUNT.unsigned_abs())
+            .await;
+    let handled_after = back.elapsed();
+    readiness_becomes(metrics, 200, Duration::from_secs(15)).await;
+    let stats = (
+        service.stats().handled(),
+        service.stats().retried(),
+        service.stats().dead_lettered(),
+        service.stats().failed(),
+    );
+    service.shutdown().await.unwrap();
+    server.stop().await;
+    assert!(done, "handled {} of {COUNT} after the outage", stats.0);
+    assert_eq!(
+        stats,
+        (COUNT.unsigned_abs(), 0, 0, 0),
+        "(handled, retried, dead-lettered, failed)"
+    );
+    let dead = high_watermarks(&brokers, &format!("{topic}.DLT"), 1);
+    assert_eq!(
+        dead.get(&0).copied().unwrap_or(0),
+        0,
+        "the dead-letter topic is empty"
+    );
+    let ids: HashSet<i64> = observed(&topic).iter().map(|o| o.id).collect();
+    assert_eq!(ids.len() as u64, COUNT.unsigned_abs());
+    println!(
+        "registry outage of {OUTAGE:?}: {COUNT} messages handled {handled_after:?} after it ended, \
+         none retried or dead-lettered"
+    );
+}
+
+/// A schema id the registry does not have is asked for once: the messages that carry it are
+/// dead-lettered at once (kind `registry`), the next ones answered from the miss cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_unknown_schema_id_is_asked_for_once_and_dead_lettered() {
+    const GARBAGE: usize = 20;
+    let Some(brokers) = broker() else { return };
+    let topic = topic_with_dead_letters(&brokers, "miss", 1).await;
+    let scope = format!("mock://{}", unique("miss"));
+    let server = LocalRegistry::start(
+        "127.0.0.1:0",
+        kaufmann::registry::memory_scope(&scope).unwrap(),
+    )
+    .await
+    .unwrap();
+    let config = test_config(&brokers, &topic, &server.url());
+    let service = kaufmann::Service::start(config).await.unwrap();
+    let before = server.schema_requests();
+    // One key: the messages run one after the other, so each one after the first finds the miss.
+    let records = (0..GARBAGE)
+        .map(|_| {
+            Record::Raw(
+                "one".to_owned(),
+                kaufmann::schema::wire::frame(999_999, b"\x02"),
+            )
+        })
+        .collect();
+    produce(&brokers, &topic, &scope, records).await;
+    let done =
+        kaufmann_tests::eventually(LIMIT, || service.stats().dead_lettered() >= GARBAGE as u64)
+            .await;
+    let (retried, asked) = (service.stats().retried(), server.schema_requests() - before);
+    service.shutdown().await.unwrap();
+    server.stop().await;
+    assert!(done, "dead-lettered {GARBAGE}");
+    // `produce` registered `test.work` through the memory scope, not through the server.
+    assert_eq!(asked, 1, "the registry was asked for id 999999 once");
+    assert_eq!(retried, 0, "an unknown id is not retried");
+    let dead = read_dead_letters(&brokers, &format!("{topic}.DLT"), GARBAGE).await;
+    for (_, headers) in &dead {
+        assert_eq!(headers[dead_letter::ERROR_KIND], "registry");
+        assert!(
+            headers[dead_letter::ERROR].contains("999999"),
+            "{headers:?}"
+        );
+    }
 }

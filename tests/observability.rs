@@ -1,48 +1,16 @@
 //! Observability on the Apache Kafka broker: the metrics endpoint's counters match the messages
 //! sent, readiness turns true only after the group join, and the consumer-lag gauge equals the
-//! group's real lag.
+//! group's real lag; readiness follows a broker cut.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
 use kaufmann_tests::{
-    broker, committed, eventually, high_watermarks, produce, test_config, topic_with_dead_letters,
-    unique, wait_for_commits, work_items, work_records, Record,
+    broker, committed, eventually, high_watermarks, http_get as get, produce, readiness_becomes,
+    sample, test_config, topic_with_dead_letters, unique, wait_for_commits, work_items,
+    work_records, Record,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
-
-/// A GET with a plain socket: (status code, body).
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-/// The value of one sample line (`name{labels} value`) of a Prometheus text body.
-fn sample(body: &str, series: &str) -> Option<u64> {
-    body.lines()
-        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readiness_follows_the_group_join_and_metrics_count_every_message() {
@@ -182,4 +150,51 @@ async fn the_lag_gauge_equals_the_real_lag_of_a_restarted_group() {
         "the slow messages are still in flight"
     );
     second.shutdown().await.unwrap();
+}
+
+/// What the test tells the mock cluster's thread.
+enum Cut {
+    Down,
+    Up,
+}
+
+/// A broker cut (librdkafka's mock cluster: the shared broker stays up for the other tests):
+/// readiness answers 503 naming the broker while it is down and 200 once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_follows_a_broker_cut() {
+    let topic = unique("cut");
+    let (servers_tx, servers_rx) = std::sync::mpsc::channel();
+    let (cut_tx, cut_rx) = std::sync::mpsc::channel::<Cut>();
+    let cluster_topic = topic.clone();
+    // The mock cluster's handle cannot leave its thread.
+    let cluster = std::thread::spawn(move || {
+        let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+        for topic in [cluster_topic.clone(), format!("{cluster_topic}.DLT")] {
+            cluster.create_topic(&topic, 1, 1).unwrap();
+        }
+        servers_tx.send(cluster.bootstrap_servers()).unwrap();
+        for cut in cut_rx {
+            match cut {
+                Cut::Down => cluster.broker_down(1).unwrap(),
+                Cut::Up => cluster.broker_up(1).unwrap(),
+            }
+        }
+    });
+    let servers = servers_rx.recv().unwrap();
+    let mut config = test_config(&servers, &topic, &format!("mock://{}", unique("cut")));
+    config.metrics_addr = Some("127.0.0.1:0".to_owned());
+    let service = kaufmann::Service::start(config).await.unwrap();
+    let metrics = service.metrics_addr().unwrap();
+    readiness_becomes(metrics, 200, LIMIT).await;
+
+    cut_tx.send(Cut::Down).unwrap();
+    let body = readiness_becomes(metrics, 503, Duration::from_secs(30)).await;
+    assert!(body.contains("kafka broker unreachable"), "{body}");
+    assert!(get(metrics, "/metrics").1.contains("kaufmann_broker_up 0"));
+    cut_tx.send(Cut::Up).unwrap();
+    readiness_becomes(metrics, 200, LIMIT).await;
+    assert!(get(metrics, "/metrics").1.contains("kaufmann_broker_up 1"));
+    service.shutdown().await.unwrap();
+    drop(cut_tx);
+    cluster.join().unwrap();
 }

@@ -16,9 +16,9 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use kaufmann::error::RegistryError;
-use kaufmann::registry::server::LocalRegistry;
+use kaufmann::registry::server::{LocalRegistry, ServerTls};
 use kaufmann::registry::{
-    Compatibility, HttpOptions, HttpRegistry, MemoryRegistry, SchemaRegistry,
+    Compatibility, HttpOptions, HttpRegistry, MemoryRegistry, RegistryTls, SchemaRegistry,
 };
 use kaufmann::EventSchema;
 use kaufmann_tests::{apicurio, eventually, observed, unique, work_items, TestWork};
@@ -589,7 +589,7 @@ async fn a_warmed_up_service_asks_the_registry_nothing() {
         service.publisher().publish(item).await.unwrap();
     }
     assert!(eventually(Duration::from_secs(60), || observed(&topic).len() == 20).await);
-    let warm = server.requests();
+    let warm = server.schema_requests();
     assert!(
         warm >= 2,
         "the warm-up registered and fetched the schema ({warm} requests)"
@@ -599,9 +599,9 @@ async fn a_warmed_up_service_asks_the_registry_nothing() {
     }
     assert!(eventually(Duration::from_secs(60), || observed(&topic).len() == 40).await);
     assert_eq!(
-        server.requests(),
+        server.schema_requests(),
         warm,
-        "no registry request after the warm-up"
+        "no registry request after the warm-up (the health probe's `GET /config` aside)"
     );
     let subject = kaufmann::registry::subject_for(TestWork::EVENT_NAME);
     assert_eq!(server.registry().versions(&subject).await.unwrap(), vec![1]);
@@ -681,5 +681,158 @@ async fn compatibility_endpoints_check_what_they_name_on_the_local_server_and_ap
     server.stop().await;
     if let Some(url) = apicurio() {
         version_endpoints_check_what_they_name(&url).await;
+    }
+}
+
+/// PEM files of a test PKI: a CA, a server certificate for 127.0.0.1 and localhost, and a client
+/// certificate, all signed by the CA.
+struct TestPki {
+    dir: std::path::PathBuf,
+}
+
+impl TestPki {
+    fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa};
+        let dir = std::env::temp_dir().join(unique("kaufmann-pki"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.distinguished_name
+            .push(DnType::CommonName, "kaufmann test CA");
+        let ca = ca.self_signed(&ca_key).unwrap();
+        std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+        let leaves = [
+            (
+                "server",
+                vec!["127.0.0.1".to_owned(), "localhost".to_owned()],
+                ExtendedKeyUsagePurpose::ServerAuth,
+            ),
+            (
+                "client",
+                vec!["kaufmann-client".to_owned()],
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ),
+        ];
+        for (name, names, usage) in leaves {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(names).unwrap();
+            params.extended_key_usages = vec![usage];
+            let certificate = params.signed_by(&key, &ca, &ca_key).unwrap();
+            std::fs::write(dir.join(format!("{name}.pem")), certificate.pem()).unwrap();
+            std::fs::write(dir.join(format!("{name}.key")), key.serialize_pem()).unwrap();
+        }
+        Self { dir }
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+
+    fn server(&self, client_ca: bool) -> ServerTls {
+        ServerTls {
+            certificate: self.file("server.pem"),
+            key: self.file("server.key"),
+            client_ca: client_ca.then(|| self.file("ca.pem")),
+        }
+    }
+
+    fn client(&self, certificate: bool) -> RegistryTls {
+        RegistryTls {
+            ca_location: Some(self.file("ca.pem")),
+            certificate_location: certificate.then(|| self.file("client.pem")),
+            key_location: certificate.then(|| self.file("client.key")),
+        }
+    }
+}
+
+impl Drop for TestPki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn tls_client(url: &str, tls: RegistryTls) -> HttpRegistry {
+    HttpRegistry::new(
+        url,
+        HttpOptions {
+            retries: 0,
+            tls,
+            ..quick()
+        },
+    )
+    .unwrap()
+}
+
+/// TLS to the registry: the local server over TLS with a CA of the test's own. A client that
+/// trusts only the public CAs is refused; with `registry_ca_location` it registers and reads
+/// schemas; a server that requires client certificates refuses a client without one and serves
+/// one with `registry_certificate_location` and `registry_key_location`.
+#[tokio::test]
+async fn the_client_speaks_tls_with_a_custom_ca_and_a_client_certificate() {
+    let pki = TestPki::new();
+    let memory = Arc::new(MemoryRegistry::new("mock://tls"));
+    let server = LocalRegistry::start_tls("127.0.0.1:0", memory.clone(), &pki.server(false))
+        .await
+        .unwrap();
+    assert!(server.url().starts_with("https://127.0.0.1:"));
+    let public_only = tls_client(&server.url(), RegistryTls::default());
+    let err = public_only.ping().await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Unreachable { .. }),
+        "an unknown CA is refused: {err:?}"
+    );
+    let trusting = tls_client(&server.url(), pki.client(false));
+    let id = trusting.register("tls-value", &v1()).await.unwrap();
+    assert_eq!(trusting.schema_by_id(id).await.unwrap().id, id);
+    server.stop().await;
+
+    let mutual = LocalRegistry::start_tls("127.0.0.1:0", memory, &pki.server(true))
+        .await
+        .unwrap();
+    let err = tls_client(&mutual.url(), pki.client(false))
+        .ping()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Unreachable { .. }),
+        "no client certificate, refused: {err:?}"
+    );
+    let with_certificate = tls_client(&mutual.url(), pki.client(true));
+    assert_eq!(with_certificate.schema_by_id(id).await.unwrap().id, id);
+    mutual.stop().await;
+}
+
+/// A TLS file that is missing, or a certificate without its key, is an error naming the key.
+#[test]
+fn unusable_registry_tls_files_are_named() {
+    let pki = TestPki::new();
+    let missing = RegistryTls {
+        ca_location: Some(pki.file("nope.pem")),
+        ..RegistryTls::default()
+    };
+    let no_key = RegistryTls {
+        key_location: None,
+        ..pki.client(true)
+    };
+    let not_pem = RegistryTls {
+        ca_location: Some(pki.file("server.key")),
+        ..RegistryTls::default()
+    };
+    for (tls, key) in [
+        (missing, "registry_ca_location"),
+        (no_key, "registry_certificate_location"),
+        (not_pem, "registry_ca_location"),
+    ] {
+        let options = HttpOptions {
+            tls,
+            ..HttpOptions::default()
+        };
+        let err = HttpRegistry::new("https://127.0.0.1:1", options).unwrap_err();
+        assert!(
+            matches!(&err, RegistryError::Tls { key: k, .. } if *k == key),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains(key), "{err}");
     }
 }

@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use crate::error::{ConfigError, RegistryError};
 use crate::ordering::Ordering;
-use crate::registry::{open_registry_with, HttpOptions, SchemaRegistry, SubjectStrategy};
+use crate::registry::{
+    open_registry_with, HttpOptions, RegistryTls, SchemaRegistry, SubjectStrategy,
+};
 use crate::retry::RetryPolicy;
 use crate::secrets::{mask_url, shown_value, MASK};
 
@@ -223,6 +225,9 @@ pub struct Config {
     pub registry_bearer_token: Option<String>,
     /// The limit for one registry request.
     pub registry_timeout: Duration,
+    /// TLS to the registry: a CA file and a client certificate (`registry_ca_location`,
+    /// `registry_certificate_location`, `registry_key_location`).
+    pub registry_tls: RegistryTls,
     /// How registry subjects are named.
     pub subject_strategy: SubjectStrategy,
     /// How events are laid out on the wire.
@@ -266,6 +271,9 @@ const KEYS: &[&str] = &[
     "registry_url",
     "registry_bearer_token",
     "registry_timeout_ms",
+    "registry_ca_location",
+    "registry_certificate_location",
+    "registry_key_location",
     "subject_strategy",
     "wire_format",
     "error_events",
@@ -310,6 +318,7 @@ impl Config {
             registry_url: "mock://kaufmann".to_owned(),
             registry_bearer_token: None,
             registry_timeout: Duration::from_secs(10),
+            registry_tls: RegistryTls::default(),
             subject_strategy: SubjectStrategy::default(),
             wire_format: WireFormat::default(),
             librdkafka: BTreeMap::new(),
@@ -364,8 +373,8 @@ impl Config {
             "brokers={:?} security={:?} group_id={} topics={:?} default_topic={} demand={} \
              ordering={:?} commit_interval={:?} shutdown_timeout={:?} errors={:?} \
              event_errors={:?} unhandled={:?} group_protocol={:?} max_message_bytes={} \
-             max_nesting_depth={} registry_url={} registry_bearer_token={:?} metrics_addr={:?} \
-             librdkafka={librdkafka:?}",
+             max_nesting_depth={} registry_url={} registry_bearer_token={:?} registry_tls={:?} \
+             metrics_addr={:?} librdkafka={librdkafka:?}",
             self.brokers,
             self.security,
             self.group_id,
@@ -383,6 +392,7 @@ impl Config {
             self.max_nesting_depth,
             mask_url(&self.registry_url),
             self.registry_bearer_token.as_ref().map(|_| MASK),
+            self.registry_tls,
             self.metrics_addr,
         )
     }
@@ -392,6 +402,7 @@ impl Config {
         let options = HttpOptions {
             timeout: self.registry_timeout,
             bearer_token: self.registry_bearer_token.clone(),
+            tls: self.registry_tls.clone(),
             ..HttpOptions::default()
         };
         open_registry_with(&self.registry_url, options)
@@ -644,6 +655,17 @@ fn read_contract(top: &BTreeMap<String, Raw>, c: &mut Config) -> Result<(), Conf
     if let Some(raw) = top.get("registry_timeout_ms") {
         c.registry_timeout = millis(raw, 10 * MINUTE_MS)?;
     }
+    let file = |key: &str| -> Result<Option<String>, ConfigError> {
+        top.get(key)
+            .map(string)
+            .transpose()
+            .map(|v| v.filter(|v| !v.is_empty()))
+    };
+    c.registry_tls = RegistryTls {
+        ca_location: file("registry_ca_location")?,
+        certificate_location: file("registry_certificate_location")?,
+        key_location: file("registry_key_location")?,
+    };
     if let Some(raw) = top.get("subject_strategy") {
         c.subject_strategy = SubjectStrategy::parse(&string(raw)?).ok_or_else(|| {
             invalid(
@@ -869,8 +891,19 @@ mod tests {
             ("KAUFMANN_ERROR_EVENTS", "false"),
             ("KAUFMANN_REGISTRY_TIMEOUT_MS", "250"),
             ("KAUFMANN_REGISTRY_BEARER_TOKEN", "t"),
+            ("KAUFMANN_REGISTRY_CA_LOCATION", "/etc/ca.pem"),
+            ("KAUFMANN_REGISTRY_CERTIFICATE_LOCATION", "/etc/client.pem"),
+            ("KAUFMANN_REGISTRY_KEY_LOCATION", "/etc/client.key"),
         ])
         .unwrap();
+        assert_eq!(
+            config.registry_tls,
+            RegistryTls {
+                ca_location: Some("/etc/ca.pem".into()),
+                certificate_location: Some("/etc/client.pem".into()),
+                key_location: Some("/etc/client.key".into()),
+            }
+        );
         assert_eq!(config.wire_format, WireFormat::KaufmannEx);
         assert_eq!(config.subject_strategy, SubjectStrategy::TopicRecord);
         assert!(!config.errors.error_events);

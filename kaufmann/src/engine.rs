@@ -94,6 +94,8 @@ pub(crate) struct Shared {
     last_client_error: Mutex<Option<String>>,
     tracker: Mutex<OffsetTracker>,
     held: Mutex<VecDeque<Job>>,
+    /// When a consumer error was last logged.
+    consumer_error_logged: Mutex<Option<Instant>>,
     pub(crate) stats: Arc<Stats>,
     pub(crate) metrics: Arc<Metrics>,
     revoke_timeout: Duration,
@@ -109,6 +111,7 @@ impl Shared {
             last_client_error: Mutex::default(),
             tracker: Mutex::default(),
             held: Mutex::default(),
+            consumer_error_logged: Mutex::default(),
             stats,
             metrics,
             revoke_timeout,
@@ -178,6 +181,9 @@ impl ClientContext for EngineContext {
         tracing::warn!("kafka client error: {error}: {reason}");
         let consequence =
             error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown);
+        if consequence {
+            self.shared.metrics.health.broker.set_down(reason);
+        }
         let mut last = self
             .shared
             .last_client_error
@@ -267,6 +273,7 @@ impl ConsumerContext for EngineContext {
         });
         self.shared
             .metrics
+            .health
             .set_assigned(u64::try_from(kept).unwrap_or(u64::MAX));
     }
 
@@ -279,6 +286,7 @@ impl ConsumerContext for EngineContext {
                 .map_or(list.count(), |now| now.count());
             self.shared
                 .metrics
+                .health
                 .set_assigned(u64::try_from(assigned_now).unwrap_or(u64::MAX));
             let assigned: Vec<String> = list
                 .elements()
@@ -292,9 +300,29 @@ impl ConsumerContext for EngineContext {
 
 pub(crate) type EngineConsumer = StreamConsumer<EngineContext>;
 
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How many messages one wake-up of the poll loop takes at most from what librdkafka already
 /// holds, before it looks at shutdown and the commit timer again.
 const READY_BATCH: usize = 32;
+
+/// The least time between two log lines of consumer errors (librdkafka may report one on every
+/// fetch).
+const CONSUMER_ERROR_LOG: Duration = Duration::from_secs(10);
+
+/// How often a dependency that is up is asked whether it still answers.
+const PROBE_UP: Duration = Duration::from_secs(10);
+/// How often a dependency that is down is asked whether it answers again.
+const PROBE_DOWN: Duration = Duration::from_secs(1);
+/// The time one probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the pool may stay full before the consumer pauses its partitions and goes on polling
 /// (for rebalances and `max.poll.interval.ms`) without taking messages.
@@ -408,6 +436,7 @@ impl Engine {
 
     pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         let engine = Arc::new(self);
+        let probes = AbortOnDrop(tokio::spawn(Arc::clone(&engine).probe_dependencies()));
         let mut commit_tick = tokio::time::interval(engine.config.commit_interval);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Normal mode: take a slot, then poll one message. Stalled mode (the pool stayed full for
@@ -486,7 +515,46 @@ impl Engine {
         }
         drop(state.slot);
         engine.drain().await;
+        drop(probes);
         Ok(())
+    }
+
+    /// Asks the registry and the broker whether they answer: every [`PROBE_UP`] while they do,
+    /// every [`PROBE_DOWN`] while they do not, so readiness follows an outage even when no message
+    /// needs the dependency, and waiting messages go on as soon as it is back.
+    async fn probe_dependencies(self: Arc<Self>) {
+        let health = &self.shared.metrics.health;
+        let mut last = [Instant::now(); 2];
+        loop {
+            tokio::time::sleep(PROBE_DOWN).await;
+            let due = |at: Instant, up: bool| !up || at.elapsed() >= PROBE_UP;
+            if due(last[0], health.registry.is_up()) {
+                last[0] = Instant::now();
+                match tokio::time::timeout(PROBE_TIMEOUT, self.processor.registry().ping()).await {
+                    Ok(Ok(())) => health.registry.set_up(),
+                    Ok(Err(err)) => health.registry.set_down(&err.to_string()),
+                    Err(_) => health
+                        .registry
+                        .set_down(&format!("no answer within {PROBE_TIMEOUT:?}")),
+                }
+            }
+            if due(last[1], health.broker.is_up()) {
+                last[1] = Instant::now();
+                let consumer = Arc::clone(&self.consumer);
+                let topic = self.config.topics.first().cloned();
+                let asked = tokio::task::spawn_blocking(move || {
+                    consumer
+                        .fetch_metadata(topic.as_deref(), PROBE_TIMEOUT)
+                        .map(drop)
+                })
+                .await;
+                match asked {
+                    Ok(Ok(())) => health.broker.set_up(),
+                    Ok(Err(err)) => health.broker.set_down(&err.to_string()),
+                    Err(err) => tracing::warn!("broker probe failed: {err}"),
+                }
+            }
+        }
     }
 
     /// Waits for room in the pool: one slot for the next held message; with nothing held, half
@@ -539,10 +607,11 @@ impl Engine {
         let message = match received {
             Ok(message) => message,
             Err(err) => {
-                tracing::warn!("kafka consumer error (retrying): {err}");
+                self.consumer_error(&err);
                 return;
             }
         };
+        self.shared.metrics.health.message_received();
         let job = detach(&message, &mut state.topics);
         drop(message);
         self.shared
@@ -557,6 +626,39 @@ impl Engine {
                 self.pause(&mut state.paused);
             }
         }
+    }
+
+    /// An error librdkafka gives in place of a message (a record it cannot decompress or parse,
+    /// a partition it may not read): counted, readiness 503 until a message comes again, and
+    /// logged at most once per [`CONSUMER_ERROR_LOG`] with the positions of the assigned
+    /// partitions (rdkafka does not say which record it was; librdkafka tries it again).
+    fn consumer_error(&self, err: &rdkafka::error::KafkaError) {
+        let health = &self.shared.metrics.health;
+        health.consumer_error(&err.to_string());
+        let mut logged = self
+            .shared
+            .consumer_error_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if logged.is_some_and(|at| at.elapsed() < CONSUMER_ERROR_LOG) {
+            return;
+        }
+        *logged = Some(Instant::now());
+        let positions = self.consumer.position().map_or_else(
+            |e| format!("unknown ({e})"),
+            |list| {
+                list.elements()
+                    .iter()
+                    .map(|e| format!("{}[{}]@{:?}", e.topic(), e.partition(), e.offset()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        );
+        tracing::error!(
+            consumer_errors = health.consumer_errors(),
+            "kafka consumer error in place of a record: {err}; positions: {positions}; \
+             readiness answers 503 until records arrive again"
+        );
     }
 
     /// Takes the messages librdkafka already holds, while the pool has free slots (at most

@@ -308,6 +308,16 @@ pub enum RegistryError {
         /// The last error.
         reason: String,
     },
+    /// A TLS file for the registry cannot be used.
+    #[error("registry TLS: `{path}` ({key}): {reason}")]
+    Tls {
+        /// The config key that names the file.
+        key: &'static str,
+        /// The file.
+        path: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// The registry URL has a scheme this build does not speak.
     #[error(
         "registry URL `{url}` is not supported: use `mock://<scope>` (in-memory registry) or \

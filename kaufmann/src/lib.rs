@@ -46,6 +46,7 @@ pub mod error;
 pub mod error_event;
 mod fast_map;
 pub mod handler;
+pub mod health;
 mod http;
 pub mod kaufmann_ex;
 pub mod metrics;

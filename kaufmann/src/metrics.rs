@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::engine::Stats;
+use crate::health::Health;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -90,8 +91,8 @@ pub struct Metrics {
     events: Mutex<BTreeMap<String, EventCounters>>,
     lag: Mutex<BTreeMap<(String, i32), i64>>,
     commits: AtomicU64,
-    assigned: AtomicU64,
-    registry_ok: AtomicBool,
+    /// What readiness reports.
+    pub health: Health,
 }
 
 /// The label of an event name: without a `#<id>` suffix; `unknown` when empty.
@@ -142,17 +143,9 @@ impl Metrics {
             .remove(&(topic.to_owned(), partition));
     }
 
-    pub(crate) fn set_assigned(&self, partitions: u64) {
-        self.assigned.store(partitions, Ordering::SeqCst);
-    }
-
-    pub(crate) fn set_registry_ok(&self) {
-        self.registry_ok.store(true, Ordering::SeqCst);
-    }
-
-    /// Ready: the group gave this member partitions and the registry answered.
+    /// Ready: see [`Health::ready`].
     pub fn ready(&self) -> bool {
-        self.assigned.load(Ordering::SeqCst) > 0 && self.registry_ok.load(Ordering::SeqCst)
+        self.health.ready()
     }
 
     /// Every metric in the Prometheus text exposition format (version 0.0.4).
@@ -222,6 +215,7 @@ impl Metrics {
             "counter",
         );
         let _ = writeln!(out, "kaufmann_rebalances_total {}", stats.rebalances());
+        render_health(&mut out, &self.health);
         header(
             &mut out,
             "kaufmann_consumer_lag",
@@ -243,6 +237,41 @@ impl Metrics {
         render_histograms(&mut out, &events);
         out
     }
+}
+
+fn render_health(out: &mut String, health: &Health) {
+    let gauges = [
+        (
+            "kaufmann_registry_up",
+            "1 while the schema registry answers.",
+            u64::from(health.registry.is_up()),
+        ),
+        (
+            "kaufmann_broker_up",
+            "1 while the Kafka broker answers.",
+            u64::from(health.broker.is_up()),
+        ),
+        (
+            "kaufmann_ready",
+            "1 while /health/ready answers 200.",
+            u64::from(health.ready()),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(out, name, help, "gauge");
+        let _ = writeln!(out, "{name} {value}");
+    }
+    header(
+        out,
+        "kaufmann_consumer_errors_total",
+        "Errors librdkafka reported in place of a message.",
+        "counter",
+    );
+    let _ = writeln!(
+        out,
+        "kaufmann_consumer_errors_total {}",
+        health.consumer_errors()
+    );
 }
 
 fn render_histograms(out: &mut String, events: &BTreeMap<String, EventCounters>) {
@@ -332,17 +361,5 @@ mod tests {
                 "missing {line:?} in\n{text}"
             );
         }
-    }
-
-    #[test]
-    fn ready_needs_an_assignment_and_the_registry() {
-        let metrics = Metrics::default();
-        assert!(!metrics.ready());
-        metrics.set_assigned(2);
-        assert!(!metrics.ready());
-        metrics.set_registry_ok();
-        assert!(metrics.ready());
-        metrics.set_assigned(0);
-        assert!(!metrics.ready());
     }
 }

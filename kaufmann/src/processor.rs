@@ -20,6 +20,7 @@ use crate::error::{CodecError, Error, RegistryError, Result};
 use crate::error_event;
 use crate::fast_map::FastMap;
 use crate::handler::{HandlerTable, Incoming};
+use crate::health::Dependency;
 use crate::kaufmann_ex;
 use crate::metrics::{Metrics, Outcome};
 use crate::publisher::{Context, Outgoing, Publisher, Route};
@@ -121,7 +122,11 @@ impl RecordHeaders {
 /// costs one reference count, not a copy of the subject and schema handles.
 struct Decoder {
     registry: Arc<dyn SchemaRegistry>,
+    /// Where the registry's reachability is reported.
+    metrics: Arc<Metrics>,
     cache: Mutex<FastMap<u32, Arc<RegisteredSchema>>>,
+    /// Ids the registry does not have, and when it said so (kept for [`MISS_TTL`]).
+    misses: Mutex<FastMap<u32, Instant>>,
     /// `kaufmann_ex`: the latest schema of each subject, and when it was fetched.
     latest: Mutex<FastMap<String, (Instant, Arc<RegisteredSchema>)>>,
 }
@@ -129,6 +134,13 @@ struct Decoder {
 /// How long the latest schema of a subject is trusted (`kaufmann_ex` messages name no schema
 /// id, so a new version is seen when this passes).
 const LATEST_TTL: Duration = Duration::from_secs(30);
+
+/// How long a schema id the registry does not have is answered from memory: messages with that id
+/// fail at once (dead letter, kind `registry`) without asking the registry again.
+pub const MISS_TTL: Duration = Duration::from_secs(30);
+
+/// The most unknown ids remembered (garbage ids cannot grow memory without bound).
+const MAX_MISSES: usize = 10_000;
 
 impl Decoder {
     /// The writer schema `id`, if it was fetched already.
@@ -140,11 +152,30 @@ impl Decoder {
             .cloned()
     }
 
-    async fn writer(&self, id: u32) -> Result<Arc<RegisteredSchema>> {
+    async fn writer(&self, id: u32) -> Result<Arc<RegisteredSchema>, Failure> {
         if let Some(found) = self.cached(id) {
             return Ok(found);
         }
-        let found = Arc::new(self.registry.schema_by_id(id).await?);
+        if let Some(at) = self.missed(id) {
+            return Err(permanent(
+                "registry",
+                &format_args!(
+                    "schema id {id} is not in the registry (it said so {:.0?} ago; asked again \
+                     after {MISS_TTL:?})",
+                    at.elapsed()
+                ),
+            ));
+        }
+        let found = match self.registry.schema_by_id(id).await {
+            Ok(found) => Arc::new(found),
+            Err(err) => {
+                if matches!(err, RegistryError::SchemaNotFound { .. }) {
+                    self.remember_miss(id);
+                }
+                return Err(self.registry_failure(&err.into()));
+            }
+        };
+        self.metrics.health.registry.set_up();
         self.cache
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -152,9 +183,38 @@ impl Decoder {
         Ok(found)
     }
 
+    /// When the registry said it has no schema `id`, if that was less than [`MISS_TTL`] ago.
+    fn missed(&self, id: u32) -> Option<Instant> {
+        let misses = self.misses.lock().unwrap_or_else(PoisonError::into_inner);
+        misses
+            .get(&id)
+            .copied()
+            .filter(|at| at.elapsed() < MISS_TTL)
+    }
+
+    fn remember_miss(&self, id: u32) {
+        let mut misses = self.misses.lock().unwrap_or_else(PoisonError::into_inner);
+        if misses.len() >= MAX_MISSES {
+            misses.retain(|_, at| at.elapsed() < MISS_TTL);
+            if misses.len() >= MAX_MISSES {
+                misses.clear();
+            }
+        }
+        misses.insert(id, Instant::now());
+    }
+
+    /// A registry error as a failure: an outage (the registry is down, overloaded or refuses
+    /// the credentials: the message waits) or permanent (it answered, and retrying cannot help).
+    fn registry_failure(&self, error: &Error) -> Failure {
+        if let Some(of) = outage_of(error, &self.metrics) {
+            return Failure::outage(of, error, &self.metrics);
+        }
+        permanent("registry", error)
+    }
+
     /// The latest schema of `subject` (for `kaufmann_ex` messages), asked for again after
     /// [`LATEST_TTL`].
-    async fn latest(&self, subject: &str) -> Result<Arc<RegisteredSchema>> {
+    async fn latest(&self, subject: &str) -> Result<Arc<RegisteredSchema>, Failure> {
         let cached = self
             .latest
             .lock()
@@ -165,7 +225,12 @@ impl Decoder {
         if let Some(found) = cached {
             return Ok(found);
         }
-        let latest = self.registry.latest(subject).await?;
+        let latest = self
+            .registry
+            .latest(subject)
+            .await
+            .map_err(|e| self.registry_failure(&e.into()))?;
+        self.metrics.health.registry.set_up();
         let found = Arc::new(RegisteredSchema::new(latest.id, subject, latest.schema));
         self.latest
             .lock()
@@ -193,10 +258,76 @@ type Writer = (
 
 /// How one attempt ended, when it did not succeed.
 enum Failure {
-    /// Worth retrying: the handler failed, panicked or timed out; or the registry did not answer.
+    /// Worth retrying: the handler failed, panicked or timed out.
     Transient { kind: &'static str, error: String },
     /// Retrying cannot help: the bytes are not a Kaufmann message, or no handler exists.
     Permanent { kind: &'static str, error: String },
+    /// Not the message's fault: the registry or the broker is down. The message waits for it
+    /// and tries again, without spending a retry.
+    Outage { of: Outage },
+}
+
+impl Failure {
+    /// An outage of `of`, reported to the health state.
+    fn outage(of: Outage, error: &dyn std::fmt::Display, metrics: &Metrics) -> Self {
+        of.dependency(metrics).set_down(&error.to_string());
+        Self::Outage { of }
+    }
+}
+
+/// A dependency that can be down.
+#[derive(Debug, Clone, Copy)]
+enum Outage {
+    Registry,
+    Broker,
+}
+
+impl Outage {
+    fn dependency(self, metrics: &Metrics) -> &Dependency {
+        match self {
+            Self::Registry => &metrics.health.registry,
+            Self::Broker => &metrics.health.broker,
+        }
+    }
+}
+
+/// The longest wait between two tries of a message during an outage (a dependency that comes
+/// back wakes the waiting messages at once).
+const OUTAGE_MAX_WAIT: Duration = Duration::from_secs(5);
+
+/// Whether `error` says a dependency is down, rather than anything about the message: the
+/// registry unreachable, answering 5xx or 429, or refusing the credentials; a broker error of
+/// the cluster (no broker, timeouts, no leader), or any error while the broker is known to be down.
+fn outage_of(error: &Error, metrics: &Metrics) -> Option<Outage> {
+    use rdkafka::types::RDKafkaErrorCode as Code;
+    match error {
+        Error::Registry(RegistryError::Unreachable { .. } | RegistryError::Unauthorized { .. }) => {
+            Some(Outage::Registry)
+        }
+        Error::Registry(RegistryError::Server { status, .. })
+            if *status >= 500 || *status == 429 =>
+        {
+            Some(Outage::Registry)
+        }
+        Error::Kafka { source, .. } => match source.rdkafka_error_code() {
+            Some(
+                Code::AllBrokersDown
+                | Code::BrokerTransportFailure
+                | Code::MessageTimedOut
+                | Code::RequestTimedOut
+                | Code::NetworkException
+                | Code::LeaderNotAvailable
+                | Code::NotLeaderForPartition
+                | Code::NotEnoughReplicas
+                | Code::NotEnoughReplicasAfterAppend
+                | Code::QueueFull,
+            ) => Some(Outage::Broker),
+            _ if !metrics.health.broker.is_up() => Some(Outage::Broker),
+            _ => None,
+        },
+        _ if !metrics.health.broker.is_up() => Some(Outage::Broker),
+        _ => None,
+    }
 }
 
 /// Runs messages through decode, handler and error policy.
@@ -222,16 +353,23 @@ impl Processor {
         crate::avro_datum::set_max_depth(config.max_nesting_depth);
         Self {
             stats,
-            metrics,
+            metrics: metrics.clone(),
             handlers,
             decoder: Decoder {
                 registry,
+                metrics,
                 cache: Mutex::default(),
+                misses: Mutex::default(),
                 latest: Mutex::default(),
             },
             publisher,
             config,
         }
+    }
+
+    /// The registry writer schemas come from.
+    pub(crate) fn registry(&self) -> &dyn SchemaRegistry {
+        &*self.decoder.registry
     }
 
     /// Runs one message through decode and handler with the error policy; never fails.
@@ -271,6 +409,7 @@ impl Processor {
     async fn process_traced(&self, job: &Job, meta: &mut Metadata, trace: Option<&TraceParent>) {
         self.metrics.record(&meta.message_name, Outcome::Consumed);
         let mut attempt = 0_u32;
+        let mut outage_wait = Duration::from_millis(200);
         let failure = loop {
             attempt += 1;
             if attempt > 1 {
@@ -285,6 +424,13 @@ impl Processor {
             match outcome {
                 Ok(()) => return,
                 Err(Failure::Permanent { kind, error }) => break (kind, error),
+                Err(Failure::Outage { of }) => {
+                    // Not an attempt: the same one again when the dependency is back.
+                    attempt -= 1;
+                    tracing::debug!(at = %place(&job.origin), ?of, "waiting for {of:?} (up to {outage_wait:?})");
+                    Box::pin(of.dependency(&self.metrics).wait_up(outage_wait)).await;
+                    outage_wait = (outage_wait * 2).min(OUTAGE_MAX_WAIT);
+                }
                 Err(Failure::Transient { kind, error }) => {
                     match policy.retry.backoff(attempt + 1) {
                         Some(wait) => {
@@ -428,9 +574,12 @@ impl Processor {
                 Ok(())
             }
             Err(err @ Error::Codec(_)) => Err(permanent("decode", &err)),
-            Err(err) => Err(Failure::Transient {
-                kind: "handler",
-                error: err.to_string(),
+            Err(err) => Err(match outage_of(&err, &self.metrics) {
+                Some(of) => Failure::outage(of, &err, &self.metrics),
+                None => Failure::Transient {
+                    kind: "handler",
+                    error: err.to_string(),
+                },
             }),
         }
     }
@@ -443,17 +592,6 @@ impl Processor {
         value: &[u8],
         known: &mut Metadata,
     ) -> Result<Writer, Failure> {
-        let registry_failure = |e: Error| match e {
-            Error::Registry(
-                RegistryError::SchemaNotFound { .. }
-                | RegistryError::Unreachable { .. }
-                | RegistryError::Server { .. },
-            ) => Failure::Transient {
-                kind: "registry",
-                error: e.to_string(),
-            },
-            other => permanent("registry", &other),
-        };
         if self.config.wire_format == WireFormat::KaufmannEx {
             let key = job
                 .origin
@@ -468,11 +606,7 @@ impl Processor {
                     )
                 })?;
             let subject = kaufmann_ex::subject(key);
-            let writer = self
-                .decoder
-                .latest(subject)
-                .await
-                .map_err(registry_failure)?;
+            let writer = self.decoder.latest(subject).await?;
             let (meta, payload) = kaufmann_ex::decode_parts(key, &writer.schema, value)
                 .map_err(|e| permanent("decode", &e))?;
             *known = meta;
@@ -482,11 +616,7 @@ impl Processor {
             return Ok((writer, 0, Some(payload)));
         }
         let (schema_id, _) = wire::split(value).map_err(|e| permanent("decode", &e))?;
-        let writer = self
-            .decoder
-            .writer(schema_id)
-            .await
-            .map_err(registry_failure)?;
+        let writer = self.decoder.writer(schema_id).await?;
         name_from_subject(&writer, known);
         Ok((writer, schema_id, None))
     }

@@ -111,13 +111,14 @@ impl Service {
         let mut required = config.topics.clone();
         required.extend(dead_letter_topics);
         check_topics(&consumer, &shared, &brokers, &required).await?;
+        metrics.health.broker.set_up();
         let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
         consumer
             .subscribe(&topics)
             .map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
 
         registry.ping().await?;
-        metrics.set_registry_ok();
+        metrics.health.registry.set_up();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let metrics_addr = match &config.metrics_addr {
             Some(addr) => Some(serve_metrics(addr, &metrics, &stats, shutdown_rx.clone()).await?),

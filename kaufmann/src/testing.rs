@@ -137,6 +137,9 @@ impl TestBus {
         )));
         let shared: Arc<dyn SchemaRegistry> = registry.clone();
         let metrics = Arc::new(Metrics::default());
+        // In memory: nothing can be down.
+        metrics.health.registry.set_up();
+        metrics.health.broker.set_up();
         let sink = Arc::new(MemorySink::default());
         let publisher =
             Publisher::in_memory(sink.clone(), shared.clone(), metrics.clone(), &config);

@@ -509,3 +509,80 @@ pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool
     }
     true
 }
+
+/// A GET with a plain socket: (status code, body).
+pub fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut stream, &mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The value of one sample line (`name{labels} value`) of a Prometheus text body.
+pub fn sample(body: &str, series: &str) -> Option<u64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Reads `count` records from a dead-letter topic: value (lossy text) and headers.
+pub async fn read_dead_letters(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+) -> Vec<(String, HashMap<String, String>)> {
+    let reader = reader(brokers, topic, 1, "dlt-reader");
+    let mut out = Vec::new();
+    while out.len() < count {
+        let message = tokio::time::timeout(Duration::from_secs(120), reader.recv())
+            .await
+            .unwrap_or_else(|_| panic!("only {} of {count} dead letters arrived", out.len()))
+            .unwrap();
+        let value =
+            String::from_utf8_lossy(rdkafka::Message::payload(&message).unwrap_or_default())
+                .into_owned();
+        let headers = rdkafka::Message::headers(&message)
+            .map(|hs| {
+                rdkafka::message::Headers::iter(hs)
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.push((value, headers));
+    }
+    out
+}
+
+/// Readiness, polled until it answers `status` (or `limit` passes); the last body.
+pub async fn readiness_becomes(addr: std::net::SocketAddr, status: u16, limit: Duration) -> String {
+    let mut body = String::new();
+    let reached = eventually(limit, || {
+        let (now, text) = http_get(addr, "/health/ready");
+        body = text;
+        now == status
+    })
+    .await;
+    assert!(reached, "readiness never answered {status}: {body}");
+    body
+}

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use kaufmann::embedded::EmbeddedBroker;
 use kaufmann::error::RegistryError;
 use kaufmann::registry::folder::{read_folder, FolderSchema};
-use kaufmann::registry::server::LocalRegistry;
+use kaufmann::registry::server::{LocalRegistry, ServerTls};
 use kaufmann::registry::{memory_scope, SchemaRegistry, SubjectStrategy};
 use kaufmann::Config;
 
@@ -68,6 +68,15 @@ enum RegistryCommand {
         /// The address to listen on.
         #[arg(long, default_value = "127.0.0.1:8081")]
         addr: String,
+        /// Serve HTTPS with this PEM certificate chain (needs `--tls-key`).
+        #[arg(long, requires = "tls_key")]
+        tls_certificate: Option<String>,
+        /// The PEM private key of `--tls-certificate`.
+        #[arg(long, requires = "tls_certificate")]
+        tls_key: Option<String>,
+        /// Require client certificates signed by the CAs of this PEM file.
+        #[arg(long, requires = "tls_certificate")]
+        tls_client_ca: Option<String>,
     },
 }
 
@@ -96,7 +105,21 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Schemas(command) => schemas(command).await,
-        Command::Registry(RegistryCommand::Serve { addr }) => serve(&addr).await,
+        Command::Registry(RegistryCommand::Serve {
+            addr,
+            tls_certificate,
+            tls_key,
+            tls_client_ca,
+        }) => {
+            let tls = tls_certificate
+                .zip(tls_key)
+                .map(|(certificate, key)| ServerTls {
+                    certificate,
+                    key,
+                    client_ca: tls_client_ca,
+                });
+            serve(&addr, tls.as_ref()).await
+        }
         Command::Dev {
             dir,
             registry_addr,
@@ -294,11 +317,13 @@ async fn list(plan: &Plan) -> Result<ExitCode, Failure> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve(addr: &str) -> Result<ExitCode, Failure> {
+async fn serve(addr: &str, tls: Option<&ServerTls>) -> Result<ExitCode, Failure> {
     let registry = memory_scope("mock://kaufmann-dev").map_err(|e| e.to_string())?;
-    let server = LocalRegistry::start(addr, registry)
-        .await
-        .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+    let server = match tls {
+        Some(tls) => LocalRegistry::start_tls(addr, registry, tls).await,
+        None => LocalRegistry::start(addr, registry).await,
+    }
+    .map_err(|e| format!("cannot serve on {addr}: {e}"))?;
     println!(
         "local schema registry (development stand-in, in memory) on {}\n\
          export KAUFMANN_REGISTRY_URL={}\nCtrl-C stops it",

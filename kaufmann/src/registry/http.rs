@@ -32,6 +32,80 @@ pub struct HttpOptions {
     pub bearer_token: Option<String>,
     /// The most schemas (by id) and registrations (by subject and schema) kept in the cache.
     pub cache_capacity: usize,
+    /// Certificates for `https://`: a CA to trust, a client certificate to present.
+    pub tls: RegistryTls,
+}
+
+/// TLS to the registry beyond the public CAs (PEM files).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryTls {
+    /// CA certificates trusted besides the public ones (`registry_ca_location`).
+    pub ca_location: Option<String>,
+    /// The client certificate chain shown to a registry that asks for one
+    /// (`registry_certificate_location`; needs `key_location`).
+    pub certificate_location: Option<String>,
+    /// The client certificate's private key, unencrypted PKCS#8, PKCS#1 or SEC1
+    /// (`registry_key_location`).
+    pub key_location: Option<String>,
+}
+
+impl RegistryTls {
+    /// Adds the CA and the client certificate to `builder`.
+    fn apply(
+        &self,
+        mut builder: reqwest::ClientBuilder,
+    ) -> Result<reqwest::ClientBuilder, RegistryError> {
+        let read = |key: &'static str, path: &str| {
+            std::fs::read(path).map_err(|err| RegistryError::Tls {
+                key,
+                path: path.to_owned(),
+                reason: err.to_string(),
+            })
+        };
+        if let Some(path) = &self.ca_location {
+            let pem = read("registry_ca_location", path)?;
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| RegistryError::Tls {
+                    key: "registry_ca_location",
+                    path: path.clone(),
+                    reason: "no PEM certificate in the file".to_owned(),
+                })?;
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        match (&self.certificate_location, &self.key_location) {
+            (Some(certificate), Some(key)) => {
+                let mut pem = read("registry_certificate_location", certificate)?;
+                pem.push(b'\n');
+                pem.extend(read("registry_key_location", key)?);
+                let identity =
+                    reqwest::Identity::from_pem(&pem).map_err(|err| RegistryError::Tls {
+                        key: "registry_certificate_location",
+                        path: format!("{certificate} with {key}"),
+                        reason: format!("not a PEM certificate chain and private key: {err}"),
+                    })?;
+                builder = builder.identity(identity);
+            }
+            (None, None) => {}
+            (Some(path), None) | (None, Some(path)) => {
+                return Err(RegistryError::Tls {
+                    key: if self.key_location.is_some() {
+                        "registry_key_location"
+                    } else {
+                        "registry_certificate_location"
+                    },
+                    path: path.clone(),
+                    reason: "a client certificate needs both registry_certificate_location and \
+                             registry_key_location"
+                        .to_owned(),
+                });
+            }
+        }
+        Ok(builder)
+    }
 }
 
 impl Default for HttpOptions {
@@ -42,6 +116,7 @@ impl Default for HttpOptions {
             backoff: Duration::from_millis(100),
             bearer_token: None,
             cache_capacity: 10_000,
+            tls: RegistryTls::default(),
         }
     }
 }
@@ -130,8 +205,9 @@ impl HttpRegistry {
         });
         let _ = base.set_username("");
         let _ = base.set_password(None);
-        let client = reqwest::Client::builder()
-            .timeout(options.timeout)
+        let client = options
+            .tls
+            .apply(reqwest::Client::builder().timeout(options.timeout))?
             .build()
             .map_err(|err| RegistryError::Unreachable {
                 registry: base.to_string(),

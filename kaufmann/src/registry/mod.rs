@@ -20,7 +20,7 @@ use apache_avro::Schema;
 
 use crate::error::RegistryError;
 
-pub use http::{HttpOptions, HttpRegistry};
+pub use http::{HttpOptions, HttpRegistry, RegistryTls};
 pub use memory::MemoryRegistry;
 
 use crate::schema::PlainDecoder;

@@ -44,6 +44,7 @@ use crate::error::RegistryError;
 #[derive(Debug)]
 pub struct LocalRegistry {
     addr: SocketAddr,
+    scheme: &'static str,
     shared: Arc<Shared>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -53,39 +54,123 @@ pub struct LocalRegistry {
 struct Shared {
     registry: Arc<MemoryRegistry>,
     requests: AtomicU64,
+    /// Requests but `GET /config` (what a service's health probe asks).
+    schema_requests: AtomicU64,
+}
+
+/// The certificates of a registry served over TLS (PEM files).
+#[derive(Debug, Clone, Default)]
+pub struct ServerTls {
+    /// The server's certificate chain.
+    pub certificate: String,
+    /// Its private key (unencrypted PKCS#8, PKCS#1 or SEC1).
+    pub key: String,
+    /// When set, clients must present a certificate signed by one of these CAs.
+    pub client_ca: Option<String>,
+}
+
+impl ServerTls {
+    /// The TLS acceptor these files describe.
+    fn acceptor(&self) -> std::io::Result<tokio_rustls::TlsAcceptor> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let invalid = |what: &str, path: &str, err: &dyn std::fmt::Display| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{what} `{path}`: {err}"),
+            )
+        };
+        let certificates = |path: &str| -> std::io::Result<Vec<CertificateDer<'static>>> {
+            CertificateDer::pem_file_iter(path)
+                .and_then(Iterator::collect)
+                .map_err(|e| invalid("certificates", path, &e))
+        };
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| invalid("TLS versions", "", &e))?;
+        let builder = match &self.client_ca {
+            Some(path) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for certificate in certificates(path)? {
+                    roots
+                        .add(certificate)
+                        .map_err(|e| invalid("client CA", path, &e))?;
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .map_err(|e| invalid("client CA", path, &e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let key = PrivateKeyDer::from_pem_file(&self.key)
+            .map_err(|e| invalid("private key", &self.key, &e))?;
+        let config = builder
+            .with_single_cert(certificates(&self.certificate)?, key)
+            .map_err(|e| invalid("certificate", &self.certificate, &e))?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
 }
 
 impl LocalRegistry {
     /// Serves `registry` on `addr` (`127.0.0.1:0` picks a free port).
     pub async fn start(addr: &str, registry: Arc<MemoryRegistry>) -> std::io::Result<Self> {
+        Self::serve(addr, registry, None).await
+    }
+
+    /// Serves `registry` over TLS on `addr`, with client certificates when `tls.client_ca` is
+    /// set.
+    pub async fn start_tls(
+        addr: &str,
+        registry: Arc<MemoryRegistry>,
+        tls: &ServerTls,
+    ) -> std::io::Result<Self> {
+        Self::serve(addr, registry, Some(tls.acceptor()?)).await
+    }
+
+    async fn serve(
+        addr: &str,
+        registry: Arc<MemoryRegistry>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             registry,
             requests: AtomicU64::new(0),
+            schema_requests: AtomicU64::new(0),
         });
         let (stop, stopped) = oneshot::channel::<()>();
         let app = router(shared.clone());
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            });
-            if let Err(err) = serve.await {
-                tracing::error!("local registry server stopped: {err}");
-            }
-        });
-        tracing::info!("local schema registry (development stand-in) on http://{addr}");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let task = match tls {
+            None => tokio::spawn(async move {
+                let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                });
+                if let Err(err) = serve.await {
+                    tracing::error!("local registry server stopped: {err}");
+                }
+            }),
+            Some(acceptor) => tokio::spawn(serve_tls(listener, acceptor, app, stopped)),
+        };
+        tracing::info!("local schema registry (development stand-in) on {scheme}://{addr}");
         Ok(Self {
             addr,
+            scheme,
             shared,
             stop: Some(stop),
             task: Some(task),
         })
     }
 
-    /// The URL to give clients: `http://<addr>`.
+    /// The URL to give clients: `http://<addr>` (`https://` when served over TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        format!("{}://{}", self.scheme, self.addr)
     }
 
     /// The address it listens on.
@@ -101,6 +186,12 @@ impl LocalRegistry {
     /// How many requests it has answered.
     pub fn requests(&self) -> u64 {
         self.shared.requests.load(Atomic::Relaxed)
+    }
+
+    /// How many requests it has answered but `GET /config`, the global compatibility level a
+    /// service's health probe asks for.
+    pub fn schema_requests(&self) -> u64 {
+        self.shared.schema_requests.load(Atomic::Relaxed)
     }
 
     /// Stops serving and waits until the server has closed.
@@ -119,6 +210,49 @@ impl Drop for LocalRegistry {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// Accepts TLS connections until `stopped`; open connections end with it.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    app: Router,
+    mut stopped: oneshot::Receiver<()>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (tcp, peer) = tokio::select! {
+            _ = &mut stopped => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!("local registry server: accept failed: {err}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        connections.spawn(async move {
+            let stream = match acceptor.accept(tcp).await {
+                Ok(stream) => stream,
+                Err(err) => {
+                    tracing::info!(
+                        "local registry server: TLS handshake with {peer} failed: {err}"
+                    );
+                    return;
+                }
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let served = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+            if let Err(err) = served {
+                tracing::debug!("local registry server: connection from {peer}: {err}");
+            }
+        });
     }
 }
 
@@ -159,6 +293,9 @@ async fn count_requests(
     next: axum::middleware::Next,
 ) -> Response {
     shared.requests.fetch_add(1, Atomic::Relaxed);
+    if !(request.method() == axum::http::Method::GET && request.uri().path() == "/config") {
+        shared.schema_requests.fetch_add(1, Atomic::Relaxed);
+    }
     next.run(request).await
 }
 
