@@ -9,8 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
+use kaufmann::registry::server::LocalRegistry;
 use kaufmann_tests::{
     broker, committed, produce, topic_with_dead_letters, unique, work_records, Record,
+    SecuredBroker,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -66,8 +68,9 @@ impl Setup {
         self.dir.join(name)
     }
 
-    /// Starts the test service; `extra` adds or overrides `KAUFMANN_*` variables. Its log (JSON
-    /// lines, warnings and the engine's rebalance lines) goes to `<handled_file>.log`.
+    /// Starts the test service; `extra` adds or overrides `KAUFMANN_*` variables. Its output
+    /// (JSON log lines, warnings and the engine's rebalance lines; errors on stderr) goes to
+    /// `<handled_file>.log`.
     fn spawn(&self, handled_file: &str, extra: &[(&str, &str)]) -> Service {
         let mut command = Command::new(env!("CARGO_BIN_EXE_test-service"));
         for (key, _) in std::env::vars() {
@@ -100,7 +103,7 @@ impl Setup {
             command.env(key, value);
         }
         let log = std::fs::File::create(self.file(&format!("{handled_file}.log"))).unwrap();
-        command.stdout(log);
+        command.stderr(log.try_clone().unwrap()).stdout(log);
         Service(command.spawn().unwrap())
     }
 }
@@ -523,4 +526,145 @@ async fn a_joining_member_moves_only_the_partitions_it_takes_cooperative_sticky(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_joining_member_moves_only_the_partitions_it_takes_kip_848() {
     a_joining_member_moves_only_the_partitions_it_takes("kip848", "consumer").await;
+}
+
+/// Every secret a service is given stays out of everything it prints, at debug level, in a
+/// start-up and shutdown through the TLS + SCRAM listener and in failed starts (a wrong SASL
+/// password, a registry URL with a scheme typo, a bad port, an unreachable registry): the SASL
+/// password, the registry URL's password (with an `@` in it), the registry bearer token and a
+/// librdkafka secret property.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_is_printed_at_start_up_on_failure_or_at_shutdown() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(secured) = SecuredBroker::from_env() else {
+        return;
+    };
+    let Some(setup) = Setup::new("secrets", 1, work_records(10, 2, 0)).await else {
+        return;
+    };
+    let server = LocalRegistry::start(
+        "127.0.0.1:0",
+        kaufmann::registry::memory_scope(&format!("mock://{}", unique("secrets"))).unwrap(),
+    )
+    .await
+    .unwrap();
+    let registry_password = format!("reg@pw-{}", unique("r"));
+    let token = unique("token");
+    let key_password = unique("key-password");
+    let wrong_password = unique("wrong-password");
+    let with_password =
+        |base: &str| base.replacen("://", &format!("://svc:{registry_password}@"), 1);
+    let good_url = with_password(&server.url());
+    let secrets = [
+        secured.password.clone(),
+        wrong_password.clone(),
+        registry_password.clone(),
+        registry_password.replace('@', "%40"),
+        token.clone(),
+        key_password.clone(),
+    ];
+    let common = [
+        ("KAUFMANN_SECURITY_PROTOCOL", "sasl_ssl"),
+        ("KAUFMANN_SASL_MECHANISM", "SCRAM-SHA-512"),
+        ("KAUFMANN_SASL_USERNAME", secured.user.as_str()),
+        ("KAUFMANN_SSL_CA_LOCATION", secured.ca.as_str()),
+        ("KAUFMANN_BROKERS", secured.sasl.as_str()),
+        ("KAUFMANN_REGISTRY_BEARER_TOKEN", token.as_str()),
+        (
+            "KAUFMANN_LIBRDKAFKA_SSL_KEY_PASSWORD",
+            key_password.as_str(),
+        ),
+        ("RUST_LOG", "debug"),
+    ];
+    let run = |name: &str, extra: &[(&str, &str)]| {
+        let mut env: Vec<(&str, &str)> = common.to_vec();
+        env.extend_from_slice(extra);
+        setup.spawn(name, &env)
+    };
+
+    let mut good = run(
+        "good.txt",
+        &[
+            ("KAUFMANN_SASL_PASSWORD", secured.password.as_str()),
+            ("KAUFMANN_REGISTRY_URL", good_url.as_str()),
+        ],
+    );
+    wait_until("the service handled the 10 messages", || {
+        read_handled(&setup.file("good.txt")).len() >= 10
+    })
+    .await;
+    signal(&good, "TERM");
+    assert!(wait_exit(&mut good, Duration::from_secs(30))
+        .await
+        .success());
+
+    let typo = with_password("htps://127.0.0.1:1");
+    let bad_port = with_password("http://127.0.0.1:99999");
+    let unreachable = with_password("http://127.0.0.1:1");
+    let failures = [
+        (
+            "wrong-password.txt",
+            wrong_password.as_str(),
+            good_url.as_str(),
+            "SASL authentication",
+        ),
+        (
+            "typo.txt",
+            secured.password.as_str(),
+            typo.as_str(),
+            "is not supported",
+        ),
+        (
+            "port.txt",
+            secured.password.as_str(),
+            bad_port.as_str(),
+            "is not supported",
+        ),
+        (
+            "down.txt",
+            secured.password.as_str(),
+            unreachable.as_str(),
+            "is unreachable",
+        ),
+    ];
+    for (name, password, url, says) in failures {
+        let mut failed = run(
+            name,
+            &[
+                ("KAUFMANN_SASL_PASSWORD", password),
+                ("KAUFMANN_REGISTRY_URL", url),
+            ],
+        );
+        let status = wait_exit(&mut failed, Duration::from_secs(60)).await;
+        let output = std::fs::read_to_string(setup.file(&format!("{name}.log"))).unwrap();
+        assert!(!status.success(), "{name}: a failed start exits non-zero");
+        assert!(
+            output.contains(says),
+            "{name}: the error says `{says}`:\n{output}"
+        );
+    }
+    server.stop().await;
+
+    let mut printed = 0;
+    for name in [
+        "good.txt",
+        "wrong-password.txt",
+        "typo.txt",
+        "port.txt",
+        "down.txt",
+    ] {
+        let output = std::fs::read_to_string(setup.file(&format!("{name}.log"))).unwrap();
+        printed += output.len();
+        for secret in &secrets {
+            assert!(
+                !output.contains(secret.as_str()),
+                "{name}: the output shows the secret {secret:?}:\n{output}"
+            );
+        }
+        // (The others fail before the banner: the test service registers its schema first.)
+        if ["good.txt", "wrong-password.txt"].contains(&name) {
+            assert!(output.contains("***"), "{name}: the banner masks:\n{output}");
+        }
+    }
+    println!("secrets test: {printed} bytes of output, no secret in them");
 }
