@@ -542,12 +542,7 @@ async fn no_secret_is_printed_at_start_up_on_failure_or_at_shutdown() {
     let Some(setup) = Setup::new("secrets", 1, work_records(10, 2, 0)).await else {
         return;
     };
-    let server = LocalRegistry::start(
-        "127.0.0.1:0",
-        kaufmann::registry::memory_scope(&format!("mock://{}", unique("secrets"))).unwrap(),
-    )
-    .await
-    .unwrap();
+    let server = registry_server().await;
     let registry_password = format!("reg@pw-{}", unique("r"));
     let token = unique("token");
     let key_password = unique("key-password");
@@ -576,19 +571,17 @@ async fn no_secret_is_printed_at_start_up_on_failure_or_at_shutdown() {
         ),
         ("RUST_LOG", "debug"),
     ];
-    let run = |name: &str, extra: &[(&str, &str)]| {
+    let run = |name: &str, password: &str, url: &str| {
         let mut env: Vec<(&str, &str)> = common.to_vec();
-        env.extend_from_slice(extra);
+        env.extend([
+            ("KAUFMANN_SASL_PASSWORD", password),
+            ("KAUFMANN_REGISTRY_URL", url),
+        ]);
         setup.spawn(name, &env)
     };
 
-    let mut good = run(
-        "good.txt",
-        &[
-            ("KAUFMANN_SASL_PASSWORD", secured.password.as_str()),
-            ("KAUFMANN_REGISTRY_URL", good_url.as_str()),
-        ],
-    );
+    let sasl = secured.password.as_str();
+    let mut good = run("good.txt", sasl, &good_url);
     wait_until("the service handled the 10 messages", || {
         read_handled(&setup.file("good.txt")).len() >= 10
     })
@@ -598,73 +591,89 @@ async fn no_secret_is_printed_at_start_up_on_failure_or_at_shutdown() {
         .await
         .success());
 
-    let typo = with_password("htps://127.0.0.1:1");
-    let bad_port = with_password("http://127.0.0.1:99999");
-    let unreachable = with_password("http://127.0.0.1:1");
+    let wrong = wrong_password.as_str();
     let failures = [
         (
             "wrong-password.txt",
-            wrong_password.as_str(),
-            good_url.as_str(),
+            wrong,
+            good_url.clone(),
             "SASL authentication",
         ),
         (
             "typo.txt",
-            secured.password.as_str(),
-            typo.as_str(),
+            sasl,
+            with_password("htps://127.0.0.1:1"),
             "is not supported",
         ),
         (
             "port.txt",
-            secured.password.as_str(),
-            bad_port.as_str(),
+            sasl,
+            with_password("http://127.0.0.1:99999"),
             "is not supported",
         ),
         (
             "down.txt",
-            secured.password.as_str(),
-            unreachable.as_str(),
+            sasl,
+            with_password("http://127.0.0.1:1"),
             "is unreachable",
         ),
     ];
     for (name, password, url, says) in failures {
-        let mut failed = run(
-            name,
-            &[
-                ("KAUFMANN_SASL_PASSWORD", password),
-                ("KAUFMANN_REGISTRY_URL", url),
-            ],
-        );
-        let status = wait_exit(&mut failed, Duration::from_secs(60)).await;
-        let output = std::fs::read_to_string(setup.file(&format!("{name}.log"))).unwrap();
-        assert!(!status.success(), "{name}: a failed start exits non-zero");
-        assert!(
-            output.contains(says),
-            "{name}: the error says `{says}`:\n{output}"
-        );
+        assert_failed_start(&setup, run(name, password, &url), name, says).await;
     }
     server.stop().await;
+    let printed = assert_no_secret(
+        &setup,
+        &[
+            "good.txt",
+            "wrong-password.txt",
+            "typo.txt",
+            "port.txt",
+            "down.txt",
+        ],
+        &secrets,
+    );
+    println!("secrets test: {printed} bytes of output, no secret in them");
+}
 
+/// The local registry server, serving a fresh in-memory registry.
+async fn registry_server() -> LocalRegistry {
+    let scope = format!("mock://{}", unique("registry"));
+    let memory = kaufmann::registry::memory_scope(&scope).unwrap();
+    LocalRegistry::start("127.0.0.1:0", memory).await.unwrap()
+}
+
+/// Waits for a service that must fail to start: it exits non-zero and its output says `says`.
+async fn assert_failed_start(setup: &Setup, mut service: Service, name: &str, says: &str) {
+    let status = wait_exit(&mut service, Duration::from_secs(60)).await;
+    let output = std::fs::read_to_string(setup.file(&format!("{name}.log"))).unwrap();
+    assert!(!status.success(), "{name}: a failed start exits non-zero");
+    assert!(
+        output.contains(says),
+        "{name}: the error says `{says}`:\n{output}"
+    );
+}
+
+/// Asserts that no output of the services `names` holds any of `secrets`, and that the first two
+/// (the ones that printed the banner: the others fail before it, when the test service registers
+/// its schema) show masks; returns how many bytes were read.
+fn assert_no_secret(setup: &Setup, names: &[&str], secrets: &[String]) -> usize {
     let mut printed = 0;
-    for name in [
-        "good.txt",
-        "wrong-password.txt",
-        "typo.txt",
-        "port.txt",
-        "down.txt",
-    ] {
+    for (index, name) in names.iter().enumerate() {
         let output = std::fs::read_to_string(setup.file(&format!("{name}.log"))).unwrap();
         printed += output.len();
-        for secret in &secrets {
+        for secret in secrets {
             assert!(
                 !output.contains(secret.as_str()),
                 "{name}: the output shows the secret {secret:?}:\n{output}"
             );
         }
-        // (The others fail before the banner: the test service registers its schema first.)
-        if ["good.txt", "wrong-password.txt"].contains(&name) {
-            assert!(output.contains("***"), "{name}: the banner masks:\n{output}");
+        if index < 2 {
+            assert!(
+                output.contains("***"),
+                "{name}: the banner masks:\n{output}"
+            );
         }
     }
-    println!("secrets test: {printed} bytes of output, no secret in them");
+    printed
 }
