@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use kaufmann::registry::server::LocalRegistry;
 use kaufmann_tests::{
-    broker, committed, produce, topic_with_dead_letters, unique, work_records, Record,
-    SecuredBroker,
+    broker, committed, from_test_stack, high_watermarks, hostile, produce, read_dead_letters,
+    topic_with_dead_letters, unique, work_items, work_records, Record, SecuredBroker,
 };
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -72,7 +72,12 @@ impl Setup {
     /// (JSON log lines, warnings and the engine's rebalance lines; errors on stderr) goes to
     /// `<handled_file>.log`.
     fn spawn(&self, handled_file: &str, extra: &[(&str, &str)]) -> Service {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_test-service"));
+        self.spawn_binary(env!("CARGO_BIN_EXE_test-service"), handled_file, extra)
+    }
+
+    /// [`spawn`](Self::spawn) with another build of the test service.
+    fn spawn_binary(&self, binary: &str, handled_file: &str, extra: &[(&str, &str)]) -> Service {
+        let mut command = Command::new(binary);
         for (key, _) in std::env::vars() {
             if key.starts_with("KAUFMANN_") {
                 command.env_remove(key);
@@ -676,4 +681,128 @@ fn assert_no_secret(setup: &Setup, names: &[&str], secrets: &[String]) -> usize 
         }
     }
     printed
+}
+
+/// The peak resident memory of a process, in bytes (`VmHWM`).
+fn peak_rss(service: &Service) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", service.0.id())).unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// The release build of the test service (`scripts/test` builds it and sets
+/// `TEST_SERVICE_RELEASE`), against 100,000 hostile values on the broker: the issue's values
+/// (recursion 1,000 and 100,000 levels deep, a map block claiming 500 million entries, 8.4 million
+/// `null` items) and generated ones (see `kaufmann_tests::hostile`). The service stays up, each
+/// value is either handled (a mutation that is still valid) or in the dead-letter topic with a
+/// decode error, the good message after them is handled, and the peak RSS stays under 100 MB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_values_are_dead_lettered_and_the_release_service_stays_up() {
+    const COUNT: usize = 100_000;
+    const RSS_LIMIT: u64 = 100 << 20;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(binary) = from_test_stack("TEST_SERVICE_RELEASE") else {
+        return;
+    };
+    let Some(setup) = Setup::new("hostile", 2, Vec::new()).await else {
+        return;
+    };
+    let server = registry_server().await;
+    let writer = apache_avro::Schema::parse_str(hostile::WRITER_SCHEMA).unwrap();
+    let writer_id = kaufmann::registry::SchemaRegistry::register(
+        &**server.registry(),
+        "test.hostile-value",
+        &writer,
+    )
+    .await
+    .unwrap();
+    let values = hostile::values(COUNT);
+    let bytes: usize = values.iter().map(Vec::len).sum();
+    let records = values
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            let value = kaufmann::schema::wire::frame(writer_id, &body);
+            Record::Headed(format!("h{}", i % 64), value)
+        })
+        .collect();
+    let url = server.url();
+    let mut service = setup.spawn_binary(
+        &binary,
+        "hostile.txt",
+        &[
+            ("KAUFMANN_REGISTRY_URL", url.as_str()),
+            ("KAUFMANN_ERROR_EVENTS", "false"),
+            // One error line per dead letter would be 100,000 lines.
+            ("RUST_LOG", "warn,kaufmann::processor=off"),
+        ],
+    );
+    let started = Instant::now();
+    produce(&setup.brokers, &setup.topic, &url, records).await;
+    let mut good = work_items(1, 1, 0).remove(0);
+    good.id = 42;
+    produce(&setup.brokers, &setup.topic, &url, vec![Record::Work(good)]).await;
+
+    let dlt = format!("{}.DLT", setup.topic);
+    let mut progress = (0, 0);
+    let limit = Duration::from_secs(600);
+    while progress.0 + progress.1 < COUNT
+        || !read_handled(&setup.file("hostile.txt"))
+            .iter()
+            .any(|h| h.0 == 42)
+    {
+        assert!(
+            started.elapsed() < limit,
+            "after {limit:?}: (dead-lettered, handled) {progress:?} of {COUNT}"
+        );
+        assert!(
+            matches!(service.0.try_wait(), Ok(None)),
+            "the service stopped: {:?}",
+            std::fs::read_to_string(setup.file("hostile.txt.log"))
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let dead = high_watermarks(&setup.brokers, &dlt, 1)
+            .get(&0)
+            .copied()
+            .unwrap_or(0);
+        let handled = read_handled(&setup.file("hostile.txt"))
+            .iter()
+            .filter(|h| h.0 >= hostile::id(0))
+            .count();
+        progress = (usize::try_from(dead).unwrap_or(0), handled);
+    }
+    let took = started.elapsed();
+    let rss = peak_rss(&service);
+    signal(&service, "TERM");
+    assert!(wait_exit(&mut service, Duration::from_secs(30))
+        .await
+        .success());
+
+    let dead = read_dead_letters(&setup.brokers, &dlt, progress.0).await;
+    let mut kinds: HashMap<String, usize> = HashMap::new();
+    for (_, headers) in &dead {
+        *kinds
+            .entry(headers[kaufmann::engine::dead_letter::ERROR_KIND].clone())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        kinds.keys().collect::<Vec<_>>(),
+        ["decode"],
+        "every dead letter is a decode error: {kinds:?}"
+    );
+    assert_eq!(progress.0 + progress.1, COUNT, "each value once");
+    assert!(rss < RSS_LIMIT, "peak RSS {} MiB", rss >> 20);
+    println!(
+        "hostile values: {COUNT} ({} MiB) in {took:.1?}: {} dead-lettered (decode), {} still valid and handled; \
+         peak RSS {} MiB (limit {} MiB)",
+        bytes >> 20,
+        progress.0,
+        progress.1,
+        rss >> 20,
+        RSS_LIMIT >> 20
+    );
 }

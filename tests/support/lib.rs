@@ -3,6 +3,8 @@
 
 #![allow(clippy::implicit_hasher)]
 
+pub mod hostile;
+
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::{Mutex, OnceLock};
@@ -346,6 +348,9 @@ pub enum Record {
     Work(TestWork),
     /// Bytes as they are, with a key.
     Raw(String, Vec<u8>),
+    /// Bytes as they are, with a key and the metadata headers of a `test.work` event (so that
+    /// the service decodes them as one, with the writer schema their frame names).
+    Headed(String, Vec<u8>),
 }
 
 /// Produces records in order, registering `test.work` in `registry_url` first; returns the end
@@ -393,6 +398,10 @@ pub async fn produce_with(
                 )
             }
             Record::Raw(key, bytes) => (key, bytes, None),
+            Record::Headed(key, bytes) => {
+                let meta = Metadata::new(TestWork::EVENT_NAME, "test", "test-1");
+                (key, bytes, Some(meta.to_headers()))
+            }
         };
         let mut record = FutureRecord::to(topic).key(&key).payload(&value);
         if let Some(headers) = headers {
