@@ -20,7 +20,10 @@ mod fixture {
     kaufmann::schemas!("fixtures/avro");
 }
 
-use fixture::{FixtureEverything, FixtureTree, FixtureUsesShared, FixtureVersioned, Kind, Status};
+use fixture::{
+    ComAcmeFixtureEverything, ComAcmeFixtureTree, ComAcmeFixtureUsesShared,
+    ComAcmeFixtureVersioned, Kind, Status,
+};
 
 /// Random Avro values of `schema`, shaped as apache-avro decodes them. Past `depth` 3, unions
 /// take their `null` branch and arrays and maps are empty, so recursive schemas end.
@@ -197,25 +200,26 @@ fn round_trips<T: EventSchema + PartialEq + std::fmt::Debug>() {
 
 #[test]
 fn every_avro_type_round_trips() {
-    round_trips::<FixtureEverything>();
+    round_trips::<ComAcmeFixtureEverything>();
 }
 
 #[test]
 fn recursive_records_round_trip() {
-    round_trips::<FixtureTree>();
+    round_trips::<ComAcmeFixtureTree>();
 }
 
 #[test]
 fn types_from_other_files_round_trip() {
-    round_trips::<FixtureUsesShared>();
+    round_trips::<ComAcmeFixtureUsesShared>();
     // The registered schema is self-contained: the shared types are written out in it.
-    let schema: serde_json::Value = serde_json::from_str(FixtureUsesShared::SCHEMA_JSON).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_str(ComAcmeFixtureUsesShared::SCHEMA_JSON).unwrap();
     assert_eq!(schema["fields"][0]["type"]["name"], "Address");
 }
 
 #[test]
 fn versioned_round_trips() {
-    round_trips::<FixtureVersioned>();
+    round_trips::<ComAcmeFixtureVersioned>();
 }
 
 const VERSIONED_V1: &str = r#"{
@@ -248,10 +252,10 @@ fn data_written_with_an_older_version_decodes_into_the_newer_type() {
                     .build()
                     .and_then(|writer| writer.write_value_to_vec(old))
                     .unwrap();
-                let new: FixtureVersioned = decode_body(&v1, Some(1), &body).unwrap();
+                let new: ComAcmeFixtureVersioned = decode_body(&v1, Some(1), &body).unwrap();
                 prop_assert_eq!(
                     new,
-                    FixtureVersioned {
+                    ComAcmeFixtureVersioned {
                         id,
                         name,
                         nickname: String::new(),
@@ -270,7 +274,7 @@ fn data_written_with_an_older_version_decodes_into_the_newer_type() {
 
 #[test]
 fn generated_types_are_plain_rust() {
-    use fixture::{Address, FixtureEverythingChoice, Geo};
+    use fixture::{Address, ComAcmeFixtureEverythingChoice, Geo};
     let home = Address {
         street: "Main St 1".into(),
         zip: None,
@@ -279,12 +283,12 @@ fn generated_types_are_plain_rust() {
             lon: 13.4,
         },
     };
-    let choice = FixtureEverythingChoice::Address(home.clone());
-    assert!(matches!(choice, FixtureEverythingChoice::Address(_)));
+    let choice = ComAcmeFixtureEverythingChoice::Address(home.clone());
+    assert!(matches!(choice, ComAcmeFixtureEverythingChoice::Address(_)));
     assert_eq!(Status::default(), Status::Active);
-    let tree = FixtureTree {
+    let tree = ComAcmeFixtureTree {
         value: 1,
-        left: Some(Box::new(FixtureTree {
+        left: Some(Box::new(ComAcmeFixtureTree {
             value: 2,
             left: None,
             right: None,
@@ -297,15 +301,20 @@ fn generated_types_are_plain_rust() {
         link: None,
         either: None,
     };
-    let body = encode_body(FixtureTree::EVENT_NAME, FixtureTree::schema(), &tree).unwrap();
-    let back: FixtureTree = decode_body(FixtureTree::schema(), None, &body).unwrap();
+    let body = encode_body(
+        ComAcmeFixtureTree::EVENT_NAME,
+        ComAcmeFixtureTree::schema(),
+        &tree,
+    )
+    .unwrap();
+    let back: ComAcmeFixtureTree = decode_body(ComAcmeFixtureTree::schema(), None, &body).unwrap();
     assert_eq!(back, tree);
     let _: chrono::NaiveDate = chrono::NaiveDate::MIN;
 }
 
 #[test]
 fn a_value_that_does_not_fit_names_the_field() {
-    let shared = FixtureUsesShared {
+    let shared = ComAcmeFixtureUsesShared {
         home: fixture::Address {
             street: String::new(),
             zip: None,
@@ -317,8 +326,8 @@ fn a_value_that_does_not_fit_names_the_field() {
         amount: "0.00001".parse().unwrap(),
     };
     let err = encode_body(
-        FixtureUsesShared::EVENT_NAME,
-        FixtureUsesShared::schema(),
+        ComAcmeFixtureUsesShared::EVENT_NAME,
+        ComAcmeFixtureUsesShared::schema(),
         &shared,
     )
     .unwrap_err()
@@ -358,15 +367,16 @@ fn deep_nesting_is_an_error_in_every_decoder() {
         }
         body
     };
-    let schema = FixtureTree::schema();
+    let schema = ComAcmeFixtureTree::schema();
     for body in [through_left(100_000), through_children(100_000)] {
         let mut input = &body[..];
-        let direct = <FixtureTree as kaufmann::AvroValue>::read_avro(&mut input).unwrap_err();
+        let direct =
+            <ComAcmeFixtureTree as kaufmann::AvroValue>::read_avro(&mut input).unwrap_err();
         assert!(
             direct.to_string().contains("nesting deeper than 64"),
             "{direct}"
         );
-        let resolved = decode_body::<FixtureTree>(schema, None, &body).unwrap_err();
+        let resolved = decode_body::<ComAcmeFixtureTree>(schema, None, &body).unwrap_err();
         assert!(
             resolved.to_string().contains("nesting deeper than 64"),
             "{resolved}"
@@ -374,9 +384,9 @@ fn deep_nesting_is_an_error_in_every_decoder() {
     }
     for body in [through_left(50), through_children(31)] {
         let mut input = &body[..];
-        <FixtureTree as kaufmann::AvroValue>::read_avro(&mut input).unwrap();
+        <ComAcmeFixtureTree as kaufmann::AvroValue>::read_avro(&mut input).unwrap();
         assert!(input.is_empty());
-        decode_body::<FixtureTree>(schema, None, &body).unwrap();
+        decode_body::<ComAcmeFixtureTree>(schema, None, &body).unwrap();
     }
 }
 
@@ -384,15 +394,15 @@ fn deep_nesting_is_an_error_in_every_decoder() {
 /// data written with `user` decodes into `userId`, whose schema names `user` as an alias.
 #[test]
 fn a_writer_field_named_by_an_alias_decodes_into_the_field() {
-    let reader = FixtureEverything::schema();
-    let writer_json = FixtureEverything::SCHEMA_JSON.replacen(
+    let reader = ComAcmeFixtureEverything::schema();
+    let writer_json = ComAcmeFixtureEverything::SCHEMA_JSON.replacen(
         r#"{"name": "userId", "type": "string", "aliases": ["user"]}"#,
         r#"{"name": "user", "type": "string"}"#,
         1,
     );
     assert_ne!(
         writer_json,
-        FixtureEverything::SCHEMA_JSON,
+        ComAcmeFixtureEverything::SCHEMA_JSON,
         "the field was renamed"
     );
     let writer = Schema::parse_str(&writer_json).unwrap();
@@ -404,7 +414,7 @@ fn a_writer_field_named_by_an_alias_decodes_into_the_field() {
     });
     runner
         .run(&values(reader, resolved.get_names(), 0), |value| {
-            let typed = <FixtureEverything as kaufmann::AvroValue>::from_avro(value.clone())
+            let typed = <ComAcmeFixtureEverything as kaufmann::AvroValue>::from_avro(value.clone())
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let Value::Record(mut fields) = value else {
                 return Err(TestCaseError::fail("not a record"));
@@ -418,7 +428,7 @@ fn a_writer_field_named_by_an_alias_decodes_into_the_field() {
                 .build()
                 .and_then(|w| w.write_value_to_vec(Value::Record(fields)))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
-            let decoded: FixtureEverything = decode_body(&writer, None, &body)
+            let decoded: ComAcmeFixtureEverything = decode_body(&writer, None, &body)
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(decoded, typed);
             Ok(())
@@ -438,7 +448,8 @@ fn resolution_is_linear_in_the_nesting() {
     for _ in 0..60 {
         body.extend_from_slice(&[0, 0, 0, 0]);
     }
-    let mut tree = decode_body::<FixtureTree>(FixtureTree::schema(), None, &body).unwrap();
+    let mut tree =
+        decode_body::<ComAcmeFixtureTree>(ComAcmeFixtureTree::schema(), None, &body).unwrap();
     let mut levels = 0;
     while let Some(left) = tree.left {
         tree = *left;

@@ -18,7 +18,7 @@ pub mod fixture {
     kaufmann::schemas!("../tests/fixtures/avro");
 }
 
-use fixture::{FixtureEverything, FixtureTree};
+use fixture::{ComAcmeFixtureEverything, ComAcmeFixtureTree};
 
 /// What a target runs on one input.
 pub type Target = fn(&[u8]);
@@ -33,8 +33,8 @@ pub const TARGETS: [(&str, Target); 4] = [
 
 /// The readers `schemas!` generates, without a schema in between.
 pub fn generated_reader(data: &[u8]) {
-    let _ = FixtureEverything::read_avro(&mut &data[..]);
-    let _ = FixtureTree::read_avro(&mut &data[..]);
+    let _ = ComAcmeFixtureEverything::read_avro(&mut &data[..]);
+    let _ = ComAcmeFixtureTree::read_avro(&mut &data[..]);
 }
 
 /// The Confluent frame (magic byte, schema id) and the resolving decoder behind it: the body is
@@ -45,23 +45,30 @@ pub fn confluent_framing(data: &[u8]) {
         return;
     };
     if id % 2 == 0 {
-        let _ = decode_body::<FixtureEverything>(FixtureEverything::schema(), Some(id), body);
+        let _ = decode_body::<ComAcmeFixtureEverything>(
+            ComAcmeFixtureEverything::schema(),
+            Some(id),
+            body,
+        );
     } else {
-        let _ = decode_body::<FixtureTree>(FixtureTree::schema(), Some(id), body);
+        let _ = decode_body::<ComAcmeFixtureTree>(ComAcmeFixtureTree::schema(), Some(id), body);
     }
 }
 
 fn kaufmann_ex_writer() -> &'static Schema {
     static WRITER: OnceLock<Schema> = OnceLock::new();
     WRITER.get_or_init(|| {
-        kaufmann::kaufmann_ex::wire_schema(FixtureTree::EVENT_NAME, FixtureTree::SCHEMA_JSON)
-            .expect("the fixture makes a KaufmannEx schema")
+        kaufmann::kaufmann_ex::wire_schema(
+            ComAcmeFixtureTree::EVENT_NAME,
+            ComAcmeFixtureTree::SCHEMA_JSON,
+        )
+        .expect("the fixture makes a KaufmannEx schema")
     })
 }
 
 /// `KaufmannEx`'s wire format: the union `[event_metadata, event]` around a fixture payload.
 pub fn kaufmann_ex(data: &[u8]) {
-    let _ = kaufmann::kaufmann_ex::decode::<FixtureTree>(kaufmann_ex_writer(), data);
+    let _ = kaufmann::kaufmann_ex::decode::<ComAcmeFixtureTree>(kaufmann_ex_writer(), data);
 }
 
 /// Header pairs from `data`: `[name length][name][value length][value]`, repeated; a value

@@ -21,6 +21,10 @@ pub fn type_name(avro: &str) -> String {
     if out.starts_with(|c: char| c.is_ascii_digit()) || out.is_empty() {
         out.insert(0, 'T');
     }
+    // The one keyword in `UpperCamel`, and it cannot be a raw identifier.
+    if out == "Self" {
+        out.push('_');
+    }
     out
 }
 
@@ -49,9 +53,10 @@ pub fn field_name(avro: &str) -> String {
     out
 }
 
-/// An identifier for `name`, raw (`r#type`) when it is a keyword.
+/// An identifier for `name`, raw (`r#type`) when it is a keyword. The names that cannot be raw
+/// identifiers take a `_` suffix: `self_`, `super_`, `crate_`, `Self_`, and `_` becomes `__`.
 pub fn ident(name: &str) -> Ident {
-    const STRICT: &[&str] = &["crate", "self", "super", "Self"];
+    const STRICT: &[&str] = &["crate", "self", "super", "Self", "_"];
     if STRICT.contains(&name) {
         return Ident::new(&format!("{name}_"), Span::call_site());
     }
@@ -79,5 +84,22 @@ mod tests {
         assert_eq!(ident("type").to_string(), "r#type");
         assert_eq!(ident("self").to_string(), "self_");
         assert_eq!(ident("name").to_string(), "name");
+        for (avro, rust) in [
+            ("_", "__"),
+            ("self", "self_"),
+            ("super", "super_"),
+            ("crate", "crate_"),
+            ("Self", "Self_"),
+            ("fn", "r#fn"),
+            ("_x", "_x"),
+        ] {
+            assert_eq!(ident(avro).to_string(), rust, "{avro}");
+        }
+        assert_eq!(ident(&field_name("_")).to_string(), "__");
+        assert_eq!(ident(&field_name("Self")).to_string(), "self_");
+        assert_eq!(type_name("_"), "T");
+        assert_eq!(type_name("__"), "T");
+        assert_eq!(type_name("self"), "Self_");
+        assert_eq!(type_name("Self"), "Self_");
     }
 }

@@ -142,6 +142,22 @@ pub mod __private {
     pub use inventory;
     pub use std::sync::OnceLock;
 
+    /// The type of a handler's second argument: `kaufmann::Context`, by value.
+    #[diagnostic::on_unimplemented(
+        message = "the second argument of a handler is its `kaufmann::Context`, not `{Self}`",
+        label = "write `ctx: Context` here (by value)"
+    )]
+    pub trait IsContext: Sized {
+        /// The handler's argument from the context.
+        fn from_context(ctx: crate::Context) -> Self;
+    }
+
+    impl IsContext for crate::Context {
+        fn from_context(ctx: crate::Context) -> Self {
+            ctx
+        }
+    }
+
     /// What a handler returns: `kaufmann::Result<()>`.
     #[diagnostic::on_unimplemented(
         message = "handlers return `kaufmann::Result<()>`, not `{Self}`",

@@ -37,18 +37,35 @@ pub fn expand(handler: &Handler) -> TokenStream {
         syn::ReturnType::Type(_, ty) => ty.span(),
         syn::ReturnType::Default => func.sig.ident.span(),
     };
+    // The handler is called through a module of the expansion that sees the user's module: a
+    // handler written inside an `impl` (an associated function, which the module cannot see) then
+    // fails with "cannot find function `<name>` in module `a_handler_is_a_free_function`".
+    let handler = quote_spanned! {name.span()=> a_handler_is_a_free_function::#name };
     let call = if *takes_context {
-        quote_spanned! {returns=> #name(event, ctx).await }
+        // The context goes through a trait only `Context` has: another type there is one error,
+        // on the user's type, saying what to write.
+        let ctx_span = super::context_type(func).map_or(returns, Spanned::span);
+        let ctx_arg =
+            quote_spanned! {ctx_span=> ::kaufmann::__private::IsContext::from_context(ctx) };
+        quote_spanned! {returns=> #handler(event, #ctx_arg).await }
     } else {
-        quote_spanned! {returns=> { drop(ctx); #name(event).await } }
+        quote_spanned! {returns=> { drop(ctx); #handler(event).await } }
     };
     let result = quote_spanned! {returns=>
         let result = ::kaufmann::__private::HandlerReturn::into_result(#call);
     };
+    // Named (`const _` is refused in an `impl`, before the clearer error above).
+    let registration = quote::format_ident!("__kaufmann_handler_{}", name);
     quote! {
         #func
 
-        const _: () = {
+        #[allow(non_upper_case_globals, dead_code)]
+        const #registration: () = {
+            #[allow(unused_imports)]
+            mod a_handler_is_a_free_function {
+                pub(super) use super::*;
+            }
+
             #event_check
             #payload_check
 

@@ -125,7 +125,29 @@ fn validate(args: &TokenStream, func: &syn::ItemFn) -> syn::Result<Handler> {
             "handlers return `kaufmann::Result<()>`: add `-> kaufmann::Result<()>`",
         ));
     }
-    let inputs: Vec<&syn::FnArg> = sig.inputs.iter().collect();
+    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+        push(syn::Error::new_spanned(
+            &sig.generics,
+            "handlers cannot be generic: #[given_event] registers one function for one event type; \
+             name the type (`event: Event<CommandUserCreate>`) and call a generic helper from the \
+             handler if several share code",
+        ));
+    }
+    if let Some(receiver) = sig.receiver() {
+        push(syn::Error::new_spanned(
+            receiver,
+            "a handler is a free function, not a method: move it out of the `impl` block, and give \
+             it what it needs through its event and `ctx: Context`",
+        ));
+    }
+    let inputs: Vec<&syn::FnArg> = sig
+        .inputs
+        .iter()
+        .filter(|arg| matches!(arg, syn::FnArg::Typed(_)))
+        .collect();
+    if let Some(second) = inputs.get(1) {
+        context_argument(second).map_err(&mut push).ok();
+    }
     let payload = if let Some(first) = inputs.first() {
         event_payload(first).map_err(&mut push).ok()
     } else {
@@ -150,6 +172,30 @@ fn validate(args: &TokenStream, func: &syn::ItemFn) -> syn::Result<Handler> {
         }),
         (Some(err), _, _) => Err(err),
         (None, _, _) => Err(syn::Error::new_spanned(&sig.ident, "invalid handler")),
+    }
+}
+
+/// The second argument: `Context` by value. A reference is refused here, on its `&`; any other
+/// type is refused by the expansion's check on the user's type (which sees through aliases).
+fn context_argument(arg: &syn::FnArg) -> syn::Result<()> {
+    let syn::FnArg::Typed(typed) = arg else {
+        return Ok(());
+    };
+    if let syn::Type::Reference(reference) = &*typed.ty {
+        return Err(syn::Error::new_spanned(
+            reference.and_token,
+            "take `Context` by value: `ctx: Context` (each message gets its own; it is cheap to \
+             move and to clone)",
+        ));
+    }
+    Ok(())
+}
+
+/// The type of the second argument, when the handler takes one.
+pub fn context_type(func: &syn::ItemFn) -> Option<&syn::Type> {
+    match func.sig.inputs.iter().nth(1)? {
+        syn::FnArg::Typed(typed) => Some(&typed.ty),
+        syn::FnArg::Receiver(_) => None,
     }
 }
 

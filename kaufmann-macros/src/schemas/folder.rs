@@ -24,8 +24,11 @@ pub struct SchemaFile {
     pub json: Value,
 }
 
-/// Reads the `.avsc` files of `folder`, sorted by name; `shown` is the folder as the user wrote it.
-pub fn load(folder: &Path, shown: &str) -> Result<Vec<SchemaFile>, String> {
+/// Reads the `.avsc` files of `folder`, sorted by name (`shown`: the folder as the user wrote
+/// it): the files that read well, and the problems of the others, each naming its file (so that
+/// the later checks of the good files can be reported with them); an error when the folder itself
+/// cannot be read.
+pub fn load_each(folder: &Path, shown: &str) -> Result<(Vec<SchemaFile>, Vec<String>), String> {
     let entries = std::fs::read_dir(folder).map_err(|err| {
         format!(
             "cannot read the schemas folder `{shown}` ({}); the path is relative to the folder of Cargo.toml",
@@ -40,7 +43,21 @@ pub fn load(folder: &Path, shown: &str) -> Result<Vec<SchemaFile>, String> {
     if paths.is_empty() {
         return Err(format!("the schemas folder `{shown}` has no `.avsc` files"));
     }
-    paths.iter().map(|p| read(shown, p)).collect()
+    let mut files = Vec::with_capacity(paths.len());
+    let mut errors = Vec::new();
+    for path in &paths {
+        match read(shown, path) {
+            Ok(file) => files.push(file),
+            Err(error) => errors.push(error),
+        }
+    }
+    Ok((files, errors))
+}
+
+/// The full name of a record's JSON: `namespace.name`, or `name` when it has dots or no namespace.
+fn full_name(json: &Value) -> Option<String> {
+    let name = json.get("name").and_then(Value::as_str)?;
+    Some(qualify(name, json.get("namespace").and_then(Value::as_str)))
 }
 
 fn read(dir: &str, path: &Path) -> Result<SchemaFile, String> {
@@ -61,6 +78,19 @@ fn read(dir: &str, path: &Path) -> Result<SchemaFile, String> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    // One name everywhere: the file, the event, the generated type and the registered schema.
+    match full_name(&json) {
+        Some(full) if full == event => {}
+        Some(full) => {
+            let (namespace, name) = event.rsplit_once('.').unwrap_or(("", &event));
+            return Err(err(format!(
+                "the file is named for event `{event}` but defines record `{full}`; an event's \
+                 record has the event's name: rename the file to `{full}.avsc`, or the record to \
+                 `\"name\": \"{name}\", \"namespace\": \"{namespace}\"`"
+            )));
+        }
+        None => return Err(err("the record has no `\"name\"`".to_owned())),
+    }
     Ok(SchemaFile {
         path: path.to_path_buf(),
         shown,
@@ -70,9 +100,28 @@ fn read(dir: &str, path: &Path) -> Result<SchemaFile, String> {
     })
 }
 
+/// The files of a folder, parsed: [`load_each`] and [`parse`], with the problems of both (sorted
+/// by file).
+pub type Parsed = (Vec<SchemaFile>, Vec<Schema>, Vec<String>);
+
+/// Reads and parses every `.avsc` file of `folder`; the error lists every problem found.
+pub fn read_all(folder: &Path, shown: &str) -> Result<Parsed, Vec<String>> {
+    let (files, mut errors) = load_each(folder, shown).map_err(|e| vec![e])?;
+    match parse(&files) {
+        Ok((schemas, texts)) if errors.is_empty() => Ok((files, schemas, texts)),
+        Ok(_) => Err(errors),
+        Err(more) => {
+            errors.extend(more);
+            errors.sort();
+            Err(errors)
+        }
+    }
+}
+
 /// Parses each file on its own after writing out, where first used, the named types it takes
-/// from other files of the folder; returns the schemas and the texts to register.
-pub fn parse(files: &[SchemaFile]) -> Result<(Vec<Schema>, Vec<String>), String> {
+/// from other files of the folder; returns the schemas and the texts to register, or every
+/// problem found (one per file at most).
+pub fn parse(files: &[SchemaFile]) -> Result<(Vec<Schema>, Vec<String>), Vec<String>> {
     let mut found = HashMap::new();
     let mut clash = None;
     for (index, file) in files.iter().enumerate() {
@@ -85,14 +134,15 @@ pub fn parse(files: &[SchemaFile]) -> Result<(Vec<Schema>, Vec<String>), String>
         walk(&mut json, None, &mut HashSet::new(), &mut collect);
     }
     if let Some((full, first, second)) = clash {
-        return Err(format!(
+        return Err(vec![format!(
             "`{full}` is defined differently in {} and in {}; define it once and refer to it by name",
             files[first].shown, files[second].shown
-        ));
+        )]);
     }
     let defs: HashMap<String, Value> = found.into_iter().map(|(k, (v, _))| (k, v)).collect();
     let mut schemas = Vec::with_capacity(files.len());
     let mut texts = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
     for file in files {
         let mut json = file.json.clone();
         let mut inlined = false;
@@ -107,12 +157,19 @@ pub fn parse(files: &[SchemaFile]) -> Result<(Vec<Schema>, Vec<String>), String>
         } else {
             file.text.clone()
         };
-        let schema = Schema::parse_str(&text)
-            .map_err(|e| format!("{}: invalid Avro schema: {e}", file.shown))?;
-        schemas.push(schema);
-        texts.push(text);
+        match Schema::parse_str(&text) {
+            Ok(schema) => {
+                schemas.push(schema);
+                texts.push(text);
+            }
+            Err(e) => errors.push(format!("{}: invalid Avro schema: {e}", file.shown)),
+        }
     }
-    Ok((schemas, texts))
+    if errors.is_empty() {
+        Ok((schemas, texts))
+    } else {
+        Err(errors)
+    }
 }
 
 /// What [`walk`] does with named types: collect their definitions (by full name, with an explicit

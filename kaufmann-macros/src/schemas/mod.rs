@@ -8,26 +8,55 @@ use std::path::PathBuf;
 use proc_macro2::TokenStream;
 use quote::quote;
 
-pub use folder::{load, SchemaFile};
+pub use folder::SchemaFile;
 
+/// Every problem of the folder is reported at once: one error each, on the folder's literal,
+/// each naming its file.
 pub fn expand(dir: &syn::LitStr) -> syn::Result<TokenStream> {
     let root = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(PathBuf::new, PathBuf::from);
-    load(&root.join(dir.value()), &dir.value())
-        .and_then(|files| generate(&files))
-        .map_err(|msg| syn::Error::new_spanned(dir, msg))
+    load_all(&root.join(dir.value()), &dir.value()).map_err(|messages| {
+        let mut errors = messages.iter().map(|msg| syn::Error::new_spanned(dir, msg));
+        let mut all = errors
+            .next()
+            .unwrap_or_else(|| syn::Error::new_spanned(dir, "invalid schemas folder"));
+        for error in errors {
+            all.combine(error);
+        }
+        all
+    })
+}
+
+/// Loads and generates, with the problems of every file.
+pub fn load_all(folder: &std::path::Path, shown: &str) -> Result<TokenStream, Vec<String>> {
+    let (files, schemas, texts) = folder::read_all(folder, shown)?;
+    generate_parsed(&files, &schemas, &texts)
 }
 
 /// The items for a set of schema files: their types, `EventSchema` impls, and an `include_bytes!`
 /// of each file so that editing one rebuilds the crate.
-pub fn generate(files: &[SchemaFile]) -> Result<TokenStream, String> {
+#[cfg(test)]
+pub fn generate(files: &[SchemaFile]) -> Result<TokenStream, Vec<String>> {
     let (schemas, texts) = folder::parse(files)?;
-    let mut gen = codegen::Generator::new(files, &schemas)?;
+    generate_parsed(files, &schemas, &texts)
+}
+
+fn generate_parsed(
+    files: &[SchemaFile],
+    schemas: &[apache_avro::Schema],
+    texts: &[String],
+) -> Result<TokenStream, Vec<String>> {
+    let mut gen = codegen::Generator::new(files, schemas).map_err(|e| vec![e])?;
     let mut out = TokenStream::new();
-    for (index, (file, schema)) in files.iter().zip(&schemas).enumerate() {
+    let mut errors = Vec::new();
+    for (index, (file, schema)) in files.iter().zip(schemas).enumerate() {
         let path = file.path.to_string_lossy().into_owned();
         out.extend(quote! { const _: &[u8] = ::core::include_bytes!(#path); });
-        gen.event(index, schema, &texts[index])
-            .map_err(|msg| format!("{}: {msg}", file.shown))?;
+        if let Err(msg) = gen.event(index, schema, &texts[index]) {
+            errors.push(format!("{}: {msg}", file.shown));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
     }
     out.extend(gen.finish());
     Ok(out)
@@ -43,7 +72,8 @@ mod tests {
     fn generated_code_matches_the_snapshot() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let folder = root.join("../tests/fixtures/avro");
-        let files = super::load(&folder, "fixtures/avro").unwrap();
+        let (files, errors) = super::folder::load_each(&folder, "fixtures/avro").unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
         let tokens = super::generate(&files).unwrap();
         let file: syn::File = syn::parse2(tokens).unwrap();
         let code = prettyplease::unparse(&file);
@@ -71,9 +101,9 @@ mod tests {
         for (name, schema) in files {
             std::fs::write(dir.join(format!("{name}.avsc")), schema).unwrap();
         }
-        let result = super::load(&dir, "schemas").and_then(|files| super::generate(&files));
+        let result = super::load_all(&dir, "schemas");
         std::fs::remove_dir_all(&dir).unwrap();
-        result
+        result.map_err(|errors| errors.join("\n"))
     }
 
     fn generate_one(name: &str, schema: &str) -> Result<proc_macro2::TokenStream, String> {
@@ -84,14 +114,16 @@ mod tests {
     fn a_second_use_of_a_logical_fixed_is_refused() {
         let err = generate_one(
             "event.money",
-            r#"{"type": "record", "name": "M", "fields": [
+            r#"{"type": "record", "name": "money", "namespace": "event", "fields": [
                 {"name": "a", "type": {"type": "fixed", "name": "Money", "size": 8,
                     "logicalType": "decimal", "precision": 10, "scale": 2}},
                 {"name": "b", "type": "Money"}]}"#,
         )
         .unwrap_err();
         assert!(
-            err.starts_with("schemas/event.money.avsc: `Money` is a `fixed` with a logical type"),
+            err.starts_with(
+                "schemas/event.money.avsc: `event.Money` is a `fixed` with a logical type"
+            ),
             "{err}"
         );
     }
@@ -100,11 +132,88 @@ mod tests {
     fn fields_that_become_the_same_rust_field_are_refused() {
         let err = generate_one(
             "event.twins",
-            r#"{"type": "record", "name": "T", "fields": [
+            r#"{"type": "record", "name": "twins", "namespace": "event", "fields": [
                 {"name": "userId", "type": "string"}, {"name": "user_id", "type": "string"}]}"#,
         )
         .unwrap_err();
         assert!(err.contains("fields `userId` and `user_id`"), "{err}");
+    }
+
+    /// Every Avro name is a Rust name: `_`, the keywords that cannot be raw identifiers and the
+    /// ones that can, as fields and as enum symbols.
+    #[test]
+    fn every_avro_name_becomes_a_rust_name() {
+        let fields: Vec<String> = ["_", "self", "super", "crate", "type", "fn", "_x"]
+            .iter()
+            .map(|name| format!(r#"{{"name": "{name}", "type": "string"}}"#))
+            .collect();
+        let schema = format!(
+            r#"{{"type": "record", "name": "names", "namespace": "event", "fields": [{},
+                {{"name": "kind", "type": {{"type": "enum", "name": "Kind",
+                    "symbols": ["_", "self", "type", "A_"]}}}}]}}"#,
+            fields.join(", ")
+        );
+        let tokens = generate_one("event.names", &schema).unwrap();
+        let file: syn::File = syn::parse2(tokens).unwrap();
+        let code = prettyplease::unparse(&file);
+        for rust in [
+            "pub __: ",
+            "pub self_: ",
+            "pub super_: ",
+            "pub crate_: ",
+            "pub r#type: ",
+            "pub r#fn: ",
+            "Self_,",
+        ] {
+            assert!(code.contains(rust), "{rust} in\n{code}");
+        }
+    }
+
+    #[test]
+    fn a_record_not_named_for_its_file_is_refused() {
+        let err = generate_one(
+            "command.a.thing",
+            r#"{"type": "record", "name": "other_thing", "namespace": "command.a", "fields": []}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with(
+                "schemas/command.a.thing.avsc: the file is named for event `command.a.thing` but \
+                 defines record `command.a.other_thing`"
+            ),
+            "{err}"
+        );
+        assert!(
+            err.contains("rename the file to `command.a.other_thing.avsc`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_problem_of_the_folder_is_reported() {
+        let err = generate_files(&[
+            (
+                "event.one",
+                r#"{"type": "record", "name": "x", "fields": []}"#,
+            ),
+            ("event.two", "{"),
+            (
+                "event.three",
+                r#"{"type": "record", "name": "three", "namespace": "event",
+                "fields": [{"name": "a", "type": "nope"}]}"#,
+            ),
+        ])
+        .unwrap_err();
+        for file in ["event.one", "event.two", "event.three"] {
+            assert!(
+                err.contains(&format!("schemas/{file}.avsc: ")),
+                "{file} in {err}"
+            );
+        }
+        assert!(
+            err.contains("line 1 column 1"),
+            "JSON errors say where: {err}"
+        );
     }
 
     #[test]
@@ -113,7 +222,7 @@ mod tests {
         assert!(err.contains("must be a record"), "{err}");
         let err = generate_one(
             "event.bad",
-            r#"{"type": "record", "name": "B", "fields": [{"name": "a", "type": "nope"}]}"#,
+            r#"{"type": "record", "name": "bad", "namespace": "event", "fields": [{"name": "a", "type": "nope"}]}"#,
         )
         .unwrap_err();
         assert!(
@@ -124,14 +233,17 @@ mod tests {
 
     #[test]
     fn a_type_defined_differently_in_two_files_is_refused() {
-        let with = |field: &str| {
+        let with = |name: &str, field: &str| {
             format!(
-                r#"{{"type": "record", "name": "R{field}", "namespace": "n", "fields": [
-                    {{"name": "a", "type": {{"type": "record", "name": "Shared",
+                r#"{{"type": "record", "name": "{name}", "namespace": "event", "fields": [
+                    {{"name": "a", "type": {{"type": "record", "name": "Shared", "namespace": "n",
                         "fields": [{{"name": "{field}", "type": "string"}}]}}}}]}}"#
             )
         };
-        let result = generate_files(&[("event.one", &with("x")), ("event.two", &with("y"))]);
+        let result = generate_files(&[
+            ("event.one", &with("one", "x")),
+            ("event.two", &with("two", "y")),
+        ]);
         let err = result.unwrap_err();
         assert!(
             err.contains("`n.Shared` is defined differently in schemas/event.one.avsc and in schemas/event.two.avsc"),
@@ -143,9 +255,9 @@ mod tests {
     fn a_rust_name_clash_names_both_files() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let folder = root.join("../tests/ui/schemas-name-clash");
-        let files = super::load(&folder, "schemas").unwrap();
-        let err = super::generate(&files).unwrap_err();
-        assert!(err.contains("schemas/event.a.avsc"), "{err}");
-        assert!(err.contains("schemas/event.b.avsc"), "{err}");
+        let (files, _) = super::folder::load_each(&folder, "schemas").unwrap();
+        let err = super::generate(&files).unwrap_err().join("\n");
+        assert!(err.contains("schemas/com.acme.billing.A.avsc"), "{err}");
+        assert!(err.contains("schemas/com.acme.shipping.B.avsc"), "{err}");
     }
 }

@@ -21,12 +21,11 @@ pub struct FolderSchema {
     pub schema: Schema,
 }
 
-/// Reads every `.avsc` file of `folder`, sorted by name; an error names the file and what is
-/// wrong with it.
+/// Reads every `.avsc` file of `folder`, sorted by name; the error lists every problem, one a line,
+/// each naming its file.
 pub fn read_folder(folder: &Path) -> Result<Vec<FolderSchema>, String> {
     let shown = folder.display().to_string();
-    let files = shared::load(folder, &shown)?;
-    let (schemas, _) = shared::parse(&files)?;
+    let (files, schemas, _) = shared::read_all(folder, &shown).map_err(|e| e.join("\n"))?;
     Ok(files
         .into_iter()
         .zip(schemas)
