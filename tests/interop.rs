@@ -187,3 +187,135 @@ async fn kaufmann_to_python(
         assert_eq!(message["headers"]["emitter_service"], "engine-test");
     }
 }
+
+/// Confluent's serializer with each of its subject name strategies (`TopicNameStrategy`,
+/// `RecordNameStrategy`, `TopicRecordNameStrategy`), the schema registered only under the subject
+/// each names, in two versions (the second adds a field with a default), without Kaufmann's
+/// headers: the service routes every message to the `test.work` handler by the writer schema's
+/// record name. Messages of a record no handler serves are counted and committed (the default
+/// policy) with a warning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn messages_of_every_confluent_subject_strategy_reach_their_handler() {
+    const EACH: i64 = 10;
+    let Some(brokers) = broker() else { return };
+    let Some(python) = confluent_python() else {
+        return;
+    };
+    let registry = Arc::new(MemoryRegistry::new("mock://strategies"));
+    let server = LocalRegistry::start("127.0.0.1:0", registry.clone())
+        .await
+        .unwrap();
+    let url = server.url();
+    let topic = topic_with_dead_letters(&brokers, "strategies", 2).await;
+    let dir = std::env::temp_dir().join(unique("kaufmann-strategies"));
+    let [v1, v2, other] = strategy_schemas(&dir);
+    let mut first_id = 5000;
+    let produce =
+        |strategy: &'static str, schema: String, extra: Option<&'static str>, first: i64| {
+            let (brokers, url, topic, python) =
+                (brokers.clone(), url.clone(), topic.clone(), python.clone());
+            async move {
+                let (count, first) = (EACH.to_string(), first.to_string());
+                let mut args = vec![
+                    "produce",
+                    "--brokers",
+                    &brokers,
+                    "--registry",
+                    &url,
+                    "--topic",
+                    &topic,
+                    "--count",
+                    &count,
+                    "--first-id",
+                    &first,
+                    "--schema",
+                    &schema,
+                    "--strategy",
+                    strategy,
+                ];
+                if let Some(extra) = extra {
+                    args.extend(["--extra", extra]);
+                }
+                peer(&python, &args).await;
+            }
+        };
+    for strategy in ["topic", "record", "topic_record"] {
+        for (schema, extra) in [(&v1, None), (&v2, Some(r#"{"note": "v2"}"#))] {
+            produce(strategy, schema.clone(), extra, first_id).await;
+            first_id += EACH;
+        }
+    }
+    produce("record", other, None, 9000).await;
+    let handled = usize::try_from(first_id - 5000).unwrap();
+
+    let service = kaufmann::Service::start(test_config(&brokers, &topic, &url))
+        .await
+        .unwrap();
+    let done = eventually(Duration::from_secs(120), || {
+        observed(&topic).len() >= handled && service.stats().unhandled() >= EACH.unsigned_abs()
+    })
+    .await;
+    let (unhandled, failed) = (service.stats().unhandled(), service.stats().failed());
+    service.shutdown().await.unwrap();
+    server.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let ids: BTreeSet<i64> = observed(&topic).iter().map(|o| o.id).collect();
+    assert!(
+        done,
+        "handled {} of {handled}, unhandled {unhandled}",
+        ids.len()
+    );
+    assert_eq!(ids, (5000..first_id).collect());
+    assert_eq!(
+        (unhandled, failed),
+        (EACH.unsigned_abs(), 0),
+        "(unhandled, failed)"
+    );
+    assert_strategy_subjects(&registry, &topic).await;
+}
+
+/// Writes the schema files of the strategies test: `test.work`, its second version (a field with
+/// a default added) and `other.thing` with the same fields, which no handler serves.
+fn strategy_schemas(dir: &Path) -> [String; 3] {
+    std::fs::create_dir_all(dir).unwrap();
+    let fields = r#"{"name": "id", "type": "long"}, {"name": "lane", "type": "string"},
+        {"name": "seq", "type": "long"}, {"name": "sleep_ms", "type": "int"},
+        {"name": "fail_times", "type": "int"}"#;
+    let write = |file: &str, name: &str, more: &str| {
+        let path = dir.join(file);
+        let text = format!(r#"{{"type": "record", "name": "{name}", "fields": [{fields}{more}]}}"#);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    };
+    [
+        write("v1.avsc", "test.work", ""),
+        write(
+            "v2.avsc",
+            "test.work",
+            r#", {"name": "note", "type": "string", "default": ""}"#,
+        ),
+        write("other.avsc", "other.thing", ""),
+    ]
+}
+
+/// Only the subjects Confluent's strategies name were registered (none named by Kaufmann), each
+/// `test.work` subject with both versions.
+async fn assert_strategy_subjects(registry: &MemoryRegistry, topic: &str) {
+    let mut subjects = registry.subjects().await.unwrap();
+    subjects.sort();
+    let mut expected = vec![
+        format!("{topic}-test.work"),
+        format!("{topic}-value"),
+        "other.thing".to_owned(),
+        "test.work".to_owned(),
+    ];
+    expected.sort();
+    assert_eq!(subjects, expected);
+    for subject in expected.iter().filter(|s| *s != "other.thing") {
+        assert_eq!(
+            registry.versions(subject).await.unwrap(),
+            vec![1, 2],
+            "{subject}"
+        );
+    }
+}

@@ -215,6 +215,13 @@ impl Metrics {
             "counter",
         );
         let _ = writeln!(out, "kaufmann_rebalances_total {}", stats.rebalances());
+        header(
+            &mut out,
+            "kaufmann_unhandled_total",
+            "Messages no handler serves (committed or dead-lettered by the unhandled policy).",
+            "counter",
+        );
+        let _ = writeln!(out, "kaufmann_unhandled_total {}", stats.unhandled());
         render_health(&mut out, &self.health);
         header(
             &mut out,
@@ -355,6 +362,7 @@ mod tests {
             "kaufmann_handler_duration_seconds_count{event=\"a.b\"} 1",
             "# TYPE kaufmann_in_flight gauge",
             "kaufmann_in_flight 0",
+            "kaufmann_unhandled_total 0",
         ] {
             assert!(
                 text.lines().any(|l| l == line),

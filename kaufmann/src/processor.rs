@@ -131,6 +131,9 @@ struct Decoder {
     latest: Mutex<FastMap<String, (Instant, Arc<RegisteredSchema>)>>,
 }
 
+/// The least time between two warnings about messages no handler serves.
+const UNHANDLED_LOG: Duration = Duration::from_secs(10);
+
 /// How long the latest schema of a subject is trusted (`kaufmann_ex` messages name no schema
 /// id, so a new version is seen when this passes).
 const LATEST_TTL: Duration = Duration::from_secs(30);
@@ -338,6 +341,8 @@ pub(crate) struct Processor {
     decoder: Decoder,
     pub(crate) publisher: Publisher,
     config: Config,
+    /// When an unhandled message was last logged, and the unhandled count then.
+    unhandled_logged: Mutex<Option<(Instant, u64)>>,
 }
 
 impl Processor {
@@ -364,6 +369,7 @@ impl Processor {
             },
             publisher,
             config,
+            unhandled_logged: Mutex::default(),
         }
     }
 
@@ -464,7 +470,7 @@ impl Processor {
             .and_then(|value| wire::split(value).ok())
             .and_then(|(id, _)| self.decoder.cached(id));
         if let Some(writer) = writer {
-            name_from_subject(&writer, meta);
+            route(&writer, &job.origin.topic, &self.handlers, meta);
         }
     }
 
@@ -526,14 +532,9 @@ impl Processor {
         let event = known.message_name.as_str();
         let Some(handler) = self.handlers.get(event) else {
             self.stats.unhandled.fetch_add(1, Atomic::SeqCst);
+            self.warn_unhandled(job, event, &writer, schema_id);
             return match self.config.unhandled {
-                Unhandled::Commit => {
-                    tracing::debug!(
-                        event,
-                        "no handler for this event: committed without handling"
-                    );
-                    Ok(())
-                }
+                Unhandled::Commit => Ok(()),
                 Unhandled::DeadLetter => Err(permanent(
                     "unhandled",
                     &format_args!("no handler for event `{event}`"),
@@ -584,6 +585,33 @@ impl Processor {
         }
     }
 
+    /// A message no handler serves: a warning naming it, at most one per [`UNHANDLED_LOG`] (with
+    /// the count of those not logged), whatever the policy then does with it.
+    fn warn_unhandled(&self, job: &Job, event: &str, writer: &RegisteredSchema, schema_id: u32) {
+        let mut last = self
+            .unhandled_logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let total = self.stats.unhandled.load(Atomic::SeqCst);
+        if last.is_some_and(|(at, _)| at.elapsed() < UNHANDLED_LOG) {
+            return;
+        }
+        let since = last.map_or(0, |(_, count)| total.saturating_sub(count + 1));
+        *last = Some((Instant::now(), total));
+        let policy = match self.config.unhandled {
+            Unhandled::Commit => "committed without handling (unhandled = \"commit\")",
+            Unhandled::DeadLetter => "dead-lettered (unhandled = \"dead_letter\")",
+        };
+        tracing::warn!(
+            at = %place(&job.origin),
+            event,
+            subject = %writer.subject,
+            schema_id,
+            unhandled_total = total,
+            "no handler for event `{event}`: {policy}; {since} more since the last such warning"
+        );
+    }
+
     /// The writer schema of a message (and, for `kaufmann_ex`, its decoded payload), completing
     /// `known` with the event name and metadata the message carries.
     async fn writer_for(
@@ -617,7 +645,7 @@ impl Processor {
         }
         let (schema_id, _) = wire::split(value).map_err(|e| permanent("decode", &e))?;
         let writer = self.decoder.writer(schema_id).await?;
-        name_from_subject(&writer, known);
+        route(&writer, &job.origin.topic, &self.handlers, known);
         Ok((writer, schema_id, None))
     }
 
@@ -782,14 +810,38 @@ fn dead_letter_headers(
     headers
 }
 
-/// A message whose headers name no event is named after its writer schema's subject
-/// (`<event>-value`).
-fn name_from_subject(writer: &RegisteredSchema, meta: &mut Metadata) {
-    if meta.message_name.is_empty() {
-        writer
-            .subject
-            .trim_end_matches("-value")
-            .clone_into(&mut meta.message_name);
+/// The event of a message whose headers name none (a producer other than Kaufmann), in this order:
+/// the writer schema's full record name, when a handler serves that event (an event's record is
+/// named for it, which `schemas!` enforces); else the event its subject names under each subject
+/// strategy (`<event>-value`, `<record>`, `<topic>-<record>`), when a handler serves that one;
+/// else the record's full name (or the subject) as it is, which no handler serves.
+fn route(writer: &RegisteredSchema, topic: &str, handlers: &HandlerTable, meta: &mut Metadata) {
+    if !meta.message_name.is_empty() {
+        return;
+    }
+    let record = match &*writer.schema {
+        apache_avro::Schema::Record(record) => Some(record.name.fullname(None)),
+        _ => None,
+    };
+    if let Some(record) = record.as_deref().filter(|r| handlers.get(r).is_some()) {
+        record.clone_into(&mut meta.message_name);
+        return;
+    }
+    let subject = writer.subject.as_str();
+    let named = [
+        subject.strip_suffix("-value"),
+        Some(subject),
+        subject
+            .strip_prefix(topic)
+            .and_then(|rest| rest.strip_prefix('-')),
+    ];
+    let found = named
+        .into_iter()
+        .flatten()
+        .find(|e| handlers.get(e).is_some());
+    match found.or(record.as_deref()) {
+        Some(event) => event.clone_into(&mut meta.message_name),
+        None => subject.clone_into(&mut meta.message_name),
     }
 }
 

@@ -1,7 +1,9 @@
 """Confluent's own Python client as a peer of Kaufmann, for the interop tests.
 
-produce: registers the schema through SchemaRegistryClient + AvroSerializer (subject named as
-         Kaufmann names it, `<event>-value`) and produces `test.work` events with Producer.
+produce: registers the schema through SchemaRegistryClient + AvroSerializer (under `--subject`,
+         or named by one of Confluent's subject name strategies, `--strategy topic|record|
+         topic_record`) and produces `test.work` events with Producer; `--extra` adds fields
+         (as JSON) to each value, for an evolved schema version.
 consume: reads every partition of a topic from the beginning with Consumer and decodes each value
          with AvroDeserializer; prints one JSON line per message (key, headers, value).
 """
@@ -12,7 +14,12 @@ import sys
 import time
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import (
+    SchemaRegistryClient,
+    record_subject_name_strategy,
+    topic_record_subject_name_strategy,
+    topic_subject_name_strategy,
+)
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -21,14 +28,21 @@ def produce(args):
     registry = SchemaRegistryClient({"url": args.registry})
     with open(args.schema, encoding="utf-8") as f:
         schema = f.read()
+    strategies = {
+        "topic": topic_subject_name_strategy,
+        "record": record_subject_name_strategy,
+        "topic_record": topic_record_subject_name_strategy,
+    }
+    if args.strategy:
+        strategy = strategies[args.strategy]
+    else:
+        strategy = lambda ctx, record_name: args.subject  # noqa: E731
     serializer = AvroSerializer(
         registry,
         schema,
-        conf={
-            "auto.register.schemas": True,
-            "subject.name.strategy": lambda ctx, record_name: args.subject,
-        },
+        conf={"auto.register.schemas": True, "subject.name.strategy": strategy},
     )
+    extra = json.loads(args.extra) if args.extra else {}
     producer = Producer({"bootstrap.servers": args.brokers})
     for i in range(args.count):
         work = {
@@ -37,6 +51,7 @@ def produce(args):
             "seq": i // 4,
             "sleep_ms": 0,
             "fail_times": 0,
+            **extra,
         }
         value = serializer(work, SerializationContext(args.topic, MessageField.VALUE))
         producer.produce(args.topic, key=work["lane"].encode(), value=value)
@@ -87,6 +102,8 @@ def main():
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--schema")
     parser.add_argument("--subject")
+    parser.add_argument("--strategy", choices=["topic", "record", "topic_record"])
+    parser.add_argument("--extra")
     parser.add_argument("--first-id", type=int, default=0)
     parser.add_argument("--partitions", type=int, default=1)
     parser.add_argument("--group", default="confluent-peer")
