@@ -5,8 +5,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use kaufmann::engine::dead_letter;
-use kaufmann::registry::server::LocalRegistry;
 use kaufmann::Ordering;
+use kaufmann_cli::registry_server::LocalRegistry;
 use kaufmann_tests::{
     broker, high_watermarks, http_get, observed, peak_concurrency, produce, produce_with,
     read_dead_letters, readiness_becomes, test_config, topic_with_dead_letters, unique,

@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kaufmann::registry::server::LocalRegistry;
 use kaufmann::registry::{subject_for, HttpOptions, HttpRegistry, MemoryRegistry, SchemaRegistry};
 use kaufmann::EventSchema;
+use kaufmann_cli::registry_server::LocalRegistry;
 use kaufmann_tests::{
     apicurio, broker, create_topics, eventually, from_test_stack, observed, test_config,
     topic_with_dead_letters, unique, work_items, TestWork,

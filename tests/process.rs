@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
 
-use kaufmann::registry::server::LocalRegistry;
+use kaufmann_cli::registry_server::LocalRegistry;
 use kaufmann_tests::{
     broker, committed, from_test_stack, high_watermarks, hostile, produce, read_dead_letters,
     topic_with_dead_letters, unique, work_items, work_records, Record, SecuredBroker,

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use apache_avro::Schema;
 use kaufmann::error::RegistryError;
-use kaufmann::registry::server::{LocalRegistry, ServerTls};
 use kaufmann::registry::{
     Compatibility, HttpOptions, HttpRegistry, MemoryRegistry, RegistryTls, SchemaRegistry,
 };
 use kaufmann::EventSchema;
+use kaufmann_cli::registry_server::{LocalRegistry, ServerTls};
 use kaufmann_tests::{apicurio, eventually, observed, unique, work_items, TestWork};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

@@ -1,7 +1,8 @@
 //! `schemas!("dir")`: load every `.avsc` file of a folder and generate typed items.
 
 mod codegen;
-pub mod folder;
+
+use kaufmann_schema_folder as folder;
 
 use std::path::PathBuf;
 

@@ -1,15 +1,13 @@
 //! Schema registries: the [`SchemaRegistry`] trait (a subset of Confluent's REST API), the
-//! in-memory registry, the HTTP client, subject naming and the local development server.
+//! in-memory registry, the HTTP client and subject naming.
 //!
 //! `mock://<scope>` opens an in-memory registry shared by everything in the process that names the
 //! same scope (as Confluent's serializers name theirs); `http://` and `https://` open the
-//! [`HttpRegistry`] client. [`server::LocalRegistry`] serves an in-memory registry over the same
-//! REST subset for development and tests: it is a stand-in, not Confluent's registry.
+//! [`HttpRegistry`] client. The local registry server (a development stand-in, not Confluent's
+//! registry) is in the `kaufmann-cli` crate.
 
-pub mod folder;
 mod http;
 mod memory;
-pub mod server;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -245,7 +243,7 @@ impl SubjectStrategy {
 
 /// A schema as JSON text with everything it says (defaults, logical types, docs), as registries
 /// store it; its parsing canonical form would drop those.
-pub(crate) fn schema_text(schema: &Schema) -> String {
+pub fn schema_text(schema: &Schema) -> String {
     serde_json::to_string(schema).unwrap_or_else(|_| schema.canonical_form())
 }
 

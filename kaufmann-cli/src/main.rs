@@ -12,10 +12,10 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 use kaufmann::embedded::EmbeddedBroker;
 use kaufmann::error::RegistryError;
-use kaufmann::registry::folder::{read_folder, FolderSchema};
-use kaufmann::registry::server::{LocalRegistry, ServerTls};
 use kaufmann::registry::{memory_scope, SchemaRegistry, SubjectStrategy};
 use kaufmann::Config;
+use kaufmann_cli::folder::{read_folder, FolderSchema};
+use kaufmann_cli::registry_server::{LocalRegistry, ServerTls};
 
 /// Kaufmann's command line: schemas and the local registry.
 #[derive(Parser)]

@@ -37,8 +37,10 @@ use axum::Router;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use super::{schema_text, Compatibility, MemoryRegistry, SchemaRegistry, SubjectVersion};
-use crate::error::RegistryError;
+use kaufmann::error::RegistryError;
+use kaufmann::registry::{
+    schema_text, Compatibility, MemoryRegistry, SchemaRegistry, SubjectVersion,
+};
 
 /// A running local registry server. It stops when dropped or [`stopped`](Self::stop).
 #[derive(Debug)]

@@ -1,8 +1,8 @@
 //! Reading a folder of `.avsc` files: one schema per event, named types shared across files.
 //!
-//! This file is compiled into two crates: `kaufmann-macros` (for `schemas!`, at build time) and
-//! `kaufmann` (for the `kaufmann schemas` CLI, at run time, through `#[path]`), so that both read
-//! a folder by the same rules. It uses only `std`, `serde_json` and `apache_avro`.
+//! Shared by `kaufmann-macros` (for `schemas!`, at build time) and `kaufmann-cli` (for the
+//! `kaufmann schemas` commands, at run time), so that both read a folder by the same rules. It
+//! uses only `std`, `serde_json` and `apache_avro`.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use kaufmann::registry::server::LocalRegistry;
 use kaufmann::registry::MemoryRegistry;
+use kaufmann_cli::registry_server::LocalRegistry;
 
 fn kaufmann(dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kaufmann"))

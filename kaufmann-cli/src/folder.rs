@@ -6,9 +6,7 @@ use std::path::Path;
 
 use apache_avro::Schema;
 
-#[allow(dead_code, clippy::pedantic)]
-#[path = "../../../kaufmann-macros/src/schemas/folder.rs"]
-mod shared;
+use kaufmann_schema_folder as shared;
 
 /// One event's schema, as the folder defines it.
 #[derive(Debug, Clone)]
