@@ -1,0 +1,19 @@
+//! The workspace's integration tests as one binary (librdkafka and the rest are linked once, not
+//! once per file): one module per concern, each saying what it shows. `cargo test -p
+//! kaufmann-tests --test suite -- <module>::` runs one of them.
+
+mod avro_types;
+mod contract;
+mod end_to_end;
+mod engine;
+mod fuzz_corpus;
+mod interop;
+mod observability;
+mod process;
+mod registry;
+mod sample;
+mod sample_broker;
+mod sample_bus;
+mod test_bus;
+mod ui;
+mod wire_formats;
