@@ -14,6 +14,7 @@ mod registry;
 mod sample;
 mod sample_broker;
 mod sample_bus;
+mod structure;
 mod test_bus;
 mod ui;
 mod wire_formats;

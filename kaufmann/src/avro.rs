@@ -23,7 +23,6 @@
 //! is an error, never rounded.
 
 use std::collections::HashMap;
-use std::fmt;
 
 pub use apache_avro::types::Value;
 pub use bigdecimal::BigDecimal;
@@ -82,7 +81,7 @@ impl<T: AvroValue> AvroValue for Box<T> {
     fn read_avro(input: &mut &[u8]) -> Result<Self, AvroError> {
         // Every recursion of a generated type goes through a `Box`, an array or a map: each is
         // one level of the depth limit (`max_nesting_depth`).
-        let _level = crate::avro_datum::Nesting::enter()?;
+        let _level = crate::depth::Nesting::enter()?;
         T::read_avro(input).map(Box::new)
     }
 }
@@ -99,52 +98,7 @@ pub struct Duration {
     pub millis: u32,
 }
 
-/// A value that does not fit its Avro schema, with the path of fields that leads to it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct AvroError {
-    problem: String,
-    /// Field names, innermost first.
-    path: Vec<String>,
-}
-
-impl AvroError {
-    /// An error with no field path yet.
-    pub fn new(problem: impl Into<String>) -> Self {
-        Self {
-            problem: problem.into(),
-            path: Vec::new(),
-        }
-    }
-
-    /// The same error, one field further out (`field` contains the failing value).
-    #[must_use]
-    pub fn in_field(mut self, field: &str) -> Self {
-        self.path.push(field.to_owned());
-        self
-    }
-
-    /// The problem, without the field path.
-    pub fn problem(&self) -> &str {
-        &self.problem
-    }
-
-    /// The dotted field path to the failing value (empty at the top level).
-    pub fn path(&self) -> String {
-        let mut names: Vec<&str> = self.path.iter().map(String::as_str).collect();
-        names.reverse();
-        names.join(".")
-    }
-}
-
-impl fmt::Display for AvroError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() {
-            f.write_str(&self.problem)
-        } else {
-            write!(f, "field `{}`: {}", self.path(), self.problem)
-        }
-    }
-}
+pub use crate::error::AvroError;
 
 /// Conversions the generated code calls. Not public API.
 #[doc(hidden)]
@@ -672,7 +626,7 @@ pub mod conv {
     /// The first error of `item`; when the data ends early or a count cannot be right.
     pub fn read_blocks(input: &mut &[u8], mut item: impl FnMut(&mut &[u8]) -> R<()>) -> R<()> {
         // An array or map nests its items one level deeper (the depth limit's levels).
-        let _level = crate::avro_datum::Nesting::enter()?;
+        let _level = crate::depth::Nesting::enter()?;
         loop {
             let count = read_long(input)?;
             if count == 0 {
@@ -819,8 +773,8 @@ mod tests {
             i64::MIN,
             i64::MAX,
         ] {
-            let bytes =
-                crate::avro_datum::write(&apache_avro::Schema::Long, Value::Long(n)).unwrap();
+            let mut bytes = Vec::new();
+            encode_long(n, &mut bytes);
             let mut input = &bytes[..];
             assert_eq!(read_long(&mut input).unwrap(), n);
             assert!(input.is_empty());
@@ -850,7 +804,10 @@ mod tests {
         // Two blocks: count -2 with a size of 2 bytes (items 1, 2), then count 1 (item 3), end.
         let bytes = [0x03, 0x04, 0x02, 0x04, 0x02, 0x06, 0x00];
         let schema = apache_avro::Schema::parse_str(r#"{"type":"array","items":"long"}"#).unwrap();
-        let expected = crate::avro_datum::read_unchecked(&schema, &bytes[..]).unwrap();
+        let expected = apache_avro::reader::datum::GenericDatumReader::builder(&schema)
+            .build()
+            .and_then(|reader| reader.read_value(&mut &bytes[..]))
+            .unwrap();
         let mut items = Vec::new();
         read_blocks(&mut &bytes[..], |r| {
             items.push(Value::Long(read_long(r)?));
@@ -870,8 +827,14 @@ mod tests {
         assert_eq!(calls, 0, "{err}");
     }
 
+    /// `n` as apache-avro writes a `long`.
     fn encode_long(n: i64, out: &mut Vec<u8>) {
-        out.extend(crate::avro_datum::write(&apache_avro::Schema::Long, Value::Long(n)).unwrap());
+        let written =
+            apache_avro::writer::datum::GenericDatumWriter::builder(&apache_avro::Schema::Long)
+                .build()
+                .and_then(|writer| writer.write_value_to_vec(Value::Long(n)))
+                .unwrap();
+        out.extend(written);
     }
 
     #[test]

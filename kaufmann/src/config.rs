@@ -306,7 +306,7 @@ impl Config {
             default_topic: "rapids".to_owned(),
             demand: 50,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            max_nesting_depth: crate::avro_datum::DEFAULT_MAX_DEPTH,
+            max_nesting_depth: crate::depth::DEFAULT_MAX_DEPTH,
             ordering: Ordering::default(),
             commit_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
@@ -548,7 +548,7 @@ impl Values {
                 .unwrap_or(usize::MAX);
         }
         if let Some(raw) = top.get("max_nesting_depth") {
-            let most = u64::try_from(crate::avro_datum::MAX_DEPTH_LIMIT).unwrap_or(u64::MAX);
+            let most = u64::try_from(crate::depth::MAX_DEPTH_LIMIT).unwrap_or(u64::MAX);
             c.max_nesting_depth = usize::try_from(number(raw, 1, most)?).unwrap_or(usize::MAX);
         }
         if let Some(raw) = top.get("ordering") {

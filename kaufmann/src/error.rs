@@ -1,5 +1,6 @@
 //! Errors of the Kaufmann runtime, one enum per concern.
 
+use std::fmt;
 use std::time::Duration;
 
 /// The result type of handlers and of the Kaufmann API.
@@ -164,7 +165,7 @@ pub enum CodecError {
         schema_id: Option<u32>,
         /// What does not fit, and where.
         #[source]
-        source: crate::avro::AvroError,
+        source: AvroError,
     },
 }
 
@@ -188,7 +189,7 @@ impl CodecError {
         action: &'static str,
         event: &'a str,
         schema_id: Option<u32>,
-    ) -> impl FnOnce(crate::avro::AvroError) -> Self + 'a {
+    ) -> impl FnOnce(AvroError) -> Self + 'a {
         move |source| Self::Shape {
             action,
             event: event.to_owned(),
@@ -327,4 +328,51 @@ pub enum RegistryError {
         /// The URL (password masked).
         url: String,
     },
+}
+
+/// A value that does not fit its Avro schema, with the path of fields that leads to it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct AvroError {
+    problem: String,
+    /// Field names, innermost first.
+    path: Vec<String>,
+}
+
+impl AvroError {
+    /// An error with no field path yet.
+    pub fn new(problem: impl Into<String>) -> Self {
+        Self {
+            problem: problem.into(),
+            path: Vec::new(),
+        }
+    }
+
+    /// The same error, one field further out (`field` contains the failing value).
+    #[must_use]
+    pub fn in_field(mut self, field: &str) -> Self {
+        self.path.push(field.to_owned());
+        self
+    }
+
+    /// The problem, without the field path.
+    pub fn problem(&self) -> &str {
+        &self.problem
+    }
+
+    /// The dotted field path to the failing value (empty at the top level).
+    pub fn path(&self) -> String {
+        let mut names: Vec<&str> = self.path.iter().map(String::as_str).collect();
+        names.reverse();
+        names.join(".")
+    }
+}
+
+impl fmt::Display for AvroError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.problem)
+        } else {
+            write!(f, "field `{}`: {}", self.path(), self.problem)
+        }
+    }
 }

@@ -1,18 +1,14 @@
 //! Handler registration (through `inventory`) and the typed view of an incoming message.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::envelope::{Event, Metadata, Origin};
 use crate::error::{CodecError, Error, Result};
 use crate::fast_map::FastMap;
+use crate::future::BoxFuture;
 use crate::publisher::Context;
 use crate::registry::RegisteredSchema;
 use crate::schema::{decode_resolved, EventSchema};
-
-/// A boxed, sendable future.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The function `#[given_event]` generates around a user's handler.
 pub type HandlerFn = fn(Incoming, Context) -> BoxFuture<'static, Result<()>>;

@@ -10,8 +10,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use crate::engine::Stats;
 use crate::metrics::Metrics;
+use crate::stats::Stats;
 
 /// The time a client has to send its request line and headers.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);

@@ -39,12 +39,14 @@ pub mod avro;
 mod avro_datum;
 mod checks;
 pub mod config;
+pub(crate) mod depth;
 pub mod embedded;
 pub mod engine;
 pub mod envelope;
 pub mod error;
 pub mod error_event;
 mod fast_map;
+mod future;
 pub mod handler;
 pub mod health;
 mod http;
@@ -59,6 +61,7 @@ pub mod retry;
 pub mod schema;
 pub mod secrets;
 pub mod service;
+mod stats;
 pub mod testing;
 pub mod trace;
 
@@ -136,7 +139,8 @@ macro_rules! run {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::checks::{unknown_event, wrong_payload};
-    pub use crate::handler::{BoxFuture, HandlerRegistration, Incoming};
+    pub use crate::future::BoxFuture;
+    pub use crate::handler::{HandlerRegistration, Incoming};
     pub use crate::schema::{canonical_once, parse_validated};
     pub use apache_avro;
     pub use inventory;

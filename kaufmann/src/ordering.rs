@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Waker};
 
 use crate::fast_map::{FastMap, Quick};
-use crate::handler::BoxFuture;
+use crate::future::BoxFuture;
 
 /// How messages are ordered (the `ordering` config key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -14,7 +14,6 @@ use rdkafka::message::{Header, OwnedHeaders};
 use tracing::Instrument;
 
 use crate::config::{Config, Unhandled, WireFormat};
-use crate::engine::Stats;
 use crate::envelope::{Metadata, Origin};
 use crate::error::{CodecError, Error, RegistryError, Result};
 use crate::error_event;
@@ -26,6 +25,7 @@ use crate::metrics::{Metrics, Outcome};
 use crate::publisher::{Context, Outgoing, Publisher, Route};
 use crate::registry::{RegisteredSchema, SchemaRegistry};
 use crate::schema::wire;
+use crate::stats::Stats;
 use crate::trace::{TraceParent, TRACEPARENT};
 
 /// A fetched message, detached from the consumer.
@@ -355,7 +355,7 @@ impl Processor {
         config: Config,
     ) -> Self {
         // The depth limit holds for every decoder of the process, generated readers included.
-        crate::avro_datum::set_max_depth(config.max_nesting_depth);
+        crate::depth::set_max_depth(config.max_nesting_depth);
         Self {
             stats,
             metrics: metrics.clone(),

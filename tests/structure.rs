@@ -1,0 +1,140 @@
+//! The runtime's structure, read from its source: no import circle between the modules of
+//! `kaufmann/src` (no module uses one that uses it back, directly or through others), and every
+//! file opens with a doc comment saying its one job.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+/// Every `.rs` file under `dir`.
+fn sources(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(sources(&path));
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The top-level module a file of `src` belongs to (`registry/http.rs` -> `registry`).
+fn module_of(src: &Path, file: &Path) -> String {
+    let relative = file.strip_prefix(src).unwrap();
+    let first = relative.components().next().unwrap().as_os_str();
+    first.to_string_lossy().trim_end_matches(".rs").to_owned()
+}
+
+/// The modules `text` names as `crate::<module>`, outside comments.
+fn uses(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for line in text.lines() {
+        let code = line.split("//").next().unwrap_or_default();
+        for (at, _) in code.match_indices("crate::") {
+            let rest = &code[at + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() && name != "__private" {
+                out.insert(name);
+            }
+        }
+    }
+    out
+}
+
+/// The module graph of `kaufmann/src`: module -> the modules it uses.
+fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in sources(src) {
+        let module = module_of(src, &file);
+        if module == "lib" {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).unwrap();
+        let used: Vec<String> = uses(&text).into_iter().filter(|m| *m != module).collect();
+        graph.entry(module).or_default().extend(used);
+    }
+    graph
+}
+
+/// The modules on a cycle through `start`, if there is one (depth-first search).
+fn cycle_through(graph: &BTreeMap<String, BTreeSet<String>>, start: &str) -> Option<Vec<String>> {
+    fn visit(
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        start: &str,
+        at: &str,
+        path: &mut Vec<String>,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
+        for next in graph.get(at).into_iter().flatten() {
+            if next == start {
+                return true;
+            }
+            if graph.contains_key(next) && seen.insert(next.clone()) {
+                path.push(next.clone());
+                if visit(graph, start, next, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    let mut path = vec![start.to_owned()];
+    visit(graph, start, start, &mut path, &mut BTreeSet::new()).then_some(path)
+}
+
+fn runtime_src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../kaufmann/src")
+}
+
+#[test]
+fn the_runtime_has_no_import_circle() {
+    let graph = graph(&runtime_src());
+    assert!(graph.len() > 10, "the modules were found: {graph:?}");
+    let cycles: Vec<String> = graph
+        .keys()
+        .filter_map(|module| cycle_through(&graph, module))
+        .map(|cycle| format!("{} -> {}", cycle.join(" -> "), cycle[0]))
+        .collect();
+    assert!(cycles.is_empty(), "import circles:\n{}", cycles.join("\n"));
+}
+
+#[test]
+fn every_runtime_file_opens_with_a_doc_comment() {
+    let undocumented: Vec<String> = sources(&runtime_src())
+        .into_iter()
+        .filter(|file| {
+            let text = std::fs::read_to_string(file).unwrap();
+            !text.trim_start().starts_with("//!")
+        })
+        .map(|file| file.display().to_string())
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "no opening doc comment: {undocumented:?}"
+    );
+}
+
+#[test]
+fn the_cycle_finder_finds_cycles() {
+    let graph: BTreeMap<String, BTreeSet<String>> = [
+        ("a", vec!["b"]),
+        ("b", vec!["c"]),
+        ("c", vec!["a"]),
+        ("d", vec!["a"]),
+    ]
+    .into_iter()
+    .map(|(m, used)| (m.to_owned(), used.into_iter().map(str::to_owned).collect()))
+    .collect();
+    assert_eq!(cycle_through(&graph, "a").unwrap(), ["a", "b", "c"]);
+    assert_eq!(cycle_through(&graph, "d"), None);
+    assert_eq!(
+        uses("use crate::config::Config; // crate::engine\nlet x = crate::avro::conv::f();"),
+        ["avro", "config"].into_iter().map(str::to_owned).collect()
+    );
+}
