@@ -3,6 +3,7 @@
 //! consumer; the test bus ([`crate::testing`]) feeds it directly.
 
 use std::future::Future;
+use std::hash::BuildHasherDefault;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering as Atomic;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,12 +18,13 @@ use crate::config::{Config, Unhandled, WireFormat};
 use crate::envelope::{Metadata, Origin};
 use crate::error::{CodecError, Error, RegistryError, Result};
 use crate::error_event;
-use crate::fast_map::FastMap;
+use crate::fast_map::Quick;
 use crate::handler::{HandlerTable, Incoming};
 use crate::health::Dependency;
 use crate::kaufmann_ex;
 use crate::metrics::{Metrics, Outcome};
 use crate::publisher::{Context, Outgoing, Publisher, Route};
+use crate::registry::bounded::Bounded;
 use crate::registry::{RegisteredSchema, SchemaRegistry};
 use crate::schema::wire;
 use crate::stats::Stats;
@@ -124,15 +126,18 @@ struct Decoder {
     registry: Arc<dyn SchemaRegistry>,
     /// Where the registry's reachability is reported.
     metrics: Arc<Metrics>,
-    cache: Mutex<FastMap<u32, Arc<RegisteredSchema>>>,
-    /// Ids the registry does not have, and when it said so (kept for [`MISS_TTL`]).
-    misses: Mutex<FastMap<u32, Instant>>,
-    /// `kaufmann_ex`: the latest schema of each subject, and when it was fetched.
-    latest: Mutex<FastMap<String, (Instant, Arc<RegisteredSchema>)>>,
+    cache: Bounded<u32, Arc<RegisteredSchema>, BuildHasherDefault<Quick>>,
+    /// Ids the registry does not have (kept for [`MISS_TTL`]).
+    misses: Bounded<u32, ()>,
+    /// `kaufmann_ex`: the latest schema of each subject (kept for [`LATEST_TTL`]).
+    latest: Bounded<String, Arc<RegisteredSchema>>,
 }
 
 /// The least time between two warnings about messages no handler serves.
 const UNHANDLED_LOG: Duration = Duration::from_secs(10);
+
+/// The most schemas kept by id (a service sees a few; the bound is for the worst case).
+const MAX_SCHEMAS: usize = 10_000;
 
 /// How long the latest schema of a subject is trusted (`kaufmann_ex` messages name no schema
 /// id, so a new version is seen when this passes).
@@ -148,24 +153,19 @@ const MAX_MISSES: usize = 10_000;
 impl Decoder {
     /// The writer schema `id`, if it was fetched already.
     fn cached(&self, id: u32) -> Option<Arc<RegisteredSchema>> {
-        self.cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&id)
-            .cloned()
+        self.cache.get(&id)
     }
 
     async fn writer(&self, id: u32) -> Result<Arc<RegisteredSchema>, Failure> {
         if let Some(found) = self.cached(id) {
             return Ok(found);
         }
-        if let Some(at) = self.missed(id) {
+        if let Some(((), age)) = self.misses.get_with_age(&id) {
             return Err(permanent(
                 "registry",
                 &format_args!(
-                    "schema id {id} is not in the registry (it said so {:.0?} ago; asked again \
-                     after {MISS_TTL:?})",
-                    at.elapsed()
+                    "schema id {id} is not in the registry (it said so {age:.0?} ago; asked again \
+                     after {MISS_TTL:?})"
                 ),
             ));
         }
@@ -173,59 +173,20 @@ impl Decoder {
             Ok(found) => Arc::new(found),
             Err(err) => {
                 if matches!(err, RegistryError::SchemaNotFound { .. }) {
-                    self.remember_miss(id);
+                    self.misses.insert(id, ());
                 }
                 return Err(self.registry_failure(&err.into()));
             }
         };
         self.metrics.health.registry.set_up();
-        self.cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id, found.clone());
+        self.cache.insert(id, found.clone());
         Ok(found)
-    }
-
-    /// When the registry said it has no schema `id`, if that was less than [`MISS_TTL`] ago.
-    fn missed(&self, id: u32) -> Option<Instant> {
-        let misses = self.misses.lock().unwrap_or_else(PoisonError::into_inner);
-        misses
-            .get(&id)
-            .copied()
-            .filter(|at| at.elapsed() < MISS_TTL)
-    }
-
-    fn remember_miss(&self, id: u32) {
-        let mut misses = self.misses.lock().unwrap_or_else(PoisonError::into_inner);
-        if misses.len() >= MAX_MISSES {
-            misses.retain(|_, at| at.elapsed() < MISS_TTL);
-            if misses.len() >= MAX_MISSES {
-                misses.clear();
-            }
-        }
-        misses.insert(id, Instant::now());
-    }
-
-    /// A registry error as a failure: an outage (the registry is down, overloaded or refuses
-    /// the credentials: the message waits) or permanent (it answered, and retrying cannot help).
-    fn registry_failure(&self, error: &Error) -> Failure {
-        if let Some(of) = outage_of(error, &self.metrics) {
-            return Failure::outage(of, error, &self.metrics);
-        }
-        permanent("registry", error)
     }
 
     /// The latest schema of `subject` (for `kaufmann_ex` messages), asked for again after
     /// [`LATEST_TTL`].
     async fn latest(&self, subject: &str) -> Result<Arc<RegisteredSchema>, Failure> {
-        let cached = self
-            .latest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(subject)
-            .filter(|(at, _)| at.elapsed() < LATEST_TTL)
-            .map(|(_, found)| found.clone());
-        if let Some(found) = cached {
+        if let Some(found) = self.latest.get(subject) {
             return Ok(found);
         }
         let latest = self
@@ -235,11 +196,17 @@ impl Decoder {
             .map_err(|e| self.registry_failure(&e.into()))?;
         self.metrics.health.registry.set_up();
         let found = Arc::new(RegisteredSchema::new(latest.id, subject, latest.schema));
-        self.latest
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(subject.to_owned(), (Instant::now(), found.clone()));
+        self.latest.insert(subject.to_owned(), found.clone());
         Ok(found)
+    }
+
+    /// A registry error as a failure: an outage (the registry is down, overloaded or refuses
+    /// the credentials: the message waits) or permanent (it answered, and retrying cannot help).
+    fn registry_failure(&self, error: &Error) -> Failure {
+        if let Some(of) = outage_of(error, &self.metrics) {
+            return Failure::outage(of, error, &self.metrics);
+        }
+        permanent("registry", error)
     }
 }
 
@@ -363,9 +330,9 @@ impl Processor {
             decoder: Decoder {
                 registry,
                 metrics,
-                cache: Mutex::default(),
-                misses: Mutex::default(),
-                latest: Mutex::default(),
+                cache: Bounded::new(MAX_SCHEMAS),
+                misses: Bounded::with_ttl(MAX_MISSES, MISS_TTL),
+                latest: Bounded::with_ttl(MAX_SCHEMAS, LATEST_TTL),
             },
             publisher,
             config,

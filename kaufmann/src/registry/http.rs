@@ -1,15 +1,14 @@
 //! The HTTP client for Confluent's Schema Registry REST API.
 
-use std::collections::HashMap;
-use std::hash::Hash;
 use std::sync::atomic::{AtomicU64, Ordering as Atomic};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use apache_avro::Schema;
 use reqwest::{Method, Url};
 use serde_json::{json, Value};
 
+use super::bounded::Bounded;
 use super::{
     schema_text, Compatibility, CompatibilityReport, RegisteredSchema, SchemaRegistry,
     SubjectVersion,
@@ -133,42 +132,8 @@ pub struct HttpRegistry {
     basic: Option<(String, String)>,
     options: HttpOptions,
     requests: AtomicU64,
-    by_id: Cache<u32, RegisteredSchema>,
-    by_schema: Cache<(String, String), u32>,
-}
-
-/// A bounded map of answers that never change.
-#[derive(Debug)]
-struct Cache<K, V> {
-    map: Mutex<HashMap<K, V>>,
-    capacity: usize,
-}
-
-impl<K: Eq + Hash + Clone, V: Clone> Cache<K, V> {
-    fn new(capacity: usize) -> Self {
-        Self {
-            map: Mutex::default(),
-            capacity,
-        }
-    }
-
-    fn get(&self, key: &K) -> Option<V> {
-        self.map
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(key)
-            .cloned()
-    }
-
-    fn put(&self, key: K, value: V) {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= self.capacity {
-            if let Some(old) = map.keys().next().cloned() {
-                map.remove(&old);
-            }
-        }
-        map.insert(key, value);
-    }
+    by_id: Bounded<u32, RegisteredSchema>,
+    by_schema: Bounded<(String, String), u32>,
 }
 
 /// An answer other than success: the HTTP status and Confluent's `error_code` and `message`.
@@ -219,8 +184,8 @@ impl HttpRegistry {
             base,
             client,
             basic,
-            by_id: Cache::new(options.cache_capacity),
-            by_schema: Cache::new(options.cache_capacity),
+            by_id: Bounded::new(options.cache_capacity),
+            by_schema: Bounded::new(options.cache_capacity),
             options,
             requests: AtomicU64::new(0),
         })
@@ -451,7 +416,7 @@ impl SchemaRegistry for HttpRegistry {
                 code: 0,
                 message: format!("registering `{subject}` answered without an id: {answer}"),
             })?;
-        self.by_schema.put(key, id);
+        self.by_schema.insert(key, id);
         Ok(id)
     }
 
@@ -495,7 +460,7 @@ impl SchemaRegistry for HttpRegistry {
         };
         let schema = self.parse_schema(&subject, answer["schema"].as_str().unwrap_or_default())?;
         let found = RegisteredSchema::new(id, subject, schema);
-        self.by_id.put(id, found.clone());
+        self.by_id.insert(id, found.clone());
         Ok(found)
     }
 

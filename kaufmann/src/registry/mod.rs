@@ -6,6 +6,7 @@
 //! [`HttpRegistry`] client. The local registry server (a development stand-in, not Confluent's
 //! registry) is in the `kaufmann-cli` crate.
 
+pub(crate) mod bounded;
 mod http;
 mod memory;
 
