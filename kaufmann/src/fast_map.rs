@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// A `HashMap` hashed with [`Quick`].
-pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<Quick>>;
+pub(crate) type FastMap<K, V> = HashMap<K, V, QuickState>;
+
+/// What builds [`Quick`] hashers, for other maps of this service's own keys.
+pub(crate) type QuickState = BuildHasherDefault<Quick>;
 
 /// The multiplier (an odd constant with well-spread bits, as in rustc's `FxHasher`).
 const K: u64 = 0xf135_7aea_2e62_a9c5;

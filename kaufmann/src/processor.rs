@@ -3,7 +3,6 @@
 //! consumer; the test bus ([`crate::testing`]) feeds it directly.
 
 use std::future::Future;
-use std::hash::BuildHasherDefault;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering as Atomic;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -18,7 +17,7 @@ use crate::config::{Config, Unhandled, WireFormat};
 use crate::envelope::{Metadata, Origin};
 use crate::error::{CodecError, Error, RegistryError, Result};
 use crate::error_event;
-use crate::fast_map::Quick;
+use crate::fast_map::QuickState;
 use crate::handler::{HandlerTable, Incoming};
 use crate::health::Dependency;
 use crate::kaufmann_ex;
@@ -126,7 +125,7 @@ struct Decoder {
     registry: Arc<dyn SchemaRegistry>,
     /// Where the registry's reachability is reported.
     metrics: Arc<Metrics>,
-    cache: Bounded<u32, Arc<RegisteredSchema>, BuildHasherDefault<Quick>>,
+    cache: Bounded<u32, Arc<RegisteredSchema>, QuickState>,
     /// Ids the registry does not have (kept for [`MISS_TTL`]).
     misses: Bounded<u32, ()>,
     /// `kaufmann_ex`: the latest schema of each subject (kept for [`LATEST_TTL`]).

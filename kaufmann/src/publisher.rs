@@ -12,12 +12,16 @@ use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use crate::config::{Config, EventRoute, WireFormat};
 use crate::envelope::{CallbackTopic, Metadata};
 use crate::error::{CodecError, Error, Result};
-use crate::fast_map::FastMap;
+use crate::fast_map::{FastMap, QuickState};
 use crate::kaufmann_ex;
 use crate::metrics::{Metrics, Outcome};
+use crate::registry::bounded::Bounded;
 use crate::registry::{SchemaRegistry, SubjectStrategy};
 use crate::schema::{wire, EventSchema};
 use crate::trace::{TraceParent, TRACEPARENT};
+
+/// The most schema ids and wire schemas a publisher keeps.
+const MAX_CACHED: usize = 10_000;
 
 /// Publishes typed events for a service. Cheap to clone.
 #[derive(Clone)]
@@ -28,10 +32,11 @@ pub struct Publisher {
 struct PublisherInner {
     sink: Sink,
     registry: Arc<dyn SchemaRegistry>,
-    /// Schema ids by event, then by topic (the subject may depend on the topic).
-    schema_ids: Mutex<FastMap<String, FastMap<String, u32>>>,
+    /// Schema ids by event (by `<event>\0<topic>` under the strategies that name subjects after
+    /// the topic: a reply's topic comes from the incoming message, so the bound matters).
+    schema_ids: Bounded<String, u32>,
     /// `kaufmann_ex` wire schemas by event.
-    wire_schemas: Mutex<FastMap<String, Arc<Schema>>>,
+    wire_schemas: Bounded<String, Arc<Schema>, QuickState>,
     strategy: SubjectStrategy,
     format: WireFormat,
     metrics: Arc<Metrics>,
@@ -235,8 +240,8 @@ impl Publisher {
             inner: Arc::new(PublisherInner {
                 sink,
                 registry,
-                schema_ids: Mutex::default(),
-                wire_schemas: Mutex::default(),
+                schema_ids: Bounded::new(MAX_CACHED),
+                wire_schemas: Bounded::new(MAX_CACHED),
                 strategy: config.subject_strategy,
                 format: config.wire_format,
                 metrics,
@@ -451,38 +456,24 @@ impl Publisher {
         } else {
             ""
         };
-        let cached = inner
-            .schema_ids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(event)
-            .and_then(|by_topic| by_topic.get(topic))
-            .copied();
-        if let Some(id) = cached {
+        let key = if topic.is_empty() {
+            Cow::Borrowed(event)
+        } else {
+            Cow::Owned(format!("{event}\0{topic}"))
+        };
+        if let Some(id) = inner.schema_ids.get(key.as_ref()) {
             return Ok(id);
         }
         let subject = inner.strategy.subject(event, topic, schema);
         let id = inner.registry.register(&subject, schema).await?;
-        inner
-            .schema_ids
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .entry(event.to_owned())
-            .or_default()
-            .insert(topic.to_owned(), id);
+        inner.schema_ids.insert(key.into_owned(), id);
         Ok(id)
     }
 
     /// The `kaufmann_ex` wire schema of `event`: built and registered under its subject once.
     async fn wire_schema(&self, event: &str, payload_json: &str) -> Result<Arc<Schema>> {
         let inner = &self.inner;
-        let cached = inner
-            .wire_schemas
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(event)
-            .cloned();
-        if let Some(schema) = cached {
+        if let Some(schema) = inner.wire_schemas.get(event) {
             return Ok(schema);
         }
         let schema = Arc::new(kaufmann_ex::wire_schema(event, payload_json)?);
@@ -490,11 +481,7 @@ impl Publisher {
             .registry
             .register(kaufmann_ex::subject(event), &schema)
             .await?;
-        inner
-            .wire_schemas
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(event.to_owned(), schema.clone());
+        inner.wire_schemas.insert(event.to_owned(), schema.clone());
         Ok(schema)
     }
 }
