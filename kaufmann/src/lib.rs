@@ -51,6 +51,8 @@ pub mod handler;
 pub mod health;
 mod http;
 pub mod kaufmann_ex;
+#[cfg(feature = "testing")]
+mod memory_sink;
 pub mod metrics;
 pub mod offsets;
 pub mod ordering;
@@ -62,6 +64,7 @@ pub mod schema;
 pub mod secrets;
 pub mod service;
 mod stats;
+#[cfg(feature = "testing")]
 pub mod testing;
 pub mod trace;
 

@@ -1,6 +1,6 @@
 //! One message, start to finish: decode (through the registry cache), route to its handler, run
 //! it with the error policy (retries, error event, dead-letter topic). The engine feeds it from the
-//! consumer; the test bus ([`crate::testing`]) feeds it directly.
+//! consumer; the test bus (`testing`, behind the `testing` feature) feeds it directly.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;

@@ -1,12 +1,12 @@
 //! Publishing typed events: encode with the event's schema, frame, add the envelope, produce.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use apache_avro::types::Value;
 use apache_avro::Schema;
-use rdkafka::message::{Header, Headers};
+use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
 use crate::config::{Config, EventRoute, WireFormat};
@@ -14,6 +14,8 @@ use crate::envelope::{CallbackTopic, Metadata};
 use crate::error::{CodecError, Error, Result};
 use crate::fast_map::{FastMap, QuickState};
 use crate::kaufmann_ex;
+#[cfg(feature = "testing")]
+use crate::memory_sink::MemorySink;
 use crate::metrics::{Metrics, Outcome};
 use crate::registry::bounded::Bounded;
 use crate::registry::{SchemaRegistry, SubjectStrategy};
@@ -168,45 +170,8 @@ impl<'a> Outgoing<'a> {
 /// Where published records go: Kafka, or memory (the test bus).
 enum Sink {
     Kafka(FutureProducer),
+    #[cfg(feature = "testing")]
     Memory(Arc<MemorySink>),
-}
-
-/// A record produced to a [`MemorySink`], as it would have gone to Kafka.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SentRecord {
-    /// The topic.
-    pub topic: String,
-    /// The partition, when the publisher chose one.
-    pub partition: Option<i32>,
-    /// The Kafka key.
-    pub key: Option<Vec<u8>>,
-    /// The value.
-    pub value: Option<Vec<u8>>,
-    /// The headers, in order.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-impl SentRecord {
-    /// The value of the first header named `key`, as text.
-    pub fn header(&self, key: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == key)
-            .and_then(|(_, v)| v.as_deref())
-            .and_then(|v| std::str::from_utf8(v).ok())
-    }
-
-    /// The headers as (name, value) pairs, in order.
-    pub fn header_pairs(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_deref()))
-    }
-}
-
-/// Records kept in memory instead of produced, with a signal for whoever waits for them.
-#[derive(Debug, Default)]
-pub(crate) struct MemorySink {
-    pub(crate) records: Mutex<Vec<SentRecord>>,
-    pub(crate) arrived: tokio::sync::Notify,
 }
 
 impl Publisher {
@@ -220,6 +185,7 @@ impl Publisher {
     }
 
     /// A publisher that keeps what it sends in `sink` (for the test bus).
+    #[cfg(feature = "testing")]
     pub(crate) fn in_memory(
         sink: Arc<MemorySink>,
         registry: Arc<dyn SchemaRegistry>,
@@ -340,22 +306,9 @@ impl Publisher {
                     .map(drop)
                     .map_err(|(source, _)| source)
             }
+            #[cfg(feature = "testing")]
             Sink::Memory(sink) => {
-                let record = SentRecord {
-                    topic: topic.to_owned(),
-                    partition,
-                    key: key.map(<[u8]>::to_vec),
-                    value: value.map(<[u8]>::to_vec),
-                    headers: headers
-                        .iter()
-                        .map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec)))
-                        .collect(),
-                };
-                sink.records
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(record);
-                sink.arrived.notify_waiters();
+                sink.keep(topic, partition, key, value, &headers);
                 Ok(())
             }
         }
@@ -363,10 +316,14 @@ impl Publisher {
 
     /// Waits (up to the send timeout) until every produced event is delivered.
     pub fn flush(&self) {
-        if let Sink::Kafka(producer) = &self.inner.sink {
-            if let Err(err) = producer.flush(self.inner.send_timeout) {
-                tracing::warn!("producer flush failed: {err}");
+        match &self.inner.sink {
+            Sink::Kafka(producer) => {
+                if let Err(err) = producer.flush(self.inner.send_timeout) {
+                    tracing::warn!("producer flush failed: {err}");
+                }
             }
+            #[cfg(feature = "testing")]
+            Sink::Memory(_) => {}
         }
     }
 

@@ -43,10 +43,11 @@ use crate::envelope::{header, CallbackTopic, Metadata};
 use crate::error_event;
 use crate::handler::HandlerTable;
 use crate::kaufmann_ex;
+use crate::memory_sink::MemorySink;
+pub use crate::memory_sink::SentRecord;
 use crate::metrics::Metrics;
 use crate::processor::{Job, Processor, RecordHeaders, Source};
-pub use crate::publisher::SentRecord;
-use crate::publisher::{MemorySink, PublishOptions, Publisher};
+use crate::publisher::{PublishOptions, Publisher};
 use crate::registry::{MemoryRegistry, SchemaRegistry};
 use crate::schema::{wire, EventSchema};
 
