@@ -9,7 +9,6 @@
 //! between "full" and "paused" wait in `held`, outside the pool, until slots free up.
 
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::Ordering as Atomic;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -44,23 +43,17 @@ pub(crate) struct Shared {
     held: Mutex<VecDeque<Job>>,
     /// When a consumer error was last logged.
     consumer_error_logged: Mutex<Option<Instant>>,
-    pub(crate) stats: Arc<Stats>,
     pub(crate) metrics: Arc<Metrics>,
     revoke_timeout: Duration,
 }
 
 impl Shared {
-    pub(crate) fn new(
-        stats: Arc<Stats>,
-        metrics: Arc<Metrics>,
-        revoke_timeout: Duration,
-    ) -> Arc<Self> {
+    pub(crate) fn new(metrics: Arc<Metrics>, revoke_timeout: Duration) -> Arc<Self> {
         Arc::new(Self {
             last_client_error: Mutex::default(),
             tracker: Mutex::default(),
             held: Mutex::default(),
             consumer_error_logged: Mutex::default(),
-            stats,
             metrics,
             revoke_timeout,
         })
@@ -162,7 +155,7 @@ impl ConsumerContext for EngineContext {
         let Rebalance::Revoke(list) = rebalance else {
             return;
         };
-        self.shared.stats.rebalances.fetch_add(1, Atomic::SeqCst);
+        self.shared.metrics.rebalanced();
         let revoked: Vec<(String, i32)> = list
             .elements()
             .iter()
@@ -227,7 +220,7 @@ impl ConsumerContext for EngineContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
-            self.shared.stats.rebalances.fetch_add(1, Atomic::SeqCst);
+            self.shared.metrics.rebalanced();
             // After an incremental assign, the list holds only the partitions added.
             let assigned_now = consumer
                 .assignment()
@@ -365,7 +358,6 @@ impl Engine {
         config: Config,
     ) -> Self {
         let processor = Processor::new(
-            shared.stats.clone(),
             shared.metrics.clone(),
             handlers,
             registry,
@@ -631,7 +623,7 @@ impl Engine {
     }
 
     fn admit(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit, inline: &mut Inline) {
-        self.shared.stats.started();
+        self.shared.metrics.started();
         let lane = self.config.ordering.lane(
             &job.origin.topic,
             job.origin.partition,
@@ -652,7 +644,7 @@ impl Engine {
                             origin.partition,
                             origin.offset,
                         );
-                        engine.shared.stats.in_flight.fetch_sub(1, Atomic::SeqCst);
+                        engine.shared.metrics.finished();
                         drop(permit);
                     })
                 });
@@ -668,14 +660,14 @@ impl Engine {
             .is_err()
         {
             tracing::warn!(
-                in_flight = self.shared.stats.in_flight(),
+                in_flight = self.shared.metrics.in_flight(),
                 "shutdown timeout ({limit:?}) passed with messages in flight; they are not committed and will be delivered again"
             );
         }
         self.shared.held().clear();
         self.shared.commit(&*self.consumer, CommitMode::Sync, None);
         self.consumer.unsubscribe();
-        let stats = &self.shared.stats;
+        let stats = Stats::new(self.shared.metrics.clone());
         tracing::info!(
             handled = stats.handled(),
             failed = stats.failed(),

@@ -11,7 +11,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
 use crate::metrics::Metrics;
-use crate::stats::Stats;
 
 /// The time a client has to send its request line and headers.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
@@ -26,7 +25,6 @@ const MAX_REQUEST: usize = 16 * 1024;
 pub(crate) async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
-    stats: Arc<Stats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let open = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -35,11 +33,11 @@ pub(crate) async fn serve(
             _ = shutdown.changed() => return,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
-                    let (metrics, stats) = (metrics.clone(), stats.clone());
+                    let metrics = metrics.clone();
                     let permit = open.clone().try_acquire_owned();
                     tokio::spawn(async move {
                         let served = match permit {
-                            Ok(_permit) => answer(stream, &metrics, &stats).await,
+                            Ok(_permit) => answer(stream, &metrics).await,
                             Err(_) => busy(stream).await,
                         };
                         if let Err(err) = served {
@@ -93,7 +91,7 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     Ok(request)
 }
 
-async fn answer(mut stream: TcpStream, metrics: &Metrics, stats: &Stats) -> std::io::Result<()> {
+async fn answer(mut stream: TcpStream, metrics: &Metrics) -> std::io::Result<()> {
     let request = read_head(&mut stream).await?;
     let line = request.split(|b| *b == b'\n').next().unwrap_or_default();
     let line = String::from_utf8_lossy(line);
@@ -103,7 +101,7 @@ async fn answer(mut stream: TcpStream, metrics: &Metrics, stats: &Stats) -> std:
         parts.next().unwrap_or_default(),
     );
     let (code, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render(stats)),
+        ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
         ("GET", "/health/live") => ("200 OK", "text/plain", "live\n".to_owned()),
         ("GET", "/health/ready") => match metrics.health.not_ready() {
             reasons if reasons.is_empty() => ("200 OK", "text/plain", "ready\n".to_owned()),
@@ -173,7 +171,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (_stop, shutdown) = watch::channel(false);
-        tokio::spawn(serve(listener, Arc::default(), Arc::default(), shutdown));
+        tokio::spawn(serve(listener, Arc::default(), shutdown));
         let mut held = Vec::new();
         for _ in 0..MAX_CONNECTIONS {
             let mut stream = TcpStream::connect(addr).await.unwrap();

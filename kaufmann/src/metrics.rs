@@ -5,12 +5,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::health::Health;
-use crate::stats::Stats;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -39,15 +38,15 @@ impl Histogram {
 
 /// Per-event counters.
 #[derive(Debug, Clone, Default)]
-struct EventCounters {
-    consumed: u64,
-    handled: u64,
-    failed: u64,
-    retried: u64,
-    dead_lettered: u64,
+pub(crate) struct EventCounters {
+    pub(crate) consumed: u64,
+    pub(crate) handled: u64,
+    pub(crate) failed: u64,
+    pub(crate) retried: u64,
+    pub(crate) dead_lettered: u64,
     handler: Histogram,
     publish: Histogram,
-    published: u64,
+    pub(crate) published: u64,
 }
 
 impl EventCounters {
@@ -91,6 +90,10 @@ pub struct Metrics {
     events: Mutex<BTreeMap<String, EventCounters>>,
     lag: Mutex<BTreeMap<(String, i32), i64>>,
     commits: AtomicU64,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    unhandled: AtomicU64,
+    rebalances: AtomicU64,
     /// What readiness reports.
     pub health: Health,
 }
@@ -125,6 +128,48 @@ impl Metrics {
         }
     }
 
+    /// A message was admitted to the pool.
+    pub(crate) fn started(&self) {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    }
+
+    /// A message of the pool finished.
+    pub(crate) fn finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// A partition assignment or revocation.
+    pub(crate) fn rebalanced(&self) {
+        self.rebalances.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A message no handler serves; returns how many there were, this one included.
+    pub(crate) fn count_unhandled(&self) -> u64 {
+        self.unhandled.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn unhandled(&self) -> u64 {
+        self.unhandled.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn rebalances(&self) -> u64 {
+        self.rebalances.load(Ordering::SeqCst)
+    }
+
+    /// The sum over every event of one counter.
+    pub(crate) fn total(&self, counter: fn(&EventCounters) -> u64) -> u64 {
+        self.events().values().map(counter).sum()
+    }
+
     pub(crate) fn committed(&self) {
         self.commits.fetch_add(1, Ordering::Relaxed);
     }
@@ -149,7 +194,7 @@ impl Metrics {
     }
 
     /// Every metric in the Prometheus text exposition format (version 0.0.4).
-    pub fn render(&self, stats: &Stats) -> String {
+    pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let events = self.events().clone();
         let counters: [CounterColumn; 6] = [
@@ -196,7 +241,7 @@ impl Metrics {
             "Messages in the pool now.",
             "gauge",
         );
-        let _ = writeln!(out, "kaufmann_in_flight {}", stats.in_flight());
+        let _ = writeln!(out, "kaufmann_in_flight {}", self.in_flight());
         header(
             &mut out,
             "kaufmann_commits_total",
@@ -214,14 +259,14 @@ impl Metrics {
             "Partition assignments and revocations.",
             "counter",
         );
-        let _ = writeln!(out, "kaufmann_rebalances_total {}", stats.rebalances());
+        let _ = writeln!(out, "kaufmann_rebalances_total {}", self.rebalances());
         header(
             &mut out,
             "kaufmann_unhandled_total",
             "Messages no handler serves (committed or dead-lettered by the unhandled policy).",
             "counter",
         );
-        let _ = writeln!(out, "kaufmann_unhandled_total {}", stats.unhandled());
+        let _ = writeln!(out, "kaufmann_unhandled_total {}", self.unhandled());
         render_health(&mut out, &self.health);
         header(
             &mut out,
@@ -348,7 +393,7 @@ mod tests {
         metrics.record("we\"ird", Outcome::Failed);
         metrics.committed();
         metrics.set_lag("t", 2, 17);
-        let text = metrics.render(&Stats::default());
+        let text = metrics.render();
         for line in [
             "kaufmann_messages_consumed_total{event=\"a.b\"} 2",
             "kaufmann_messages_handled_total{event=\"a.b\"} 1",

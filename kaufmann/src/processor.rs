@@ -4,7 +4,6 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::Ordering as Atomic;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -26,7 +25,6 @@ use crate::publisher::{Context, Outgoing, Publisher, Route};
 use crate::registry::bounded::Bounded;
 use crate::registry::{RegisteredSchema, SchemaRegistry};
 use crate::schema::wire;
-use crate::stats::Stats;
 use crate::trace::{TraceParent, TRACEPARENT};
 
 /// A fetched message, detached from the consumer.
@@ -301,7 +299,6 @@ fn outage_of(error: &Error, metrics: &Metrics) -> Option<Outage> {
 
 /// Runs messages through decode, handler and error policy.
 pub(crate) struct Processor {
-    pub(crate) stats: Arc<Stats>,
     pub(crate) metrics: Arc<Metrics>,
     handlers: HandlerTable,
     decoder: Decoder,
@@ -313,7 +310,6 @@ pub(crate) struct Processor {
 
 impl Processor {
     pub(crate) fn new(
-        stats: Arc<Stats>,
         metrics: Arc<Metrics>,
         handlers: HandlerTable,
         registry: Arc<dyn SchemaRegistry>,
@@ -323,7 +319,6 @@ impl Processor {
         // The depth limit holds for every decoder of the process, generated readers included.
         crate::depth::set_max_depth(config.max_nesting_depth);
         Self {
-            stats,
             metrics: metrics.clone(),
             handlers,
             decoder: Decoder {
@@ -406,7 +401,6 @@ impl Processor {
                 Err(Failure::Transient { kind, error }) => {
                     match policy.retry.backoff(attempt + 1) {
                         Some(wait) => {
-                            self.stats.retried.fetch_add(1, Atomic::SeqCst);
                             self.metrics.record(&meta.message_name, Outcome::Retried);
                             tracing::warn!(at = %place(&job.origin), event = %meta.message_name, attempt, "{kind}: {error}; retrying in {wait:?}");
                             // Boxed, like the timer below: every message's future stays small
@@ -497,8 +491,8 @@ impl Processor {
         let (writer, schema_id, payload) = self.writer_for(job, &value, known).await?;
         let event = known.message_name.as_str();
         let Some(handler) = self.handlers.get(event) else {
-            self.stats.unhandled.fetch_add(1, Atomic::SeqCst);
-            self.warn_unhandled(job, event, &writer, schema_id);
+            let total = self.metrics.count_unhandled();
+            self.warn_unhandled(job, event, &writer, schema_id, total);
             return match self.config.unhandled {
                 Unhandled::Commit => Ok(()),
                 Unhandled::DeadLetter => Err(permanent(
@@ -535,7 +529,6 @@ impl Processor {
         };
         match running.await {
             Ok(()) => {
-                self.stats.handled.fetch_add(1, Atomic::SeqCst);
                 self.metrics
                     .record(handler.event, Outcome::Handled(started.elapsed()));
                 Ok(())
@@ -553,12 +546,18 @@ impl Processor {
 
     /// A message no handler serves: a warning naming it, at most one per [`UNHANDLED_LOG`] (with
     /// the count of those not logged), whatever the policy then does with it.
-    fn warn_unhandled(&self, job: &Job, event: &str, writer: &RegisteredSchema, schema_id: u32) {
+    fn warn_unhandled(
+        &self,
+        job: &Job,
+        event: &str,
+        writer: &RegisteredSchema,
+        schema_id: u32,
+        total: u64,
+    ) {
         let mut last = self
             .unhandled_logged
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let total = self.stats.unhandled.load(Atomic::SeqCst);
         if last.is_some_and(|(at, _)| at.elapsed() < UNHANDLED_LOG) {
             return;
         }
@@ -624,7 +623,6 @@ impl Processor {
         (kind, error): (&'static str, String),
     ) {
         let event = meta.message_name.as_str();
-        self.stats.failed.fetch_add(1, Atomic::SeqCst);
         self.metrics.record(event, Outcome::Failed);
         if self.config.error_policy(event).error_events && !event.is_empty() {
             let failed = error_event::Failed {
@@ -670,7 +668,6 @@ impl Processor {
                 }
             }
         }
-        self.stats.dead_lettered.fetch_add(1, Atomic::SeqCst);
         self.metrics.record(event, Outcome::DeadLettered);
         tracing::error!(at = %place, event, attempts, dead_letter_topic = %topic, "{kind}: {error}; sent to the dead-letter topic");
     }

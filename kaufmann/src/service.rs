@@ -68,9 +68,9 @@ impl Service {
             .set("message.timeout.ms", "30000")
             .create()
             .map_err(|e| Error::kafka("creating the producer", e))?;
-        let stats = Arc::new(Stats::default());
         let metrics = Arc::new(Metrics::default());
-        let shared = Shared::new(stats.clone(), metrics.clone(), config.shutdown_timeout);
+        let stats = Stats::new(metrics.clone());
+        let shared = Shared::new(metrics.clone(), config.shutdown_timeout);
         // librdkafka prefetches while its consumer queue holds fewer than `queued.min.messages`
         // messages and fewer than `queued.max.messages.kbytes` (64 MB by default). A group
         // consumer forwards every assigned partition to that one queue, so both bounds count all
@@ -121,7 +121,7 @@ impl Service {
         metrics.health.registry.set_up();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let metrics_addr = match &config.metrics_addr {
-            Some(addr) => Some(serve_metrics(addr, &metrics, &stats, shutdown_rx.clone()).await?),
+            Some(addr) => Some(serve_metrics(addr, &metrics, shutdown_rx.clone()).await?),
             None => None,
         };
         let publisher = Publisher::new(producer, registry.clone(), metrics, &config);
@@ -180,7 +180,6 @@ fn dead_letter_topics(config: &Config) -> Vec<String> {
 async fn serve_metrics(
     addr: &str,
     metrics: &Arc<Metrics>,
-    stats: &Arc<Stats>,
     shutdown: watch::Receiver<bool>,
 ) -> Result<SocketAddr> {
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -192,12 +191,7 @@ async fn serve_metrics(
         .local_addr()
         .map_err(|e| Error::Startup(format!("metrics listener on `{addr}`: {e}")))?;
     tracing::info!("metrics on http://{bound}/metrics, health on /health/live and /health/ready");
-    tokio::spawn(crate::http::serve(
-        listener,
-        metrics.clone(),
-        stats.clone(),
-        shutdown,
-    ));
+    tokio::spawn(crate::http::serve(listener, metrics.clone(), shutdown));
     Ok(bound)
 }
 
@@ -266,7 +260,7 @@ async fn check_topics(
 #[derive(Debug)]
 pub struct RunningService {
     publisher: Publisher,
-    stats: Arc<Stats>,
+    stats: Stats,
     metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<Result<()>>,

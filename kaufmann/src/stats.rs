@@ -1,58 +1,53 @@
-//! The counters and gauges of a running service (`Service::stats`), kept by the engine and the
-//! processor and rendered by the metrics endpoint.
+//! What `Service::stats` and `TestBus::stats` show: a read-only view of the service's one set of
+//! counters, the [`Metrics`] (the totals are the sums of the per-event counters the metrics
+//! endpoint shows).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering as Atomic};
+use std::sync::Arc;
+
+use crate::metrics::Metrics;
 
 /// Counters and gauges of a running service.
-#[derive(Debug, Default)]
+#[derive(Debug, Clone)]
 pub struct Stats {
-    pub(crate) in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-    pub(crate) handled: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) retried: AtomicU64,
-    pub(crate) dead_lettered: AtomicU64,
-    pub(crate) unhandled: AtomicU64,
-    pub(crate) rebalances: AtomicU64,
+    metrics: Arc<Metrics>,
 }
 
 impl Stats {
+    /// The view of `metrics`.
+    pub(crate) fn new(metrics: Arc<Metrics>) -> Self {
+        Self { metrics }
+    }
+
     /// Messages admitted to the pool and not yet finished, now (never above `demand`).
     pub fn in_flight(&self) -> usize {
-        self.in_flight.load(Atomic::SeqCst)
+        self.metrics.in_flight()
     }
     /// The highest `in_flight` seen since start.
     pub fn max_in_flight(&self) -> usize {
-        self.max_in_flight.load(Atomic::SeqCst)
+        self.metrics.max_in_flight()
     }
     /// Messages whose handler returned `Ok`.
     pub fn handled(&self) -> u64 {
-        self.handled.load(Atomic::SeqCst)
+        self.metrics.total(|c| c.handled)
     }
     /// Messages that failed for good (after retries): dead-lettered or logged.
     pub fn failed(&self) -> u64 {
-        self.failed.load(Atomic::SeqCst)
+        self.metrics.total(|c| c.failed)
     }
     /// Retries of failed attempts.
     pub fn retried(&self) -> u64 {
-        self.retried.load(Atomic::SeqCst)
+        self.metrics.total(|c| c.retried)
     }
     /// Messages sent to a dead-letter topic.
     pub fn dead_lettered(&self) -> u64 {
-        self.dead_lettered.load(Atomic::SeqCst)
+        self.metrics.total(|c| c.dead_lettered)
     }
     /// Messages whose event has no handler in this service.
     pub fn unhandled(&self) -> u64 {
-        self.unhandled.load(Atomic::SeqCst)
+        self.metrics.unhandled()
     }
     /// Partition revocations and assignments seen.
     pub fn rebalances(&self) -> u64 {
-        self.rebalances.load(Atomic::SeqCst)
-    }
-
-    /// A message was admitted to the pool.
-    pub(crate) fn started(&self) {
-        let now = self.in_flight.fetch_add(1, Atomic::SeqCst) + 1;
-        self.max_in_flight.fetch_max(now, Atomic::SeqCst);
+        self.metrics.rebalances()
     }
 }

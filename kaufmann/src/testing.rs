@@ -90,6 +90,7 @@ pub struct ErrorEvent {
 /// A broker-free bus for testing handlers: give it events, then assert on what was published.
 pub struct TestBus {
     processor: Processor,
+    stats: Stats,
     sink: Arc<MemorySink>,
     /// Encodes given events exactly as a publishing service would.
     input: Publisher,
@@ -149,16 +150,11 @@ impl TestBus {
         "test-bus".clone_into(&mut caller.service_name);
         let input =
             Publisher::in_memory(input_sink.clone(), shared.clone(), metrics.clone(), &caller);
-        let processor = Processor::new(
-            Arc::new(Stats::default()),
-            metrics,
-            handlers,
-            shared,
-            publisher,
-            config.clone(),
-        );
+        let stats = Stats::new(metrics.clone());
+        let processor = Processor::new(metrics, handlers, shared, publisher, config.clone());
         Self {
             processor,
+            stats,
             sink,
             input,
             input_sink,
@@ -195,7 +191,7 @@ impl TestBus {
 
     /// Counters of what the handlers did.
     pub fn stats(&self) -> &Stats {
-        &self.processor.stats
+        &self.stats
     }
 
     /// Gives the handlers `value`, encoded and enveloped as a service publishes it, and waits
