@@ -80,14 +80,12 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
         }
         Ok::<_, std::io::Error>(())
     };
-    tokio::time::timeout(READ_TIMEOUT, reading)
-        .await
-        .map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "no complete request within the read timeout",
-            )
-        })??;
+    within(
+        READ_TIMEOUT,
+        "no complete request within the read timeout",
+        reading,
+    )
+    .await?;
     Ok(request)
 }
 
@@ -140,14 +138,23 @@ async fn respond(
         stream.write_all(response.as_bytes()).await?;
         stream.shutdown().await
     };
-    tokio::time::timeout(WRITE_TIMEOUT, writing)
+    within(
+        WRITE_TIMEOUT,
+        "the client did not take the answer within the write timeout",
+        writing,
+    )
+    .await
+}
+
+/// `io` within `limit`, else a `TimedOut` error saying `what`.
+async fn within(
+    limit: Duration,
+    what: &'static str,
+    io: impl std::future::Future<Output = std::io::Result<()>>,
+) -> std::io::Result<()> {
+    tokio::time::timeout(limit, io)
         .await
-        .map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "the client did not take the answer within the write timeout",
-            )
-        })?
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, what))?
 }
 
 #[cfg(test)]
