@@ -11,7 +11,7 @@ use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 use apache_avro::Schema;
 use kaufmann::avro::{chrono, BigDecimal};
-use kaufmann::schema::{decode_body, encode_body};
+use kaufmann::wire::{decode_body, encode_body};
 use kaufmann::EventSchema;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};

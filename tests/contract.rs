@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use apache_avro::types::Value;
 use futures::StreamExt;
-use kaufmann::envelope::{CallbackTopic, Metadata};
-use kaufmann::kaufmann_ex;
 use kaufmann::registry::{memory_scope, SchemaRegistry};
-use kaufmann::schema::wire;
+use kaufmann::wire::confluent;
+use kaufmann::wire::kaufmann_ex;
+use kaufmann::{CallbackTopic, Metadata};
 use kaufmann::{EventSchema, WireFormat};
 use kaufmann_tests::{
     broker, create_topics, eventually, observed, reader, send, test_config,
@@ -97,9 +97,9 @@ async fn replies_and_error_events_go_where_the_caller_asked() {
     assert_eq!(partition, 1);
     assert_eq!(callback_id, asked.message_id);
     let registry = memory_scope(&registry_url).unwrap();
-    let (id, body) = wire::split(&value).unwrap();
+    let (id, body) = confluent::split(&value).unwrap();
     let writer = registry.schema_by_id(id).await.unwrap();
-    let answer: TestPong = kaufmann::schema::decode_body(&writer.schema, Some(id), body).unwrap();
+    let answer: TestPong = kaufmann::wire::decode_body(&writer.schema, Some(id), body).unwrap();
     assert_eq!(answer.text, "pong: hi");
 
     // A handler that always fails: after its retry, event.error.test.work goes to the default
@@ -118,7 +118,7 @@ async fn replies_and_error_events_go_where_the_caller_asked() {
         .await;
         assert_eq!(callback_id, failing.message_id, "on {on}");
         assert_eq!(key, None, "keyed like the failed record");
-        let (id, body) = wire::split(&value).unwrap();
+        let (id, body) = confluent::split(&value).unwrap();
         let writer = registry.schema_by_id(id).await.unwrap();
         let error = apache_avro::reader::datum::GenericDatumReader::builder(&writer.schema)
             .build()

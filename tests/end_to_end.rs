@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use kaufmann::config::KafkaSecurity;
 use kaufmann::registry::{open_registry, subject_for};
-use kaufmann::schema::{decode_body, encode_body, wire};
-use kaufmann::trace::TraceParent;
+use kaufmann::wire::{confluent, decode_body, encode_body};
+use kaufmann::TraceParent;
 use kaufmann::{EventSchema, Metadata};
 use kaufmann_examples::{CommandUserCreate, EventUserCreated};
 use kaufmann_tests::{
@@ -186,7 +186,7 @@ async fn produce_commands(brokers: &str, topic: &str, registry_url: &str) -> Pro
     for i in 0..COUNT {
         let schema = CommandUserCreate::schema();
         let body = encode_body(CommandUserCreate::EVENT_NAME, schema, &command(i)).unwrap();
-        let value = wire::frame(schema_id, &body);
+        let value = confluent::frame(schema_id, &body);
         let meta = Metadata::new(CommandUserCreate::EVENT_NAME, "e2e-test", "e2e-test-1");
         let key = format!("user-{}", i % 16);
         let record = FutureRecord::to(topic)
@@ -228,7 +228,7 @@ async fn read_and_check_events(
         let meta = Metadata::from_headers(message.headers());
         assert_eq!(meta.message_name, EventUserCreated::EVENT_NAME);
         assert_eq!(meta.emitter_service, "e2e-users");
-        let (id, body) = wire::split(message.payload().unwrap()).unwrap();
+        let (id, body) = confluent::split(message.payload().unwrap()).unwrap();
         let writer = registry.schema_by_id(id).await.unwrap();
         let event: EventUserCreated = decode_body(&writer.schema, Some(id), body).unwrap();
         let callback = meta.callback_id.as_deref().expect("callback_id is set");
@@ -280,7 +280,7 @@ async fn traceparent_follows_an_event_through_the_service() {
         .set("bootstrap.servers", &brokers)
         .create()
         .unwrap();
-    let value = wire::frame(schema_id, &body);
+    let value = confluent::frame(schema_id, &body);
     let record = FutureRecord::to(&input)
         .payload(&value)
         .key("k")

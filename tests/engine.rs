@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use kaufmann::engine::dead_letter;
+use kaufmann::wire::dead_letter;
 use kaufmann::Ordering;
 use kaufmann_cli::registry_server::LocalRegistry;
 use kaufmann_tests::{
@@ -356,7 +356,7 @@ async fn an_unknown_schema_id_is_asked_for_once_and_dead_lettered() {
         .map(|_| {
             Record::Raw(
                 "one".to_owned(),
-                kaufmann::schema::wire::frame(999_999, b"\x02"),
+                kaufmann::wire::confluent::frame(999_999, b"\x02"),
             )
         })
         .collect();

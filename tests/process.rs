@@ -96,7 +96,7 @@ impl Setup {
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_SERVICE_LOG")
-                    .unwrap_or_else(|_| "warn,kaufmann::engine=info".to_owned()),
+                    .unwrap_or_else(|_| "warn,kaufmann::consume::engine=info".to_owned()),
             );
         // KIP-848's protocol takes session and heartbeat timeouts from the broker only.
         if !extra.contains(&("KAUFMANN_GROUP_PROTOCOL", "consumer")) {
@@ -726,7 +726,7 @@ async fn hostile_values_are_dead_lettered_and_the_release_service_stays_up() {
         .into_iter()
         .enumerate()
         .map(|(i, body)| {
-            let value = kaufmann::schema::wire::frame(writer_id, &body);
+            let value = kaufmann::wire::confluent::frame(writer_id, &body);
             Record::Headed(format!("h{}", i % 64), value)
         })
         .collect();
@@ -738,7 +738,7 @@ async fn hostile_values_are_dead_lettered_and_the_release_service_stays_up() {
             ("KAUFMANN_REGISTRY_URL", url.as_str()),
             ("KAUFMANN_ERROR_EVENTS", "false"),
             // One error line per dead letter would be 100,000 lines.
-            ("RUST_LOG", "warn,kaufmann::processor=off"),
+            ("RUST_LOG", "warn,kaufmann::process::processor=off"),
         ],
     );
     let started = Instant::now();
@@ -786,7 +786,7 @@ async fn hostile_values_are_dead_lettered_and_the_release_service_stays_up() {
     let mut kinds: HashMap<String, usize> = HashMap::new();
     for (_, headers) in &dead {
         *kinds
-            .entry(headers[kaufmann::engine::dead_letter::ERROR_KIND].clone())
+            .entry(headers[kaufmann::wire::dead_letter::ERROR_KIND].clone())
             .or_default() += 1;
     }
     assert_eq!(

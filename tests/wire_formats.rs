@@ -3,10 +3,10 @@
 //! event and its metadata, and Kaufmann's encoding of the same event equals it byte for byte.
 //! Decoding arbitrary bytes in either format returns an error, never a panic.
 
-use kaufmann::envelope::{CallbackTopic, Metadata};
-use kaufmann::kaufmann_ex;
-use kaufmann::schema::{decode_body, wire};
+use kaufmann::wire::kaufmann_ex;
+use kaufmann::wire::{confluent, decode_body};
 use kaufmann::EventSchema;
+use kaufmann::{CallbackTopic, Metadata};
 use kaufmann_tests::TestWork;
 use proptest::prelude::*;
 
@@ -109,12 +109,12 @@ proptest! {
 
     #[test]
     fn random_bytes_never_panic_the_confluent_decoder(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
-        if let Ok((_, body)) = wire::split(&bytes) {
+        if let Ok((_, body)) = confluent::split(&bytes) {
             let _ = decode_body::<TestWork>(TestWork::schema(), Some(1), body);
         }
-        let mut framed = wire::frame(1, &bytes);
+        let mut framed = confluent::frame(1, &bytes);
         framed.truncate(framed.len().min(bytes.len() + 5));
-        let (_, body) = wire::split(&framed).unwrap();
+        let (_, body) = confluent::split(&framed).unwrap();
         let _ = decode_body::<TestWork>(TestWork::schema(), Some(1), body);
     }
 }

@@ -8,8 +8,8 @@ use std::sync::OnceLock;
 
 use apache_avro::Schema;
 use kaufmann::avro::AvroValue;
-use kaufmann::envelope::CallbackTopic;
-use kaufmann::schema::{decode_body, wire};
+use kaufmann::wire::{confluent, decode_body};
+use kaufmann::CallbackTopic;
 use kaufmann::{EventSchema, Metadata};
 
 /// The fixture schemas with every Avro type (records, enums, arrays, maps, unions, fixed,
@@ -41,7 +41,7 @@ pub fn generated_reader(data: &[u8]) {
 /// read with the writer schema the id picks (one of the fixtures) and resolved to the handler's
 /// type, as for data from another producer.
 pub fn confluent_framing(data: &[u8]) {
-    let Ok((id, body)) = wire::split(data) else {
+    let Ok((id, body)) = confluent::split(data) else {
         return;
     };
     if id % 2 == 0 {
@@ -58,7 +58,7 @@ pub fn confluent_framing(data: &[u8]) {
 fn kaufmann_ex_writer() -> &'static Schema {
     static WRITER: OnceLock<Schema> = OnceLock::new();
     WRITER.get_or_init(|| {
-        kaufmann::kaufmann_ex::wire_schema(
+        kaufmann::wire::kaufmann_ex::wire_schema(
             ComAcmeFixtureTree::EVENT_NAME,
             ComAcmeFixtureTree::SCHEMA_JSON,
         )
@@ -68,7 +68,7 @@ fn kaufmann_ex_writer() -> &'static Schema {
 
 /// `KaufmannEx`'s wire format: the union `[event_metadata, event]` around a fixture payload.
 pub fn kaufmann_ex(data: &[u8]) {
-    let _ = kaufmann::kaufmann_ex::decode::<ComAcmeFixtureTree>(kaufmann_ex_writer(), data);
+    let _ = kaufmann::wire::kaufmann_ex::decode::<ComAcmeFixtureTree>(kaufmann_ex_writer(), data);
 }
 
 /// Header pairs from `data`: `[name length][name][value length][value]`, repeated; a value

@@ -10,10 +10,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
-use kaufmann::embedded::EmbeddedBroker;
 use kaufmann::error::RegistryError;
 use kaufmann::registry::{memory_scope, SchemaRegistry, SubjectStrategy};
 use kaufmann::Config;
+use kaufmann::EmbeddedBroker;
 use kaufmann_cli::folder::{read_folder, FolderSchema};
 use kaufmann_cli::registry_server::{LocalRegistry, ServerTls};
 

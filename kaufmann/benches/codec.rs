@@ -9,8 +9,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kaufmann::registry::{MemoryRegistry, SchemaRegistry};
-use kaufmann::schema::{decode_body, encode_body, wire};
 use kaufmann::testing::TestBus;
+use kaufmann::wire::{confluent, decode_body, encode_body};
 use kaufmann::{Event, EventSchema};
 
 kaufmann::schemas!("../schemas");
@@ -34,11 +34,11 @@ fn command() -> CommandUserCreate {
 fn benches(c: &mut Criterion) {
     let schema = CommandUserCreate::schema();
     let body = encode_body(CommandUserCreate::EVENT_NAME, schema, &command()).unwrap();
-    let framed = wire::frame(7, &body);
+    let framed = confluent::frame(7, &body);
 
     c.bench_function("decode: wire header + avro into the typed struct", |b| {
         b.iter(|| {
-            let (id, body) = wire::split(black_box(&framed)).unwrap();
+            let (id, body) = confluent::split(black_box(&framed)).unwrap();
             let value: CommandUserCreate = decode_body(schema, Some(id), body).unwrap();
             black_box(value)
         });
@@ -50,7 +50,7 @@ fn benches(c: &mut Criterion) {
                 .build()
                 .unwrap();
             b.iter(|| {
-                let (_, mut body) = wire::split(black_box(&framed)).unwrap();
+                let (_, mut body) = confluent::split(black_box(&framed)).unwrap();
                 let value = reader.read_value(&mut body).unwrap();
                 black_box(<CommandUserCreate as kaufmann::AvroValue>::from_avro(value).unwrap())
             });
@@ -60,7 +60,7 @@ fn benches(c: &mut Criterion) {
         "decode by the generated reader (writer schema = the type's, no Value)",
         |b| {
             b.iter(|| {
-                let (_, mut body) = wire::split(black_box(&framed)).unwrap();
+                let (_, mut body) = confluent::split(black_box(&framed)).unwrap();
                 black_box(<CommandUserCreate as kaufmann::AvroValue>::read_avro(&mut body).unwrap())
             });
         },
@@ -70,7 +70,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             let body =
                 encode_body(CommandUserCreate::EVENT_NAME, schema, black_box(&value)).unwrap();
-            black_box(wire::frame(7, &body))
+            black_box(confluent::frame(7, &body))
         });
     });
     let runtime = tokio::runtime::Builder::new_current_thread()

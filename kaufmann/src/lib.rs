@@ -35,51 +35,57 @@
 //! `KAUFMANN_*` environment variables, runs every handler of the binary and stops cleanly on
 //! Ctrl-C or SIGTERM.
 
-pub mod avro;
-mod avro_datum;
-mod checks;
+//! The runtime's folders follow the path of a message: [`consume`](crate) (Kafka -> work),
+//! `process` (one message: decode, dispatch, attempts, last resort), `publish` (typed value ->
+//! Kafka), with `codec` (bytes <-> values), `registry`, `observe` (metrics, health) and `config`
+//! beside them, and `service` wiring them together. Only what a service author touches is public.
+
+mod codec;
 pub mod config;
-pub(crate) mod depth;
-pub mod embedded;
-pub mod engine;
-pub mod envelope;
+mod consume;
+mod envelope;
 pub mod error;
-pub mod error_event;
 mod fast_map;
 mod future;
-pub mod handler;
-pub mod health;
-mod http;
-pub mod kaufmann_ex;
-#[cfg(feature = "testing")]
-mod memory_sink;
-pub mod metrics;
-pub mod offsets;
-pub mod ordering;
-mod processor;
-pub mod publisher;
+mod observe;
+mod process;
+mod publish;
 pub mod registry;
-pub mod retry;
-pub mod schema;
-pub mod secrets;
-pub mod service;
-mod stats;
+mod secrets;
+mod service;
 #[cfg(feature = "testing")]
 pub mod testing;
-pub mod trace;
 
-pub use avro::AvroValue;
+pub use codec::avro;
+pub use codec::avro::AvroValue;
+pub use codec::schema::EventSchema;
 pub use config::{
-    Config, ErrorPolicy, EventRoute, GroupProtocol, LogFormat, Unhandled, WireFormat,
+    Config, ErrorPolicy, EventRoute, GroupProtocol, LogFormat, Ordering, RetryPolicy, Unhandled,
+    WireFormat,
 };
-pub use engine::Stats;
-pub use envelope::{Event, Metadata, Origin};
+pub use consume::embedded::EmbeddedBroker;
+pub use envelope::{CallbackTopic, Event, Metadata, Origin};
 pub use error::{Error, Result};
-pub use ordering::Ordering;
-pub use publisher::{Context, PublishOptions, Publisher};
-pub use retry::RetryPolicy;
-pub use schema::EventSchema;
+pub use observe::health::Health;
+pub use observe::stats::Stats;
+pub use publish::publisher::{Context, PublishOptions, Publisher};
+pub use publish::trace::TraceParent;
 pub use service::{RunningService, Service};
+
+/// What Kaufmann writes on the wire, for services and tools that read it without Kaufmann: the
+/// Confluent framing and the Avro body, the `kaufmann_ex` layout, the headers of a dead-lettered
+/// record and the payload of an error event.
+pub mod wire {
+    pub use crate::codec::kaufmann_ex;
+    pub use crate::codec::schema::wire as confluent;
+    pub use crate::codec::schema::{decode_body, encode_body};
+    pub use crate::envelope::header;
+    pub use crate::process::error_event::{
+        name as error_event_name, KAUFMANN_EX_SCHEMA as KAUFMANN_EX_ERROR_SCHEMA,
+        SCHEMA as ERROR_EVENT_SCHEMA,
+    };
+    pub use crate::process::processor::dead_letter;
+}
 
 #[cfg(feature = "macros")]
 pub use kaufmann_macros::{given_event, schemas};
@@ -141,10 +147,10 @@ macro_rules! run {
 /// Not public API: paths used by the code the macros generate.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::checks::{unknown_event, wrong_payload};
+    pub use crate::codec::schema::{canonical_once, parse_validated};
     pub use crate::future::BoxFuture;
-    pub use crate::handler::{HandlerRegistration, Incoming};
-    pub use crate::schema::{canonical_once, parse_validated};
+    pub use crate::process::checks::{unknown_event, wrong_payload};
+    pub use crate::process::handler::{HandlerRegistration, Incoming};
     pub use apache_avro;
     pub use inventory;
     pub use std::sync::OnceLock;

@@ -12,12 +12,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, GroupProtocol};
-use crate::embedded::EmbeddedBroker;
-use crate::engine::{Engine, EngineConsumer, EngineContext, Shared, Stats};
+use crate::consume::embedded::EmbeddedBroker;
+use crate::consume::engine::{Engine, EngineConsumer, EngineContext, Shared};
 use crate::error::{Error, Result};
-use crate::handler::HandlerTable;
-use crate::metrics::Metrics;
-use crate::publisher::Publisher;
+use crate::observe::metrics::Metrics;
+use crate::observe::stats::Stats;
+use crate::process::handler::HandlerTable;
+use crate::publish::publisher::Publisher;
 
 /// How long startup waits for the broker to answer a metadata request.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -191,7 +192,11 @@ async fn serve_metrics(
         .local_addr()
         .map_err(|e| Error::Startup(format!("metrics listener on `{addr}`: {e}")))?;
     tracing::info!("metrics on http://{bound}/metrics, health on /health/live and /health/ready");
-    tokio::spawn(crate::http::serve(listener, metrics.clone(), shutdown));
+    tokio::spawn(crate::observe::server::serve(
+        listener,
+        metrics.clone(),
+        shutdown,
+    ));
     Ok(bound)
 }
 

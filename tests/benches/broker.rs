@@ -24,7 +24,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use apache_avro::reader::datum::GenericDatumReader;
 use apache_avro::Schema;
 use kaufmann::registry::{open_registry, subject_for};
-use kaufmann::schema::{encode_body, wire};
+use kaufmann::wire::{confluent, encode_body};
 use kaufmann::{Event, EventSchema, Metadata};
 use kaufmann_tests::{create_topics, unique};
 use rdkafka::config::ClientConfig;
@@ -179,7 +179,7 @@ async fn prefill(
             &event(i as i64),
         )
         .unwrap();
-        let value = wire::frame(id, &body);
+        let value = confluent::frame(id, &body);
         bytes += value.len();
         let key = format!("k{}", i % 1000);
         let meta = Metadata::new(BenchEvent::EVENT_NAME, "bench", "bench-1");
@@ -216,7 +216,7 @@ async fn raw_consume(
         let message = consumer.recv().await.unwrap();
         first.get_or_insert_with(Instant::now);
         if decode {
-            let (id, body) = wire::split(message.payload().unwrap()).unwrap();
+            let (id, body) = confluent::split(message.payload().unwrap()).unwrap();
             if let std::collections::hash_map::Entry::Vacant(slot) = writers.entry(id) {
                 // What a hand-written consumer that knows its schema does: one reader per writer
                 // schema, built once (the reader borrows the schema: kept for the process), no

@@ -11,7 +11,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kaufmann::registry::{open_registry, subject_for};
-use kaufmann::schema::{encode_body, wire};
+use kaufmann::wire::{confluent, encode_body};
 use kaufmann::{Event, EventSchema, Metadata};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -393,7 +393,7 @@ pub async fn produce_with(
                 let meta = Metadata::new(TestWork::EVENT_NAME, "test", "test-1");
                 (
                     work.lane,
-                    wire::frame(schema_id, &body),
+                    confluent::frame(schema_id, &body),
                     Some(meta.to_headers()),
                 )
             }

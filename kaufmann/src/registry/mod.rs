@@ -22,7 +22,7 @@ use crate::error::RegistryError;
 pub use http::{HttpOptions, HttpRegistry, RegistryTls};
 pub use memory::MemoryRegistry;
 
-use crate::schema::PlainDecoder;
+use crate::codec::schema::PlainDecoder;
 
 /// A schema the registry knows, found by its id.
 #[derive(Debug, Clone)]

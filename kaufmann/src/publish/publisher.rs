@@ -9,18 +9,18 @@ use apache_avro::Schema;
 use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
+use crate::codec::kaufmann_ex;
+use crate::codec::schema::{wire, EventSchema};
 use crate::config::{Config, EventRoute, WireFormat};
 use crate::envelope::{CallbackTopic, Metadata};
 use crate::error::{CodecError, Error, Result};
 use crate::fast_map::{FastMap, QuickState};
-use crate::kaufmann_ex;
+use crate::observe::metrics::{Metrics, Outcome};
 #[cfg(feature = "testing")]
-use crate::memory_sink::MemorySink;
-use crate::metrics::{Metrics, Outcome};
+use crate::publish::memory_sink::MemorySink;
+use crate::publish::trace::{TraceParent, TRACEPARENT};
 use crate::registry::bounded::Bounded;
 use crate::registry::{SchemaRegistry, SubjectStrategy};
-use crate::schema::{wire, EventSchema};
-use crate::trace::{TraceParent, TRACEPARENT};
 
 /// The most schema ids and wire schemas a publisher keeps.
 const MAX_CACHED: usize = 10_000;
@@ -358,7 +358,7 @@ impl Publisher {
         let value = match inner.format {
             WireFormat::Confluent => {
                 let schema_id = self.schema_id(event, outgoing.schema, topic).await?;
-                let body = crate::avro_datum::write(outgoing.schema, outgoing.value)
+                let body = crate::codec::datum::write(outgoing.schema, outgoing.value)
                     .map_err(CodecError::avro("encode", event, Some(schema_id)))?;
                 wire::frame(schema_id, &body)
             }
@@ -458,7 +458,7 @@ fn key_from_field(event: &str, value: &Value, field: &str) -> Result<Vec<u8>> {
         Some(Value::Int(n)) => Ok(n.to_string().into_bytes()),
         Some(Value::Long(n)) => Ok(n.to_string().into_bytes()),
         other => Err(Error::Codec(CodecError::shape("key", event, None)(
-            crate::avro::AvroError::new(format!(
+            crate::codec::avro::AvroError::new(format!(
                 "key_field `{field}` must name a string, int or long field of the payload, \
                  found {other:?}"
             )),

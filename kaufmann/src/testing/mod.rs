@@ -37,19 +37,20 @@ use std::time::Duration;
 use apache_avro::types::Value;
 use rdkafka::message::Headers;
 
+use crate::codec::kaufmann_ex;
+use crate::codec::schema::{wire, EventSchema};
 use crate::config::{Config, WireFormat};
-use crate::engine::{dead_letter, Stats};
 use crate::envelope::{header, CallbackTopic, Metadata};
-use crate::error_event;
-use crate::handler::HandlerTable;
-use crate::kaufmann_ex;
-use crate::memory_sink::MemorySink;
-pub use crate::memory_sink::SentRecord;
-use crate::metrics::Metrics;
-use crate::processor::{Job, Processor, RecordHeaders, Source};
-use crate::publisher::{PublishOptions, Publisher};
+use crate::observe::metrics::Metrics;
+use crate::observe::stats::Stats;
+use crate::process::error_event;
+use crate::process::handler::HandlerTable;
+use crate::process::processor::dead_letter;
+use crate::process::processor::{Job, Processor, RecordHeaders, Source};
+use crate::publish::memory_sink::MemorySink;
+pub use crate::publish::memory_sink::SentRecord;
+use crate::publish::publisher::{PublishOptions, Publisher};
 use crate::registry::{MemoryRegistry, SchemaRegistry};
-use crate::schema::{wire, EventSchema};
 
 /// The callback topic of events given with [`TestBus::given_request`]; replies go there.
 pub const REPLY_TOPIC: &str = "test-bus.replies";
@@ -450,7 +451,7 @@ impl TestBus {
     }
 
     /// The next record sent to a dead-letter topic (its headers name the error, the attempts and
-    /// where it came from: see [`crate::engine::dead_letter`]).
+    /// where it came from: see [`crate::wire::dead_letter`]).
     pub async fn then_dead_letter(&self) -> SentRecord {
         self.take("a dead letter", |r| r.header(dead_letter::ERROR).is_some())
             .await
@@ -518,7 +519,7 @@ impl TestBus {
             .await
             .unwrap_or_else(|e| fail(&e));
         let reader = apache_avro::Schema::parse_str(payload_json).unwrap_or_else(|e| fail(&e));
-        crate::avro_datum::read(&writer.schema, Some(&reader), body, "published", Some(id))
+        crate::codec::datum::read(&writer.schema, Some(&reader), body, "published", Some(id))
             .unwrap_or_else(|e| fail(&e))
     }
 }
@@ -679,7 +680,7 @@ impl BrokerTest {
                 .schema_by_id(id)
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
-            let payload = crate::schema::decode_body::<T>(&writer.schema, Some(id), body)
+            let payload = crate::codec::schema::decode_body::<T>(&writer.schema, Some(id), body)
                 .unwrap_or_else(|e| panic!("{e}"));
             return Published {
                 payload,

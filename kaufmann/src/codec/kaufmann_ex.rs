@@ -15,10 +15,10 @@
 use apache_avro::types::Value;
 use apache_avro::Schema;
 
-use crate::avro::AvroError;
+use crate::codec::avro::AvroError;
+use crate::codec::schema::EventSchema;
 use crate::envelope::{CallbackTopic, Metadata};
 use crate::error::CodecError;
-use crate::schema::EventSchema;
 
 /// `KaufmannEx`'s `event_metadata` schema (`seven.cloud.services.event_metadata`).
 pub const EVENT_METADATA_SCHEMA: &str = r#"{
@@ -169,7 +169,7 @@ pub fn encode_value(
         ("meta".into(), metadata_value(meta)),
         ("payload".into(), payload),
     ]);
-    crate::avro_datum::write(schema, Value::Union(1, Box::new(record)))
+    crate::codec::datum::write(schema, Value::Union(1, Box::new(record)))
         .map_err(CodecError::avro("encode", event, None))
 }
 
@@ -237,7 +237,7 @@ pub fn decode_parts(
     bytes: &[u8],
 ) -> Result<(Metadata, Value), CodecError> {
     let shape = |source| CodecError::shape("decode", event, None)(source);
-    let value = crate::avro_datum::read(writer, None, bytes, event, None)?;
+    let value = crate::codec::datum::read(writer, None, bytes, event, None)?;
     let record = match value {
         Value::Union(_, inner) => *inner,
         other => other,

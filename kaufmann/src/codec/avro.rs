@@ -81,7 +81,7 @@ impl<T: AvroValue> AvroValue for Box<T> {
     fn read_avro(input: &mut &[u8]) -> Result<Self, AvroError> {
         // Every recursion of a generated type goes through a `Box`, an array or a map: each is
         // one level of the depth limit (`max_nesting_depth`).
-        let _level = crate::depth::Nesting::enter()?;
+        let _level = crate::codec::depth::Nesting::enter()?;
         T::read_avro(input).map(Box::new)
     }
 }
@@ -626,7 +626,7 @@ pub mod conv {
     /// The first error of `item`; when the data ends early or a count cannot be right.
     pub fn read_blocks(input: &mut &[u8], mut item: impl FnMut(&mut &[u8]) -> R<()>) -> R<()> {
         // An array or map nests its items one level deeper (the depth limit's levels).
-        let _level = crate::depth::Nesting::enter()?;
+        let _level = crate::codec::depth::Nesting::enter()?;
         loop {
             let count = read_long(input)?;
             if count == 0 {

@@ -6,48 +6,9 @@ use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Waker};
 
+use crate::config::Ordering;
 use crate::fast_map::{FastMap, Quick};
 use crate::future::BoxFuture;
-
-/// How messages are ordered (the `ordering` config key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Ordering {
-    /// One at a time per message key; different keys in parallel even within one partition. A
-    /// message without a key is ordered within its partition.
-    #[default]
-    Key,
-    /// One at a time per partition; partitions in parallel.
-    Partition,
-    /// No ordering: any message may run beside any other.
-    Unordered,
-}
-
-impl Ordering {
-    /// The config spellings, for errors.
-    pub const ACCEPTED: &'static str = "`key`, `partition` or `unordered`";
-
-    /// Parses a config value.
-    pub fn parse(value: &str) -> Option<Self> {
-        match value {
-            "key" => Some(Self::Key),
-            "partition" => Some(Self::Partition),
-            "unordered" => Some(Self::Unordered),
-            _ => None,
-        }
-    }
-
-    /// The lane of a message, or `None` when it may run beside anything.
-    pub fn lane(self, topic: &str, partition: i32, key: Option<&[u8]>) -> Option<Lane> {
-        match (self, key) {
-            (Self::Unordered, _) => None,
-            (Self::Key, Some(key)) => Some(Lane::of(b'k', topic, key)),
-            (Self::Key | Self::Partition, _) => {
-                Some(Lane::of(b'p', topic, &partition.to_le_bytes()))
-            }
-        }
-    }
-}
 
 /// A sequence of messages that must run one at a time: a 64-bit hash of the topic and the key (or
 /// the partition), so that finding a message's lane allocates nothing. Two keys whose hashes meet
@@ -56,6 +17,22 @@ impl Ordering {
 pub struct Lane(u64);
 
 impl Lane {
+    /// The lane of a message, or `None` when it may run beside anything.
+    pub(crate) fn of_message(
+        ordering: Ordering,
+        topic: &str,
+        partition: i32,
+        key: Option<&[u8]>,
+    ) -> Option<Self> {
+        match (ordering, key) {
+            (Ordering::Unordered, _) => None,
+            (Ordering::Key, Some(key)) => Some(Self::of(b'k', topic, key)),
+            (Ordering::Key | Ordering::Partition, _) => {
+                Some(Self::of(b'p', topic, &partition.to_le_bytes()))
+            }
+        }
+    }
+
     fn of(kind: u8, topic: &str, id: &[u8]) -> Self {
         let mut hasher = Quick::default();
         hasher.write(&[kind]);
@@ -161,6 +138,7 @@ impl<L: Eq + Hash, J> Lanes<L, J> {
     }
 
     /// Jobs waiting behind a running job of their lane.
+    #[cfg(test)]
     pub fn waiting(&self) -> usize {
         self.lock().values().map(VecDeque::len).sum()
     }
@@ -179,23 +157,29 @@ mod tests {
     #[test]
     fn lanes_follow_the_mode() {
         let key = Some(&b"k"[..]);
-        assert_eq!(Ordering::Unordered.lane("t", 1, key), None);
-        let by_key = Ordering::Key.lane("t", 1, key);
+        assert_eq!(Lane::of_message(Ordering::Unordered, "t", 1, key), None);
+        let by_key = Lane::of_message(Ordering::Key, "t", 1, key);
         assert_eq!(
             by_key,
-            Ordering::Key.lane("t", 2, key),
+            Lane::of_message(Ordering::Key, "t", 2, key),
             "a key's lane spans partitions"
         );
-        assert_ne!(by_key, Ordering::Key.lane("t", 1, Some(b"j")));
-        assert_ne!(by_key, Ordering::Key.lane("u", 1, key));
+        assert_ne!(by_key, Lane::of_message(Ordering::Key, "t", 1, Some(b"j")));
+        assert_ne!(by_key, Lane::of_message(Ordering::Key, "u", 1, key));
         assert_ne!(
-            Ordering::Key.lane("ab", 1, Some(b"c")),
-            Ordering::Key.lane("a", 1, Some(b"bc"))
+            Lane::of_message(Ordering::Key, "ab", 1, Some(b"c")),
+            Lane::of_message(Ordering::Key, "a", 1, Some(b"bc"))
         );
-        let by_partition = Ordering::Partition.lane("t", 1, key);
-        assert_eq!(Ordering::Key.lane("t", 1, None), by_partition);
-        assert_eq!(Ordering::Partition.lane("t", 1, Some(b"j")), by_partition);
-        assert_ne!(Ordering::Partition.lane("t", 2, key), by_partition);
+        let by_partition = Lane::of_message(Ordering::Partition, "t", 1, key);
+        assert_eq!(Lane::of_message(Ordering::Key, "t", 1, None), by_partition);
+        assert_eq!(
+            Lane::of_message(Ordering::Partition, "t", 1, Some(b"j")),
+            by_partition
+        );
+        assert_ne!(
+            Lane::of_message(Ordering::Partition, "t", 2, key),
+            by_partition
+        );
         assert_ne!(by_partition, by_key);
         assert_eq!(Ordering::parse("key"), Some(Ordering::Key));
         assert_eq!(Ordering::parse("keys"), None);

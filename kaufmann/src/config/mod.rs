@@ -4,18 +4,49 @@
 //! Every key, its environment variable and its default is listed in the README; unknown keys and
 //! invalid values are errors naming the key and what it accepts.
 
+mod retry;
+
+pub use retry::RetryPolicy;
+
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::{ConfigError, RegistryError};
-use crate::ordering::Ordering;
 use crate::registry::{
     open_registry_with, HttpOptions, RegistryTls, SchemaRegistry, SubjectStrategy,
 };
-use crate::retry::RetryPolicy;
 use crate::secrets::{mask_url, shown_value, MASK};
+
+/// How messages are ordered (the `ordering` config key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Ordering {
+    /// One at a time per message key; different keys in parallel even within one partition. A
+    /// message without a key is ordered within its partition.
+    #[default]
+    Key,
+    /// One at a time per partition; partitions in parallel.
+    Partition,
+    /// No ordering: any message may run beside any other.
+    Unordered,
+}
+
+impl Ordering {
+    /// The config spellings, for errors.
+    pub const ACCEPTED: &'static str = "`key`, `partition` or `unordered`";
+
+    /// Parses a config value.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "key" => Some(Self::Key),
+            "partition" => Some(Self::Partition),
+            "unordered" => Some(Self::Unordered),
+            _ => None,
+        }
+    }
+}
 
 /// What happens to a message whose event has no handler in this service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -35,7 +66,7 @@ pub enum WireFormat {
     /// Confluent framing (magic byte, schema id, Avro body); metadata in Kafka headers.
     #[default]
     Confluent,
-    /// `KaufmannEx`'s layout (see [`crate::kaufmann_ex`]): raw Avro of `[event_metadata,
+    /// `KaufmannEx`'s layout (see [`crate::codec::kaufmann_ex`]): raw Avro of `[event_metadata,
     /// {meta, payload}]`, the event name as the key, the event name as the subject.
     KaufmannEx,
 }
@@ -306,7 +337,7 @@ impl Config {
             default_topic: "rapids".to_owned(),
             demand: 50,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
-            max_nesting_depth: crate::depth::DEFAULT_MAX_DEPTH,
+            max_nesting_depth: crate::codec::depth::DEFAULT_MAX_DEPTH,
             ordering: Ordering::default(),
             commit_interval: Duration::from_secs(1),
             shutdown_timeout: Duration::from_secs(30),
@@ -548,7 +579,7 @@ impl Values {
                 .unwrap_or(usize::MAX);
         }
         if let Some(raw) = top.get("max_nesting_depth") {
-            let most = u64::try_from(crate::depth::MAX_DEPTH_LIMIT).unwrap_or(u64::MAX);
+            let most = u64::try_from(crate::codec::depth::MAX_DEPTH_LIMIT).unwrap_or(u64::MAX);
             c.max_nesting_depth = usize::try_from(number(raw, 1, most)?).unwrap_or(usize::MAX);
         }
         if let Some(raw) = top.get("ordering") {

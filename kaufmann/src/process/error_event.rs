@@ -117,7 +117,7 @@ mod tests {
         for format in [WireFormat::Confluent, WireFormat::KaufmannEx] {
             let (schema, _) = schema(format);
             assert!(!matches!(schema, Schema::Null), "{format:?} parses");
-            crate::avro_datum::write(schema, value(format, &failed)).unwrap();
+            crate::codec::datum::write(schema, value(format, &failed)).unwrap();
         }
         assert_eq!(
             name("command.user.create"),

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use crate::codec::schema::{decode_resolved, EventSchema};
 use crate::envelope::{Event, Metadata, Origin};
 use crate::error::{CodecError, Error, Result};
 use crate::fast_map::FastMap;
 use crate::future::BoxFuture;
-use crate::publisher::Context;
+use crate::publish::publisher::Context;
 use crate::registry::RegisteredSchema;
-use crate::schema::{decode_resolved, EventSchema};
 
 /// The function `#[given_event]` generates around a user's handler.
 pub type HandlerFn = fn(Incoming, Context) -> BoxFuture<'static, Result<()>>;
@@ -107,6 +107,7 @@ impl HandlerTable {
     }
 
     /// The number of handlers.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_event.len()
     }
@@ -147,7 +148,7 @@ impl Incoming {
         let payload = if let Some(value) = self.payload {
             T::from_avro(value).map_err(CodecError::shape("decode", T::EVENT_NAME, None))?
         } else {
-            let body = &self.value[crate::schema::wire::HEADER_LEN..];
+            let body = &self.value[crate::codec::schema::wire::HEADER_LEN..];
             decode_resolved::<T>(
                 &self.writer.schema,
                 self.resolve,

@@ -12,20 +12,20 @@ use futures::FutureExt;
 use rdkafka::message::{Header, OwnedHeaders};
 use tracing::Instrument;
 
+use crate::codec::kaufmann_ex;
+use crate::codec::schema::wire;
 use crate::config::{Config, Unhandled, WireFormat};
 use crate::envelope::{Metadata, Origin};
 use crate::error::{CodecError, Error, RegistryError, Result};
-use crate::error_event;
 use crate::fast_map::QuickState;
-use crate::handler::{HandlerTable, Incoming};
-use crate::health::Dependency;
-use crate::kaufmann_ex;
-use crate::metrics::{Metrics, Outcome};
-use crate::publisher::{Context, Outgoing, Publisher, Route};
+use crate::observe::health::Dependency;
+use crate::observe::metrics::{Metrics, Outcome};
+use crate::process::error_event;
+use crate::process::handler::{HandlerTable, Incoming};
+use crate::publish::publisher::{Context, Outgoing, Publisher, Route};
+use crate::publish::trace::{TraceParent, TRACEPARENT};
 use crate::registry::bounded::Bounded;
 use crate::registry::{RegisteredSchema, SchemaRegistry};
-use crate::schema::wire;
-use crate::trace::{TraceParent, TRACEPARENT};
 
 /// A fetched message, detached from the consumer.
 pub(crate) struct Job {
@@ -317,7 +317,7 @@ impl Processor {
         config: Config,
     ) -> Self {
         // The depth limit holds for every decoder of the process, generated readers included.
-        crate::depth::set_max_depth(config.max_nesting_depth);
+        crate::codec::depth::set_max_depth(config.max_nesting_depth);
         Self {
             metrics: metrics.clone(),
             handlers,

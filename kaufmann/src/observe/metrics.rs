@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use crate::health::Health;
+use crate::observe::health::Health;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
 const BUCKETS: [f64; 12] = [
@@ -186,11 +186,6 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&(topic.to_owned(), partition));
-    }
-
-    /// Ready: see [`Health::ready`].
-    pub fn ready(&self) -> bool {
-        self.health.ready()
     }
 
     /// Every metric in the Prometheus text exposition format (version 0.0.4).

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 
 use apache_avro::Schema;
 
-use crate::avro::AvroValue;
+use crate::codec::avro::AvroValue;
 use crate::error::CodecError;
 
 /// A type generated from a `.avsc` file by [`schemas!`](crate::schemas): it knows its event name and
@@ -93,7 +93,7 @@ pub fn encode_body<T: AvroValue>(
     let value = value
         .to_avro()
         .map_err(CodecError::shape("encode", event, None))?;
-    crate::avro_datum::write(schema, value).map_err(CodecError::avro("encode", event, None))
+    crate::codec::datum::write(schema, value).map_err(CodecError::avro("encode", event, None))
 }
 
 /// Decodes an Avro body written with `writer` into `T`, resolving it to `T`'s own schema.
@@ -127,15 +127,15 @@ pub(crate) fn decode_resolved<'a, T: EventSchema>(
     let prepared = if resolve { None } else { plain() };
     let value = match prepared {
         Some(plain) => {
-            let depth = crate::avro_datum::check(writer, body).map_err(CodecError::shape(
+            let depth = crate::codec::datum::check(writer, body).map_err(CodecError::shape(
                 "decode",
                 T::EVENT_NAME,
                 schema_id,
             ))?;
-            crate::avro_datum::on_stack_for(depth, || plain.reader.read_value(&mut body))
+            crate::codec::datum::on_stack_for(depth, || plain.reader.read_value(&mut body))
                 .map_err(CodecError::avro("decode", T::EVENT_NAME, schema_id))?
         }
-        None => crate::avro_datum::read(
+        None => crate::codec::datum::read(
             writer,
             resolve.then(T::schema),
             body,
@@ -214,13 +214,13 @@ mod tests {
             ("to".into(), point(40_000, None)),
             ("note".into(), Value::String("ünïcode".into())),
         ]);
-        let body = crate::avro_datum::write(&schema, value.clone()).unwrap();
+        let body = crate::codec::datum::write(&schema, value.clone()).unwrap();
         let plain = PlainDecoder::new(&schema).unwrap();
         let decode = |mut bytes: &[u8]| plain.reader.read_value(&mut bytes).ok();
         assert_eq!(decode(&body), Some(value));
         for cut in 0..=body.len() {
             let bytes = &body[..cut];
-            let expected = crate::avro_datum::read_unchecked(&schema, bytes).ok();
+            let expected = crate::codec::datum::read_unchecked(&schema, bytes).ok();
             assert_eq!(decode(bytes), expected, "the first {cut} bytes");
         }
         assert_eq!(decode(&body[..1]), None, "a cut body fails");

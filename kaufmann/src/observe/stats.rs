@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// Counters and gauges of a running service.
 #[derive(Debug, Clone)]

@@ -14,7 +14,7 @@
 //! - nesting (records, arrays, maps) deeper than [`max_depth`] levels.
 //!
 //! The generated readers ([`crate::AvroValue::read_avro`]) keep the same depth limit through
-//! [`crate::depth::Nesting`], and their own per-block count bound.
+//! [`crate::codec::depth::Nesting`], and their own per-block count bound.
 
 use std::collections::HashMap;
 
@@ -25,8 +25,8 @@ use apache_avro::schema::{
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 
-use crate::avro::conv::{self, read_long};
-use crate::depth::max_depth;
+use crate::codec::avro::conv::{self, read_long};
+use crate::codec::depth::max_depth;
 use crate::error::{AvroError, CodecError};
 
 /// Reads one value written with `writer` from untrusted `body`, resolved to `reader`

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// The time a client has to send its request line and headers.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(5);

@@ -23,16 +23,15 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
+use crate::consume::offsets::OffsetTracker;
+use crate::consume::ordering::{Lane, Lanes};
 use crate::error::Result;
-use crate::handler::HandlerTable;
-use crate::metrics::Metrics;
-use crate::offsets::OffsetTracker;
-use crate::ordering::{Lane, Lanes};
-pub use crate::processor::dead_letter;
-use crate::processor::{Job, Processor, RecordHeaders, Source};
-use crate::publisher::Publisher;
+use crate::observe::metrics::Metrics;
+use crate::observe::stats::Stats;
+use crate::process::handler::HandlerTable;
+use crate::process::processor::{Job, Processor, RecordHeaders, Source};
+use crate::publish::publisher::Publisher;
 use crate::registry::SchemaRegistry;
-pub use crate::stats::Stats;
 
 /// State shared by the poll loop, the workers and the rebalance callback.
 pub(crate) struct Shared {
@@ -624,7 +623,8 @@ impl Engine {
 
     fn admit(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit, inline: &mut Inline) {
         self.shared.metrics.started();
-        let lane = self.config.ordering.lane(
+        let lane = Lane::of_message(
+            self.config.ordering,
             &job.origin.topic,
             job.origin.partition,
             job.origin.key.as_deref(),

@@ -76,11 +76,6 @@ pub struct OffsetTracker {
 }
 
 impl OffsetTracker {
-    /// An empty tracker.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
     /// Records that `offset` of a partition was fetched and is now in flight.
     pub fn fetched(&mut self, topic: &str, partition: i32, offset: i64) {
         // (A consumed message always has a partition number of 0 or more.)
@@ -130,13 +125,8 @@ impl OffsetTracker {
         self.state(topic, partition).map_or(0, |s| s.unfinished)
     }
 
-    /// The commit position of one partition, if anything of it was fetched.
-    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.state(topic, partition)
-            .and_then(PartitionState::position)
-    }
-
     /// The number of fetched offsets not yet finished, over all partitions.
+    #[cfg(test)]
     pub fn in_flight(&self) -> usize {
         self.states().map(|(_, s)| s.unfinished).sum()
     }
@@ -189,7 +179,7 @@ mod tests {
 
     #[test]
     fn never_commits_past_an_unfinished_offset() {
-        let mut t = OffsetTracker::new();
+        let mut t = OffsetTracker::default();
         for o in 10..15 {
             t.fetched("a", 0, o);
         }
@@ -206,7 +196,7 @@ mod tests {
 
     #[test]
     fn reports_only_moved_positions() {
-        let mut t = OffsetTracker::new();
+        let mut t = OffsetTracker::default();
         t.fetched("a", 0, 0);
         t.fetched("a", 1, 0);
         t.finished("a", 0, 0);
@@ -225,7 +215,7 @@ mod tests {
     /// Offsets fetched again after a seek back (or out of order) keep the window sorted.
     #[test]
     fn offsets_fetched_out_of_order_stay_sorted() {
-        let mut t = OffsetTracker::new();
+        let mut t = OffsetTracker::default();
         for o in [5, 6, 7, 3, 6, 4] {
             t.fetched("s", 0, o);
         }
@@ -246,7 +236,7 @@ mod tests {
     fn any_completion_order_is_safe() {
         let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
         for _round in 0..200 {
-            let mut t = OffsetTracker::new();
+            let mut t = OffsetTracker::default();
             let n = 40_i64;
             for o in 0..n {
                 t.fetched("p", 3, o);

@@ -1,0 +1,10 @@
+//! Stage: bytes <-> typed values. The Avro runtime of generated types (`avro`, `datum`, with the
+//! nesting limit of `depth`), the Confluent framing and the Avro body (`schema`), the `kaufmann_ex`
+//! layout, and one codec type per wire format (`format`). Pure: it may call `error` and `envelope`,
+//! never the registry, the broker or a later stage.
+
+pub mod avro;
+pub(crate) mod datum;
+pub(crate) mod depth;
+pub mod kaufmann_ex;
+pub mod schema;
