@@ -147,6 +147,7 @@ macro_rules! run {
 /// Not public API: paths used by the code the macros generate.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::codec::conv;
     pub use crate::codec::schema::{canonical_once, parse_validated};
     pub use crate::future::BoxFuture;
     pub use crate::process::checks::{unknown_event, wrong_payload};

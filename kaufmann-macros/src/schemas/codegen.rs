@@ -204,17 +204,17 @@ impl<'a> Generator<'a> {
             to.push(quote! {
                 (#name.to_owned(), {
                     let x = &self.#ident;
-                    ::kaufmann::avro::conv::in_field(#name, || ::core::result::Result::Ok(#to_expr))?
+                    ::kaufmann::__private::conv::in_field(#name, || ::core::result::Result::Ok(#to_expr))?
                 })
             });
             from.push(quote! {
                 #ident: {
                     let v = fields.take(#name)?;
-                    ::kaufmann::avro::conv::in_field(#name, move || ::core::result::Result::Ok(#from_expr))?
+                    ::kaufmann::__private::conv::in_field(#name, move || ::core::result::Result::Ok(#from_expr))?
                 }
             });
             read.push(quote! {
-                #ident: ::kaufmann::avro::conv::in_field(#name, || ::core::result::Result::Ok(#read_expr))?
+                #ident: ::kaufmann::__private::conv::in_field(#name, || ::core::result::Result::Ok(#read_expr))?
             });
         }
         self.stack.pop();
@@ -238,7 +238,7 @@ impl<'a> Generator<'a> {
             &quote! { ::kaufmann::avro::Value::Record(::std::vec![#(#to),*]) },
             &quote! {
                 #[allow(unused_mut)]
-                let mut fields = ::kaufmann::avro::conv::record(value, #full)?;
+                let mut fields = ::kaufmann::__private::conv::record(value, #full)?;
                 ::core::result::Result::Ok(Self { #(#from,)* })
             },
             // Fields are read in the order written, which is the schema's.
@@ -297,16 +297,16 @@ impl<'a> Generator<'a> {
             &ident,
             &quote! { match self { #(#to,)* } },
             &quote! {
-                let (_, symbol) = ::kaufmann::avro::conv::symbol(value)?;
+                let (_, symbol) = ::kaufmann::__private::conv::symbol(value)?;
                 match symbol.as_str() {
                     #(#from,)*
-                    other => ::core::result::Result::Err(::kaufmann::avro::conv::bad_symbol(other, #full)),
+                    other => ::core::result::Result::Err(::kaufmann::__private::conv::bad_symbol(other, #full)),
                 }
             },
             &quote! {
-                match ::kaufmann::avro::conv::read_symbol(r)? {
+                match ::kaufmann::__private::conv::read_symbol(r)? {
                     #(#read,)*
-                    other => ::core::result::Result::Err(::kaufmann::avro::conv::bad_symbol_index(other, #full)),
+                    other => ::core::result::Result::Err(::kaufmann::__private::conv::bad_symbol_index(other, #full)),
                 }
             },
         );
@@ -329,8 +329,8 @@ impl<'a> Generator<'a> {
         self.avro_value_impl(
             &ident,
             &quote! { ::kaufmann::avro::Value::Fixed(#size, self.0.to_vec()) },
-            &quote! { ::kaufmann::avro::conv::fixed::<#size>(value).map(Self) },
-            &quote! { ::kaufmann::avro::conv::read_fixed::<#size>(r).map(Self) },
+            &quote! { ::kaufmann::__private::conv::fixed::<#size>(value).map(Self) },
+            &quote! { ::kaufmann::__private::conv::read_fixed::<#size>(r).map(Self) },
         );
     }
 
@@ -352,7 +352,7 @@ impl<'a> Generator<'a> {
         let m = |ty: TokenStream, to: TokenStream, from: TokenStream, read: TokenStream| {
             Ok(Mapped { ty, to, from, read })
         };
-        let conv = quote! { ::kaufmann::avro::conv };
+        let conv = quote! { ::kaufmann::__private::conv };
         let value = quote! { ::kaufmann::avro::Value };
         match schema {
             Schema::Null => m(
@@ -579,7 +579,7 @@ impl<'a> Generator<'a> {
     /// A union: `Option<T>` for `["null", T]`, otherwise a generated enum (in an `Option` when
     /// `null` is a branch).
     fn union(&mut self, branches: &[Schema], hint: &str, indirect: bool) -> Result<Mapped, String> {
-        let conv = quote! { ::kaufmann::avro::conv };
+        let conv = quote! { ::kaufmann::__private::conv };
         let value = quote! { ::kaufmann::avro::Value };
         let null = branches
             .iter()
@@ -711,7 +711,7 @@ impl<'a> Generator<'a> {
                 ) -> ::core::result::Result<Self, ::kaufmann::avro::AvroError> {
                     match index {
                         #(#read,)*
-                        i => ::core::result::Result::Err(::kaufmann::avro::conv::bad_branch(i, #name)),
+                        i => ::core::result::Result::Err(::kaufmann::__private::conv::bad_branch(i, #name)),
                     }
                 }
             }
@@ -720,12 +720,12 @@ impl<'a> Generator<'a> {
             &ident,
             &quote! { match self { #(#to,)* } },
             &quote! {
-                match ::kaufmann::avro::conv::union(value)? {
+                match ::kaufmann::__private::conv::union(value)? {
                     #(#from,)*
-                    (i, _) => ::core::result::Result::Err(::kaufmann::avro::conv::bad_branch(i, #name)),
+                    (i, _) => ::core::result::Result::Err(::kaufmann::__private::conv::bad_branch(i, #name)),
                 }
             },
-            &quote! { Self::__read_avro_branch(::kaufmann::avro::conv::read_branch(r)?, r) },
+            &quote! { Self::__read_avro_branch(::kaufmann::__private::conv::read_branch(r)?, r) },
         );
         Ok((through_trait(quote! { #ident }), ident))
     }

@@ -25,7 +25,7 @@ use apache_avro::schema::{
 use apache_avro::types::Value;
 use apache_avro::writer::datum::GenericDatumWriter;
 
-use crate::codec::avro::conv::{self, read_long};
+use crate::codec::conv::{self, read_long};
 use crate::codec::depth::max_depth;
 use crate::error::{AvroError, CodecError};
 

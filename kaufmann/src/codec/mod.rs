@@ -4,6 +4,8 @@
 //! never the registry, the broker or a later stage.
 
 pub mod avro;
+#[doc(hidden)]
+pub mod conv;
 pub(crate) mod datum;
 pub(crate) mod depth;
 pub mod kaufmann_ex;
