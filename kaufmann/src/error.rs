@@ -138,6 +138,11 @@ pub enum CodecError {
         /// The configured limit.
         limit: usize,
     },
+    /// A `kaufmann_ex` message without the Kafka key that names its event.
+    #[error(
+        "a kaufmann_ex message carries its event name as the Kafka key, and this one has none"
+    )]
+    NoEventKey,
     /// The message has no value at all.
     #[error("message has no value (tombstone); Kaufmann events always carry a payload")]
     NoPayload,

@@ -76,15 +76,15 @@ pub use service::{RunningService, Service};
 /// Confluent framing and the Avro body, the `kaufmann_ex` layout, the headers of a dead-lettered
 /// record and the payload of an error event.
 pub mod wire {
+    pub use crate::codec::error_event::{
+        name as error_event_name, KAUFMANN_EX_SCHEMA as KAUFMANN_EX_ERROR_SCHEMA,
+        SCHEMA as ERROR_EVENT_SCHEMA,
+    };
     pub use crate::codec::kaufmann_ex;
     pub use crate::codec::schema::wire as confluent;
     pub use crate::codec::schema::{decode_body, encode_body};
     pub use crate::envelope::header;
-    pub use crate::process::error_event::{
-        name as error_event_name, KAUFMANN_EX_SCHEMA as KAUFMANN_EX_ERROR_SCHEMA,
-        SCHEMA as ERROR_EVENT_SCHEMA,
-    };
-    pub use crate::process::processor::dead_letter;
+    pub use crate::process::dead_letter;
 }
 
 #[cfg(feature = "macros")]

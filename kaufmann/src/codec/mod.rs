@@ -8,5 +8,7 @@ pub mod avro;
 pub mod conv;
 pub(crate) mod datum;
 pub(crate) mod depth;
+pub(crate) mod error_event;
+pub(crate) mod format;
 pub mod kaufmann_ex;
 pub mod schema;

@@ -13,6 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::codec::format::WireFormat;
 use crate::error::{ConfigError, RegistryError};
 use crate::registry::{
     open_registry_with, HttpOptions, RegistryTls, SchemaRegistry, SubjectStrategy,
@@ -57,18 +58,6 @@ pub enum Unhandled {
     Commit,
     /// Sent to the dead-letter topic, then committed.
     DeadLetter,
-}
-
-/// How events are laid out on the wire (the `wire_format` key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum WireFormat {
-    /// Confluent framing (magic byte, schema id, Avro body); metadata in Kafka headers.
-    #[default]
-    Confluent,
-    /// `KaufmannEx`'s layout (see [`crate::codec::kaufmann_ex`]): raw Avro of `[event_metadata,
-    /// {meta, payload}]`, the event name as the key, the event name as the subject.
-    KaufmannEx,
 }
 
 /// How logs are written (the `log_format` key).

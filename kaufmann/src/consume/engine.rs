@@ -26,10 +26,12 @@ use crate::config::Config;
 use crate::consume::offsets::OffsetTracker;
 use crate::consume::ordering::{Lane, Lanes};
 use crate::error::Result;
+use crate::observe::log_limit::LogLimit;
 use crate::observe::metrics::Metrics;
 use crate::observe::stats::Stats;
 use crate::process::handler::HandlerTable;
-use crate::process::processor::{Job, Processor, RecordHeaders, Source};
+use crate::process::message::{Job, RecordHeaders, Source};
+use crate::process::processor::Processor;
 use crate::publish::publisher::Publisher;
 use crate::registry::SchemaRegistry;
 
@@ -41,7 +43,7 @@ pub(crate) struct Shared {
     tracker: Mutex<OffsetTracker>,
     held: Mutex<VecDeque<Job>>,
     /// When a consumer error was last logged.
-    consumer_error_logged: Mutex<Option<Instant>>,
+    consumer_error_log: LogLimit,
     pub(crate) metrics: Arc<Metrics>,
     revoke_timeout: Duration,
 }
@@ -52,7 +54,7 @@ impl Shared {
             last_client_error: Mutex::default(),
             tracker: Mutex::default(),
             held: Mutex::default(),
-            consumer_error_logged: Mutex::default(),
+            consumer_error_log: LogLimit::new(CONSUMER_ERROR_LOG),
             metrics,
             revoke_timeout,
         })
@@ -574,15 +576,13 @@ impl Engine {
     fn consumer_error(&self, err: &rdkafka::error::KafkaError) {
         let health = &self.shared.metrics.health;
         health.consumer_error(&err.to_string());
-        let mut logged = self
+        let Some(since) = self
             .shared
-            .consumer_error_logged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if logged.is_some_and(|at| at.elapsed() < CONSUMER_ERROR_LOG) {
+            .consumer_error_log
+            .admit(health.consumer_errors())
+        else {
             return;
-        }
-        *logged = Some(Instant::now());
+        };
         let positions = self.consumer.position().map_or_else(
             |e| format!("unknown ({e})"),
             |list| {
@@ -596,7 +596,8 @@ impl Engine {
         tracing::error!(
             consumer_errors = health.consumer_errors(),
             "kafka consumer error in place of a record: {err}; positions: {positions}; \
-             readiness answers 503 until records arrive again"
+             readiness answers 503 until records arrive again; {since} more since the last such \
+             error"
         );
     }
 

@@ -1,10 +1,14 @@
-//! Stage: one message, start to finish. The registered handlers and the typed view they read
-//! (`handler`, checked at compile time by `checks`), decode through the registry cache, dispatch,
-//! attempts with timeouts, panics caught and retries (`processor`), then the last resort: error
-//! events and dead letters. It may call `codec`, `registry`, `publish`, `observe` and `config`,
-//! never `consume`.
+//! Stage: one message, start to finish. The fetched message (`message`), the registered handlers
+//! and the typed view they read (`handler`, checked at compile time by `checks`), writer schemas
+//! through the registry cache (`decoder`), dispatch, attempts with timeouts, panics caught and
+//! retries (`processor`, failures classified by `failure`), then the last resort: error events and
+//! dead letters (`dead_letter`). It may call `codec`, `registry`, `publish`, `observe` and
+//! `config`, never `consume`.
 
 pub(crate) mod checks;
-pub(crate) mod error_event;
+pub mod dead_letter;
+pub(crate) mod decoder;
+pub(crate) mod failure;
 pub(crate) mod handler;
+pub(crate) mod message;
 pub(crate) mod processor;

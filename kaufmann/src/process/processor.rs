@@ -4,216 +4,31 @@
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
-use rdkafka::message::{Header, OwnedHeaders};
 use tracing::Instrument;
 
-use crate::codec::kaufmann_ex;
-use crate::codec::schema::wire;
-use crate::config::{Config, Unhandled, WireFormat};
-use crate::envelope::{Metadata, Origin};
-use crate::error::{CodecError, Error, RegistryError, Result};
-use crate::fast_map::QuickState;
-use crate::observe::health::Dependency;
+use crate::codec::error_event;
+use crate::codec::format::{WireCodec, WriterRef};
+use crate::config::{Config, Unhandled};
+use crate::envelope::Metadata;
+use crate::error::{CodecError, Error, Result};
+use crate::observe::log_limit::LogLimit;
 use crate::observe::metrics::{Metrics, Outcome};
-use crate::process::error_event;
+use crate::process::dead_letter::dead_letter_headers;
+use crate::process::decoder::Decoder;
+use crate::process::failure::{outage_of, permanent, Failure, OUTAGE_MAX_WAIT};
 use crate::process::handler::{HandlerTable, Incoming};
+use crate::process::message::{place, Job};
 use crate::publish::publisher::{Context, Outgoing, Publisher, Route};
 use crate::publish::trace::{TraceParent, TRACEPARENT};
-use crate::registry::bounded::Bounded;
 use crate::registry::{RegisteredSchema, SchemaRegistry};
-
-/// A fetched message, detached from the consumer.
-pub(crate) struct Job {
-    pub(crate) origin: Source,
-    /// The record's value, shared with each attempt's handler instead of copied.
-    pub(crate) value: Option<Arc<[u8]>>,
-    /// The record's headers, read once from the consumer (no further calls into librdkafka).
-    pub(crate) headers: RecordHeaders,
-}
-
-/// Where a fetched message came from, as its job keeps it: the topic's name shared by every job
-/// of the topic, the key shared with the handler's context (the event gets an [`Origin`] of its
-/// own).
-#[derive(Debug)]
-pub(crate) struct Source {
-    pub(crate) topic: Arc<str>,
-    pub(crate) partition: i32,
-    pub(crate) offset: i64,
-    pub(crate) key: Option<Arc<[u8]>>,
-}
-
-impl Source {
-    /// The event's copy.
-    fn origin(&self) -> Origin {
-        Origin {
-            topic: String::from(&*self.topic),
-            partition: self.partition,
-            offset: self.offset,
-            key: self.key.as_deref().map(<[u8]>::to_vec),
-        }
-    }
-}
-
-/// A record's headers in one buffer (one allocation however many headers): for each header the
-/// key's length, the value's length (`u32::MAX` for no value), both as 4 little-endian bytes, then
-/// the key and the value.
-#[derive(Debug, Default, Clone)]
-pub(crate) struct RecordHeaders(Vec<u8>);
-
-/// Marks a header without a value.
-const NO_VALUE: u32 = u32::MAX;
-
-impl RecordHeaders {
-    /// Copies header pairs (name, value).
-    pub(crate) fn from_pairs<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, Option<&'a [u8]>)>,
-    ) -> Self {
-        let mut buffer = Vec::with_capacity(256);
-        for (key, value) in pairs {
-            let (Ok(key_len), Ok(value_len)) = (
-                u32::try_from(key.len()),
-                value.map_or(Ok(NO_VALUE), |v| u32::try_from(v.len())),
-            ) else {
-                continue;
-            };
-            buffer.extend_from_slice(&key_len.to_le_bytes());
-            buffer.extend_from_slice(&value_len.to_le_bytes());
-            buffer.extend_from_slice(key.as_bytes());
-            buffer.extend_from_slice(value.unwrap_or_default());
-        }
-        Self(buffer)
-    }
-
-    /// The headers, in order, as (name, value).
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, Option<&[u8]>)> {
-        // Keys were copied from `&str`s, so they are UTF-8.
-        self.byte_pairs()
-            .filter_map(|(key, value)| Some((std::str::from_utf8(key).ok()?, value)))
-    }
-
-    /// The headers, in order, as (name, value), the names as bytes (not checked for UTF-8 again).
-    pub(crate) fn byte_pairs(&self) -> impl Iterator<Item = (&[u8], Option<&[u8]>)> {
-        let mut rest = self.0.as_slice();
-        std::iter::from_fn(move || {
-            let (key_len, after) = rest.split_first_chunk::<4>()?;
-            let (value_len, after) = after.split_first_chunk::<4>()?;
-            let key_len = usize::try_from(u32::from_le_bytes(*key_len)).ok()?;
-            let value_len = u32::from_le_bytes(*value_len);
-            let (key, after) = after.split_at_checked(key_len)?;
-            let (value, after) = if value_len == NO_VALUE {
-                (None, after)
-            } else {
-                let (value, after) = after.split_at_checked(usize::try_from(value_len).ok()?)?;
-                (Some(value), after)
-            };
-            rest = after;
-            Some((key, value))
-        })
-    }
-}
-
-/// Finds writer schemas by id, asking the registry once per id. Entries are shared, so a hit
-/// costs one reference count, not a copy of the subject and schema handles.
-struct Decoder {
-    registry: Arc<dyn SchemaRegistry>,
-    /// Where the registry's reachability is reported.
-    metrics: Arc<Metrics>,
-    cache: Bounded<u32, Arc<RegisteredSchema>, QuickState>,
-    /// Ids the registry does not have (kept for [`MISS_TTL`]).
-    misses: Bounded<u32, ()>,
-    /// `kaufmann_ex`: the latest schema of each subject (kept for [`LATEST_TTL`]).
-    latest: Bounded<String, Arc<RegisteredSchema>>,
-}
 
 /// The least time between two warnings about messages no handler serves.
 const UNHANDLED_LOG: Duration = Duration::from_secs(10);
-
-/// The most schemas kept by id (a service sees a few; the bound is for the worst case).
-const MAX_SCHEMAS: usize = 10_000;
-
-/// How long the latest schema of a subject is trusted (`kaufmann_ex` messages name no schema
-/// id, so a new version is seen when this passes).
-const LATEST_TTL: Duration = Duration::from_secs(30);
-
-/// How long a schema id the registry does not have is answered from memory: messages with that id
-/// fail at once (dead letter, kind `registry`) without asking the registry again.
-pub const MISS_TTL: Duration = Duration::from_secs(30);
-
-/// The most unknown ids remembered (garbage ids cannot grow memory without bound).
-const MAX_MISSES: usize = 10_000;
-
-impl Decoder {
-    /// The writer schema `id`, if it was fetched already.
-    fn cached(&self, id: u32) -> Option<Arc<RegisteredSchema>> {
-        self.cache.get(&id)
-    }
-
-    async fn writer(&self, id: u32) -> Result<Arc<RegisteredSchema>, Failure> {
-        if let Some(found) = self.cached(id) {
-            return Ok(found);
-        }
-        if let Some(((), age)) = self.misses.get_with_age(&id) {
-            return Err(permanent(
-                "registry",
-                &format_args!(
-                    "schema id {id} is not in the registry (it said so {age:.0?} ago; asked again \
-                     after {MISS_TTL:?})"
-                ),
-            ));
-        }
-        let found = match self.registry.schema_by_id(id).await {
-            Ok(found) => Arc::new(found),
-            Err(err) => {
-                if matches!(err, RegistryError::SchemaNotFound { .. }) {
-                    self.misses.insert(id, ());
-                }
-                return Err(self.registry_failure(&err.into()));
-            }
-        };
-        self.metrics.health.registry.set_up();
-        self.cache.insert(id, found.clone());
-        Ok(found)
-    }
-
-    /// The latest schema of `subject` (for `kaufmann_ex` messages), asked for again after
-    /// [`LATEST_TTL`].
-    async fn latest(&self, subject: &str) -> Result<Arc<RegisteredSchema>, Failure> {
-        if let Some(found) = self.latest.get(subject) {
-            return Ok(found);
-        }
-        let latest = self
-            .registry
-            .latest(subject)
-            .await
-            .map_err(|e| self.registry_failure(&e.into()))?;
-        self.metrics.health.registry.set_up();
-        let found = Arc::new(RegisteredSchema::new(latest.id, subject, latest.schema));
-        self.latest.insert(subject.to_owned(), found.clone());
-        Ok(found)
-    }
-
-    /// A registry error as a failure: an outage (the registry is down, overloaded or refuses
-    /// the credentials: the message waits) or permanent (it answered, and retrying cannot help).
-    fn registry_failure(&self, error: &Error) -> Failure {
-        if let Some(of) = outage_of(error, &self.metrics) {
-            return Failure::outage(of, error, &self.metrics);
-        }
-        permanent("registry", error)
-    }
-}
-
-/// A failure retrying cannot help.
-fn permanent(kind: &'static str, error: &dyn std::fmt::Display) -> Failure {
-    Failure::Permanent {
-        kind,
-        error: error.to_string(),
-    }
-}
 
 /// A message's writer schema, schema id (0 for `kaufmann_ex`) and, for `kaufmann_ex`, its decoded
 /// payload.
@@ -223,89 +38,16 @@ type Writer = (
     Option<apache_avro::types::Value>,
 );
 
-/// How one attempt ended, when it did not succeed.
-enum Failure {
-    /// Worth retrying: the handler failed, panicked or timed out.
-    Transient { kind: &'static str, error: String },
-    /// Retrying cannot help: the bytes are not a Kaufmann message, or no handler exists.
-    Permanent { kind: &'static str, error: String },
-    /// Not the message's fault: the registry or the broker is down. The message waits for it
-    /// and tries again, without spending a retry.
-    Outage { of: Outage },
-}
-
-impl Failure {
-    /// An outage of `of`, reported to the health state.
-    fn outage(of: Outage, error: &dyn std::fmt::Display, metrics: &Metrics) -> Self {
-        of.dependency(metrics).set_down(&error.to_string());
-        Self::Outage { of }
-    }
-}
-
-/// A dependency that can be down.
-#[derive(Debug, Clone, Copy)]
-enum Outage {
-    Registry,
-    Broker,
-}
-
-impl Outage {
-    fn dependency(self, metrics: &Metrics) -> &Dependency {
-        match self {
-            Self::Registry => &metrics.health.registry,
-            Self::Broker => &metrics.health.broker,
-        }
-    }
-}
-
-/// The longest wait between two tries of a message during an outage (a dependency that comes
-/// back wakes the waiting messages at once).
-const OUTAGE_MAX_WAIT: Duration = Duration::from_secs(5);
-
-/// Whether `error` says a dependency is down, rather than anything about the message: the
-/// registry unreachable, answering 5xx or 429, or refusing the credentials; a broker error of
-/// the cluster (no broker, timeouts, no leader), or any error while the broker is known to be down.
-fn outage_of(error: &Error, metrics: &Metrics) -> Option<Outage> {
-    use rdkafka::types::RDKafkaErrorCode as Code;
-    match error {
-        Error::Registry(RegistryError::Unreachable { .. } | RegistryError::Unauthorized { .. }) => {
-            Some(Outage::Registry)
-        }
-        Error::Registry(RegistryError::Server { status, .. })
-            if *status >= 500 || *status == 429 =>
-        {
-            Some(Outage::Registry)
-        }
-        Error::Kafka { source, .. } => match source.rdkafka_error_code() {
-            Some(
-                Code::AllBrokersDown
-                | Code::BrokerTransportFailure
-                | Code::MessageTimedOut
-                | Code::RequestTimedOut
-                | Code::NetworkException
-                | Code::LeaderNotAvailable
-                | Code::NotLeaderForPartition
-                | Code::NotEnoughReplicas
-                | Code::NotEnoughReplicasAfterAppend
-                | Code::QueueFull,
-            ) => Some(Outage::Broker),
-            _ if !metrics.health.broker.is_up() => Some(Outage::Broker),
-            _ => None,
-        },
-        _ if !metrics.health.broker.is_up() => Some(Outage::Broker),
-        _ => None,
-    }
-}
-
 /// Runs messages through decode, handler and error policy.
 pub(crate) struct Processor {
     pub(crate) metrics: Arc<Metrics>,
     handlers: HandlerTable,
     decoder: Decoder,
     pub(crate) publisher: Publisher,
+    codec: &'static dyn WireCodec,
     config: Config,
-    /// When an unhandled message was last logged, and the unhandled count then.
-    unhandled_logged: Mutex<Option<(Instant, u64)>>,
+    /// The warnings about messages no handler serves.
+    unhandled_log: LogLimit,
 }
 
 impl Processor {
@@ -321,22 +63,17 @@ impl Processor {
         Self {
             metrics: metrics.clone(),
             handlers,
-            decoder: Decoder {
-                registry,
-                metrics,
-                cache: Bounded::new(MAX_SCHEMAS),
-                misses: Bounded::with_ttl(MAX_MISSES, MISS_TTL),
-                latest: Bounded::with_ttl(MAX_SCHEMAS, LATEST_TTL),
-            },
+            decoder: Decoder::new(registry, metrics),
             publisher,
+            codec: config.wire_format.codec(),
             config,
-            unhandled_logged: Mutex::default(),
+            unhandled_log: LogLimit::new(UNHANDLED_LOG),
         }
     }
 
     /// The registry writer schemas come from.
     pub(crate) fn registry(&self) -> &dyn SchemaRegistry {
-        &*self.decoder.registry
+        self.decoder.registry()
     }
 
     /// Runs one message through decode and handler with the error policy; never fails.
@@ -420,15 +157,18 @@ impl Processor {
     /// format: the event takes it instead of a copy), for the retry, the logs and the error event.
     /// (No registry request: an attempt that reached the handler found the schema in the cache.)
     fn restore(&self, job: &Job, meta: &mut Metadata) {
-        if self.config.wire_format != WireFormat::Confluent || !meta.message_name.is_empty() {
+        if !self.codec.event_takes_metadata() || !meta.message_name.is_empty() {
             return;
         }
         *meta = Metadata::from_byte_pairs(job.headers.byte_pairs());
         let writer = job
             .value
             .as_deref()
-            .and_then(|value| wire::split(value).ok())
-            .and_then(|(id, _)| self.decoder.cached(id));
+            .and_then(|value| self.codec.writer_of(job.origin.key.as_deref(), value).ok())
+            .and_then(|writer| match writer {
+                WriterRef::Id(id) => self.decoder.cached(id),
+                WriterRef::Latest(_) => None,
+            });
         if let Some(writer) = writer {
             route(&writer, &job.origin.topic, &self.handlers, meta);
         }
@@ -519,9 +259,10 @@ impl Processor {
                 payload,
                 // Confluent: the event takes the metadata; `restore` reads it again when the
                 // attempt fails. `kaufmann_ex` metadata comes from the body: a copy.
-                meta: match self.config.wire_format {
-                    WireFormat::Confluent => std::mem::take(known),
-                    WireFormat::KaufmannEx => known.clone(),
+                meta: if self.codec.event_takes_metadata() {
+                    std::mem::take(known)
+                } else {
+                    known.clone()
                 },
                 origin: job.origin.origin(),
             };
@@ -554,15 +295,9 @@ impl Processor {
         schema_id: u32,
         total: u64,
     ) {
-        let mut last = self
-            .unhandled_logged
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if last.is_some_and(|(at, _)| at.elapsed() < UNHANDLED_LOG) {
+        let Some(since) = self.unhandled_log.admit(total) else {
             return;
-        }
-        let since = last.map_or(0, |(_, count)| total.saturating_sub(count + 1));
-        *last = Some((Instant::now(), total));
+        };
         let policy = match self.config.unhandled {
             Unhandled::Commit => "committed without handling (unhandled = \"commit\")",
             Unhandled::DeadLetter => "dead-lettered (unhandled = \"dead_letter\")",
@@ -585,33 +320,22 @@ impl Processor {
         value: &[u8],
         known: &mut Metadata,
     ) -> Result<Writer, Failure> {
-        if self.config.wire_format == WireFormat::KaufmannEx {
-            let key = job
-                .origin
-                .key
-                .as_deref()
-                .and_then(|k| std::str::from_utf8(k).ok())
-                .ok_or_else(|| {
-                    permanent(
-                        "decode",
-                        &"a kaufmann_ex message carries its event name as the Kafka key, \
-                              and this one has none",
-                    )
-                })?;
-            let subject = kaufmann_ex::subject(key);
-            let writer = self.decoder.latest(subject).await?;
-            let (meta, payload) = kaufmann_ex::decode_parts(key, &writer.schema, value)
-                .map_err(|e| permanent("decode", &e))?;
-            *known = meta;
-            if known.message_name.is_empty() {
-                kaufmann_ex::event_name(key).clone_into(&mut known.message_name);
-            }
-            return Ok((writer, 0, Some(payload)));
-        }
-        let (schema_id, _) = wire::split(value).map_err(|e| permanent("decode", &e))?;
-        let writer = self.decoder.writer(schema_id).await?;
+        let key = job.origin.key.as_deref();
+        let decode = |e: CodecError| permanent("decode", &e);
+        let (writer, schema_id) = match self.codec.writer_of(key, value).map_err(decode)? {
+            WriterRef::Id(id) => (self.decoder.writer(id).await?, id),
+            WriterRef::Latest(subject) => (self.decoder.latest(subject).await?, 0),
+        };
+        // (`writer_of` found the key to be UTF-8 when the format reads it.)
+        let key = key
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .unwrap_or_default();
+        let payload = self
+            .codec
+            .read(key, &writer.schema, value, known)
+            .map_err(decode)?;
         route(&writer, &job.origin.topic, &self.handlers, known);
-        Ok((writer, schema_id, None))
+        Ok((writer, schema_id, payload))
     }
 
     /// The last resort: the dead-letter topic (retried until it succeeds), or a loud log.
@@ -680,8 +404,7 @@ impl Processor {
         meta: &Metadata,
         failed: &error_event::Failed<'_>,
     ) {
-        let format = self.config.wire_format;
-        let (schema, schema_json) = error_event::schema(format);
+        let (schema, schema_json) = self.codec.error_event_schema();
         let name = error_event::name(failed.event);
         let callback = meta
             .callback_topic
@@ -697,7 +420,7 @@ impl Processor {
                 event: &name,
                 schema,
                 schema_json,
-                value: error_event::value(format, failed),
+                value: self.codec.error_event_value(failed),
             };
             let route = Route {
                 topic,
@@ -719,58 +442,6 @@ impl Processor {
             }
         }
     }
-}
-
-/// Header names Kaufmann adds to a dead-lettered record.
-pub mod dead_letter {
-    /// The error message.
-    pub const ERROR: &str = "kaufmann.error";
-    /// `handler`, `panic`, `timeout`, `decode`, `registry` or `unhandled`.
-    pub const ERROR_KIND: &str = "kaufmann.error.kind";
-    /// The event name, when known.
-    pub const EVENT: &str = "kaufmann.event";
-    /// The topic the record was read from.
-    pub const SOURCE_TOPIC: &str = "kaufmann.source.topic";
-    /// Its partition.
-    pub const SOURCE_PARTITION: &str = "kaufmann.source.partition";
-    /// Its offset.
-    pub const SOURCE_OFFSET: &str = "kaufmann.source.offset";
-    /// How many attempts were made.
-    pub const ATTEMPTS: &str = "kaufmann.attempts";
-}
-
-fn dead_letter_headers(
-    job: &Job,
-    event: &str,
-    attempts: u32,
-    kind: &str,
-    error: &str,
-) -> OwnedHeaders {
-    let mut headers = OwnedHeaders::new();
-    for (key, value) in job.headers.iter() {
-        headers = headers.insert(Header { key, value });
-    }
-    let (partition, offset, attempts) = (
-        job.origin.partition.to_string(),
-        job.origin.offset.to_string(),
-        attempts.to_string(),
-    );
-    let added = [
-        (dead_letter::ERROR, error),
-        (dead_letter::ERROR_KIND, kind),
-        (dead_letter::EVENT, event),
-        (dead_letter::SOURCE_TOPIC, &*job.origin.topic),
-        (dead_letter::SOURCE_PARTITION, partition.as_str()),
-        (dead_letter::SOURCE_OFFSET, offset.as_str()),
-        (dead_letter::ATTEMPTS, attempts.as_str()),
-    ];
-    for (key, value) in added {
-        headers = headers.insert(Header {
-            key,
-            value: Some(value),
-        });
-    }
-    headers
 }
 
 /// The event of a message whose headers name none (a producer other than Kaufmann), in this order:
@@ -808,11 +479,6 @@ fn route(writer: &RegisteredSchema, topic: &str, handlers: &HandlerTable, meta: 
     }
 }
 
-/// `topic[partition]@offset`, for logs.
-fn place(origin: &Source) -> String {
-    format!("{}[{}]@{}", origin.topic, origin.partition, origin.offset)
-}
-
 fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
@@ -822,22 +488,4 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
             || "handler panicked".to_owned(),
             |m| format!("handler panicked: {m}"),
         )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn record_headers_keep_every_pair_in_order() {
-        let pairs: [(&str, Option<&[u8]>); 4] = [
-            ("message_id", Some(b"abc")),
-            ("empty", Some(b"")),
-            ("none", None),
-            ("", Some(&[0xff, 0x00])),
-        ];
-        let headers = RecordHeaders::from_pairs(pairs);
-        assert_eq!(headers.iter().collect::<Vec<_>>(), pairs);
-        assert_eq!(RecordHeaders::default().iter().count(), 0);
-    }
 }

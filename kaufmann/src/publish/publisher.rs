@@ -1,4 +1,5 @@
-//! Publishing typed events: encode with the event's schema, frame, add the envelope, produce.
+//! Publishing typed events: encode in the service's wire format (registering the writer schema
+//! once), add the envelope and the trace context, produce.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -9,12 +10,12 @@ use apache_avro::Schema;
 use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 
-use crate::codec::kaufmann_ex;
-use crate::codec::schema::{wire, EventSchema};
-use crate::config::{Config, EventRoute, WireFormat};
+use crate::codec::format::WireCodec;
+use crate::codec::schema::EventSchema;
+use crate::config::{Config, EventRoute};
 use crate::envelope::{CallbackTopic, Metadata};
 use crate::error::{CodecError, Error, Result};
-use crate::fast_map::{FastMap, QuickState};
+use crate::fast_map::FastMap;
 use crate::observe::metrics::{Metrics, Outcome};
 #[cfg(feature = "testing")]
 use crate::publish::memory_sink::MemorySink;
@@ -22,7 +23,7 @@ use crate::publish::trace::{TraceParent, TRACEPARENT};
 use crate::registry::bounded::Bounded;
 use crate::registry::{SchemaRegistry, SubjectStrategy};
 
-/// The most schema ids and wire schemas a publisher keeps.
+/// The most writer schemas a publisher keeps.
 const MAX_CACHED: usize = 10_000;
 
 /// Publishes typed events for a service. Cheap to clone.
@@ -34,13 +35,12 @@ pub struct Publisher {
 struct PublisherInner {
     sink: Sink,
     registry: Arc<dyn SchemaRegistry>,
-    /// Schema ids by event (by `<event>\0<topic>` under the strategies that name subjects after
-    /// the topic: a reply's topic comes from the incoming message, so the bound matters).
-    schema_ids: Bounded<String, u32>,
-    /// `kaufmann_ex` wire schemas by event.
-    wire_schemas: Bounded<String, Arc<Schema>, QuickState>,
+    /// Writer schemas and their ids by event (by `<event>\0<topic>` under the strategies that name
+    /// subjects after the topic: a reply's topic comes from the incoming message, so the bound
+    /// matters).
+    writers: Bounded<String, (u32, Arc<Schema>)>,
     strategy: SubjectStrategy,
-    format: WireFormat,
+    codec: &'static dyn WireCodec,
     metrics: Arc<Metrics>,
     service: String,
     instance: String,
@@ -55,7 +55,7 @@ impl std::fmt::Debug for Publisher {
         f.debug_struct("Publisher")
             .field("service", &self.inner.service)
             .field("default_topic", &self.inner.default_topic)
-            .field("format", &self.inner.format)
+            .field("strategy", &self.inner.strategy)
             .finish_non_exhaustive()
     }
 }
@@ -206,10 +206,9 @@ impl Publisher {
             inner: Arc::new(PublisherInner {
                 sink,
                 registry,
-                schema_ids: Bounded::new(MAX_CACHED),
-                wire_schemas: Bounded::new(MAX_CACHED),
+                writers: Bounded::new(MAX_CACHED),
                 strategy: config.subject_strategy,
-                format: config.wire_format,
+                codec: config.wire_format.codec(),
                 metrics,
                 service: service.to_owned(),
                 instance: format!("{service}-{}", uuid::Uuid::new_v4().simple()),
@@ -355,18 +354,12 @@ impl Publisher {
         let mut meta = Metadata::new(event, &inner.service, &inner.instance)
             .with_callback_id(route.callback_id);
         meta.callback_topic = route.callback_topic;
-        let value = match inner.format {
-            WireFormat::Confluent => {
-                let schema_id = self.schema_id(event, outgoing.schema, topic).await?;
-                let body = crate::codec::datum::write(outgoing.schema, outgoing.value)
-                    .map_err(CodecError::avro("encode", event, Some(schema_id)))?;
-                wire::frame(schema_id, &body)
-            }
-            WireFormat::KaufmannEx => {
-                let schema = self.wire_schema(event, outgoing.schema_json).await?;
-                kaufmann_ex::encode_value(event, &schema, &meta, outgoing.value)?
-            }
-        };
+        let (schema_id, writer) = self
+            .writer(event, outgoing.schema, outgoing.schema_json, topic)
+            .await?;
+        let value = inner
+            .codec
+            .encode(event, schema_id, &writer, &meta, outgoing.value)?;
         let trace = route.trace.unwrap_or_else(TraceParent::new_root).encode();
         let mut headers = meta.to_headers().insert(Header {
             key: TRACEPARENT,
@@ -378,17 +371,12 @@ impl Publisher {
                 value: Some(value),
             });
         }
-        // An explicit key; else under kaufmann_ex the event name (`<event>#<field>` with a key
-        // field), under confluent the key field's value or the handled event's key.
-        let key: Option<Cow<'_, [u8]>> = match (route.key, inner.format) {
-            (Some(key), _) => Some(Cow::Borrowed(key)),
-            (None, WireFormat::KaufmannEx) => Some(match field_key {
-                Some(field) => Cow::Owned([event.as_bytes(), b"#", &field].concat()),
-                None => Cow::Borrowed(event.as_bytes()),
-            }),
-            (None, _) => field_key
-                .map(Cow::Owned)
-                .or(route.inherited_key.map(Cow::Borrowed)),
+        // An explicit key; else the format's (see `WireCodec::default_key`).
+        let key = match route.key {
+            Some(key) => Some(Cow::Borrowed(key)),
+            None => inner
+                .codec
+                .default_key(event, field_key, route.inherited_key),
         };
         let key = key.as_deref();
         let started = std::time::Instant::now();
@@ -404,42 +392,40 @@ impl Publisher {
         Ok(meta)
     }
 
-    /// The schema id of `event` for `topic`: registered (or found) once, then cached.
-    async fn schema_id(&self, event: &str, schema: &Schema, topic: &str) -> Result<u32> {
+    /// The writer schema of `event` for `topic` and its id: registered (or found) once under its
+    /// subject, then cached.
+    async fn writer(
+        &self,
+        event: &str,
+        schema: &Schema,
+        schema_json: &str,
+        topic: &str,
+    ) -> Result<(u32, Arc<Schema>)> {
         let inner = &self.inner;
-        // Under the event and record strategies the subject does not depend on the topic.
-        let topic = if inner.strategy.uses_topic() {
-            topic
-        } else {
-            ""
-        };
-        let key = if topic.is_empty() {
+        let own_subject = inner.codec.own_subject(event);
+        // Under the event and record strategies (and a format's own subject) the subject does
+        // not depend on the topic.
+        let key = if own_subject.is_some() || !inner.strategy.uses_topic() {
             Cow::Borrowed(event)
         } else {
             Cow::Owned(format!("{event}\0{topic}"))
         };
-        if let Some(id) = inner.schema_ids.get(key.as_ref()) {
-            return Ok(id);
+        if let Some(found) = inner.writers.get(key.as_ref()) {
+            return Ok(found);
         }
-        let subject = inner.strategy.subject(event, topic, schema);
-        let id = inner.registry.register(&subject, schema).await?;
-        inner.schema_ids.insert(key.into_owned(), id);
-        Ok(id)
-    }
-
-    /// The `kaufmann_ex` wire schema of `event`: built and registered under its subject once.
-    async fn wire_schema(&self, event: &str, payload_json: &str) -> Result<Arc<Schema>> {
-        let inner = &self.inner;
-        if let Some(schema) = inner.wire_schemas.get(event) {
-            return Ok(schema);
-        }
-        let schema = Arc::new(kaufmann_ex::wire_schema(event, payload_json)?);
+        let writer = Arc::new(match inner.codec.wire_schema(event, schema_json)? {
+            Some(wire) => wire,
+            None => schema.clone(),
+        });
+        let subject = own_subject.map_or_else(
+            || Cow::Owned(inner.strategy.subject(event, topic, schema)),
+            Cow::Borrowed,
+        );
+        let id = inner.registry.register(&subject, &writer).await?;
         inner
-            .registry
-            .register(kaufmann_ex::subject(event), &schema)
-            .await?;
-        inner.wire_schemas.insert(event.to_owned(), schema.clone());
-        Ok(schema)
+            .writers
+            .insert(key.into_owned(), (id, Arc::clone(&writer)));
+        Ok((id, writer))
     }
 }
 

@@ -8,8 +8,6 @@ use std::sync::OnceLock;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 
-use crate::config::WireFormat;
-
 /// The payload of an error event under the `confluent` wire format.
 pub const SCHEMA: &str = r#"{
   "type": "record",
@@ -56,46 +54,52 @@ pub(crate) struct Failed<'a> {
     pub(crate) original: Option<&'a [u8]>,
 }
 
-/// The payload schema (parsed once) and its text for `format`.
-pub(crate) fn schema(format: WireFormat) -> (&'static Schema, &'static str) {
-    static CONFLUENT: OnceLock<Schema> = OnceLock::new();
-    static KAUFMANN_EX: OnceLock<Schema> = OnceLock::new();
-    let (cell, text) = match format {
-        WireFormat::KaufmannEx => (&KAUFMANN_EX, KAUFMANN_EX_SCHEMA),
-        _ => (&CONFLUENT, SCHEMA),
-    };
-    // Both texts are constants checked by the tests below.
-    let schema = cell.get_or_init(|| Schema::parse_str(text).unwrap_or(Schema::Null));
-    (schema, text)
+/// The payload schema of the `confluent` error event (parsed once) and its text.
+pub(crate) fn schema() -> (&'static Schema, &'static str) {
+    static CELL: OnceLock<Schema> = OnceLock::new();
+    (parsed(&CELL, SCHEMA), SCHEMA)
 }
 
-/// The payload value for `format`.
-pub(crate) fn value(format: WireFormat, failed: &Failed<'_>) -> Value {
-    match format {
-        WireFormat::KaufmannEx => Value::Record(vec![(
-            "error".into(),
-            Value::Union(1, Box::new(Value::String(failed.error.to_owned()))),
-        )]),
-        _ => Value::Record(vec![
-            ("event".into(), Value::String(failed.event.to_owned())),
-            ("error".into(), Value::String(failed.error.to_owned())),
-            ("kind".into(), Value::String(failed.kind.to_owned())),
-            (
-                "attempts".into(),
-                Value::Int(i32::try_from(failed.attempts).unwrap_or(i32::MAX)),
-            ),
-            ("topic".into(), Value::String(failed.topic.to_owned())),
-            ("partition".into(), Value::Int(failed.partition)),
-            ("offset".into(), Value::Long(failed.offset)),
-            (
-                "original".into(),
-                match failed.original {
-                    Some(bytes) => Value::Union(1, Box::new(Value::Bytes(bytes.to_vec()))),
-                    None => Value::Union(0, Box::new(Value::Null)),
-                },
-            ),
-        ]),
-    }
+/// The payload schema of the `kaufmann_ex` error event (parsed once) and its text.
+pub(crate) fn kaufmann_ex_schema() -> (&'static Schema, &'static str) {
+    static CELL: OnceLock<Schema> = OnceLock::new();
+    (parsed(&CELL, KAUFMANN_EX_SCHEMA), KAUFMANN_EX_SCHEMA)
+}
+
+/// `text`, parsed once into `cell`. (Both texts are constants checked by the tests below.)
+fn parsed(cell: &'static OnceLock<Schema>, text: &str) -> &'static Schema {
+    cell.get_or_init(|| Schema::parse_str(text).unwrap_or(Schema::Null))
+}
+
+/// The `kaufmann_ex` payload value: `KaufmannEx`'s error, the message alone.
+pub(crate) fn kaufmann_ex_value(failed: &Failed<'_>) -> Value {
+    Value::Record(vec![(
+        "error".into(),
+        Value::Union(1, Box::new(Value::String(failed.error.to_owned()))),
+    )])
+}
+
+/// The `confluent` payload value.
+pub(crate) fn value(failed: &Failed<'_>) -> Value {
+    Value::Record(vec![
+        ("event".into(), Value::String(failed.event.to_owned())),
+        ("error".into(), Value::String(failed.error.to_owned())),
+        ("kind".into(), Value::String(failed.kind.to_owned())),
+        (
+            "attempts".into(),
+            Value::Int(i32::try_from(failed.attempts).unwrap_or(i32::MAX)),
+        ),
+        ("topic".into(), Value::String(failed.topic.to_owned())),
+        ("partition".into(), Value::Int(failed.partition)),
+        ("offset".into(), Value::Long(failed.offset)),
+        (
+            "original".into(),
+            match failed.original {
+                Some(bytes) => Value::Union(1, Box::new(Value::Bytes(bytes.to_vec()))),
+                None => Value::Union(0, Box::new(Value::Null)),
+            },
+        ),
+    ])
 }
 
 #[cfg(test)]
@@ -114,10 +118,16 @@ mod tests {
             offset: 9,
             original: Some(b"\0\0\0\0\x01x"),
         };
-        for format in [WireFormat::Confluent, WireFormat::KaufmannEx] {
-            let (schema, _) = schema(format);
-            assert!(!matches!(schema, Schema::Null), "{format:?} parses");
-            crate::codec::datum::write(schema, value(format, &failed)).unwrap();
+        for (which, (schema, _), value) in [
+            ("confluent", schema(), value(&failed)),
+            (
+                "kaufmann_ex",
+                kaufmann_ex_schema(),
+                kaufmann_ex_value(&failed),
+            ),
+        ] {
+            assert!(!matches!(schema, Schema::Null), "{which} parses");
+            crate::codec::datum::write(schema, value).unwrap();
         }
         assert_eq!(
             name("command.user.create"),
