@@ -68,7 +68,8 @@ pub use envelope::{CallbackTopic, Event, Metadata, Origin};
 pub use error::{Error, Result};
 pub use observe::health::Health;
 pub use observe::stats::Stats;
-pub use publish::publisher::{Context, PublishOptions, Publisher};
+pub use publish::context::Context;
+pub use publish::publisher::{PublishOptions, Publisher};
 pub use publish::trace::TraceParent;
 pub use service::{RunningService, Service};
 

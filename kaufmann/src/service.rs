@@ -12,8 +12,9 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{Config, GroupProtocol};
+use crate::consume::context::{EngineConsumer, EngineContext, Shared};
 use crate::consume::embedded::EmbeddedBroker;
-use crate::consume::engine::{Engine, EngineConsumer, EngineContext, Shared};
+use crate::consume::engine::Engine;
 use crate::error::{Error, Result};
 use crate::observe::metrics::Metrics;
 use crate::observe::stats::Stats;

@@ -8,239 +8,25 @@
 //! `max.poll.interval.ms` are served however slow the handlers are. The few messages that arrive
 //! between "full" and "paused" wait in `held`, outside the pool, until slots free up.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{FutureExt, StreamExt};
-use rdkafka::client::ClientContext;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer, ConsumerContext, MessageStream, Rebalance, StreamConsumer,
-};
+use rdkafka::consumer::{CommitMode, Consumer, MessageStream};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
-use rdkafka::statistics::Statistics;
-use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
-use crate::consume::offsets::OffsetTracker;
+use crate::consume::context::{EngineConsumer, EngineContext, Shared};
 use crate::consume::ordering::{Lane, Lanes};
 use crate::error::Result;
-use crate::observe::log_limit::LogLimit;
-use crate::observe::metrics::Metrics;
 use crate::observe::stats::Stats;
 use crate::process::handler::HandlerTable;
 use crate::process::message::{Job, RecordHeaders, Source};
 use crate::process::processor::Processor;
 use crate::publish::publisher::Publisher;
 use crate::registry::SchemaRegistry;
-
-/// State shared by the poll loop, the workers and the rebalance callback.
-pub(crate) struct Shared {
-    /// The last error librdkafka reported for the connection (authentication, TLS, all brokers
-    /// down), for the start-up error that says why the brokers did not answer.
-    last_client_error: Mutex<Option<String>>,
-    tracker: Mutex<OffsetTracker>,
-    held: Mutex<VecDeque<Job>>,
-    /// When a consumer error was last logged.
-    consumer_error_log: LogLimit,
-    pub(crate) metrics: Arc<Metrics>,
-    revoke_timeout: Duration,
-}
-
-impl Shared {
-    pub(crate) fn new(metrics: Arc<Metrics>, revoke_timeout: Duration) -> Arc<Self> {
-        Arc::new(Self {
-            last_client_error: Mutex::default(),
-            tracker: Mutex::default(),
-            held: Mutex::default(),
-            consumer_error_log: LogLimit::new(CONSUMER_ERROR_LOG),
-            metrics,
-            revoke_timeout,
-        })
-    }
-
-    /// The last connection error librdkafka reported, if any.
-    pub(crate) fn last_client_error(&self) -> Option<String> {
-        self.last_client_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn tracker(&self) -> MutexGuard<'_, OffsetTracker> {
-        self.tracker.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn held(&self) -> MutexGuard<'_, VecDeque<Job>> {
-        self.held.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Commits the position of every partition that moved (all of them, or only `only`).
-    fn commit<C: Consumer<X>, X: ConsumerContext>(
-        &self,
-        consumer: &C,
-        mode: CommitMode,
-        only: Option<&[(String, i32)]>,
-    ) {
-        let mut positions = self.tracker().committable();
-        if let Some(only) = only {
-            positions.retain(|(tp, _)| only.contains(tp));
-        }
-        if positions.is_empty() {
-            return;
-        }
-        let mut list = TopicPartitionList::new();
-        for ((topic, partition), offset) in &positions {
-            if let Err(err) = list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-            {
-                tracing::warn!("cannot commit {topic}[{partition}]@{offset}: {err}");
-            }
-        }
-        match consumer.commit(&list, mode) {
-            Ok(()) => {
-                self.tracker().committed(&positions);
-                self.metrics.committed();
-            }
-            Err(err) => tracing::warn!(
-                "commit of {} partition(s) failed (retried at the next commit): {err}",
-                positions.len()
-            ),
-        }
-    }
-}
-
-/// The consumer's context: on revoke, waits (bounded) for the revoked partitions' in-flight
-/// messages, commits them synchronously, then lets the partitions go.
-pub(crate) struct EngineContext {
-    pub(crate) shared: Arc<Shared>,
-}
-
-impl ClientContext for EngineContext {
-    /// librdkafka's client errors: logged (they name brokers and causes, never credentials) and
-    /// the last one kept for the start-up error.
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        tracing::warn!("kafka client error: {error}: {reason}");
-        let consequence =
-            error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown);
-        if consequence {
-            self.shared.metrics.health.broker.set_down(reason);
-        }
-        let mut last = self
-            .shared
-            .last_client_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        // "All brokers are down" follows the error that brought them down: keep that one.
-        if !(consequence && last.is_some()) {
-            *last = Some(reason.to_owned());
-        }
-    }
-
-    /// librdkafka's statistics (every `statistics.interval.ms`): the consumer lag per partition.
-    fn stats(&self, statistics: Statistics) {
-        for (topic, stats) in &statistics.topics {
-            for (partition, p) in &stats.partitions {
-                if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.shared
-                        .metrics
-                        .set_lag(topic, *partition, p.consumer_lag);
-                }
-            }
-        }
-    }
-}
-
-impl ConsumerContext for EngineContext {
-    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        let Rebalance::Revoke(list) = rebalance else {
-            return;
-        };
-        self.shared.metrics.rebalanced();
-        let revoked: Vec<(String, i32)> = list
-            .elements()
-            .iter()
-            .map(|e| (e.topic().to_owned(), e.partition()))
-            .collect();
-        tracing::info!(partitions = ?revoked, "partitions revoked: finishing their in-flight messages");
-        let deadline = Instant::now() + self.shared.revoke_timeout;
-        loop {
-            let held: Vec<(String, i32)> = self
-                .shared
-                .held()
-                .iter()
-                .map(|j| (j.origin.topic.to_string(), j.origin.partition))
-                .collect();
-            let busy = {
-                let tracker = self.shared.tracker();
-                revoked.iter().any(|(t, p)| {
-                    let held_here = held.iter().filter(|(ht, hp)| ht == t && hp == p).count();
-                    tracker.unfinished_in(t, *p) > held_here
-                })
-            };
-            if !busy {
-                break;
-            }
-            if Instant::now() > deadline {
-                tracing::warn!(
-                    "revoke timeout passed with messages in flight; they will be delivered again"
-                );
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.shared.held().retain(|j| {
-            !revoked
-                .iter()
-                .any(|(t, p)| **t == *j.origin.topic && *p == j.origin.partition)
-        });
-        self.shared
-            .commit(consumer, CommitMode::Sync, Some(&revoked));
-        let mut tracker = self.shared.tracker();
-        for (topic, partition) in &revoked {
-            tracker.forget(topic, *partition);
-            self.shared.metrics.forget_lag(topic, *partition);
-        }
-        // An incremental (cooperative) revoke keeps the partitions it does not name; an eager
-        // one names them all.
-        let kept = consumer.assignment().map_or(0, |now| {
-            now.elements()
-                .iter()
-                .filter(|e| {
-                    !revoked
-                        .iter()
-                        .any(|(t, p)| t == e.topic() && *p == e.partition())
-                })
-                .count()
-        });
-        self.shared
-            .metrics
-            .health
-            .set_assigned(u64::try_from(kept).unwrap_or(u64::MAX));
-    }
-
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        if let Rebalance::Assign(list) = rebalance {
-            self.shared.metrics.rebalanced();
-            // After an incremental assign, the list holds only the partitions added.
-            let assigned_now = consumer
-                .assignment()
-                .map_or(list.count(), |now| now.count());
-            self.shared
-                .metrics
-                .health
-                .set_assigned(u64::try_from(assigned_now).unwrap_or(u64::MAX));
-            let assigned: Vec<String> = list
-                .elements()
-                .iter()
-                .map(|e| format!("{}[{}]", e.topic(), e.partition()))
-                .collect();
-            tracing::info!(partitions = ?assigned, "partitions assigned");
-        }
-    }
-}
-
-pub(crate) type EngineConsumer = StreamConsumer<EngineContext>;
 
 /// Aborts its task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -254,10 +40,6 @@ impl Drop for AbortOnDrop {
 /// How many messages one wake-up of the poll loop takes at most from what librdkafka already
 /// holds, before it looks at shutdown and the commit timer again.
 const READY_BATCH: usize = 32;
-
-/// The least time between two log lines of consumer errors (librdkafka may report one on every
-/// fetch).
-const CONSUMER_ERROR_LOG: Duration = Duration::from_secs(10);
 
 /// How often a dependency that is up is asked whether it still answers.
 const PROBE_UP: Duration = Duration::from_secs(10);
@@ -571,7 +353,7 @@ impl Engine {
 
     /// An error librdkafka gives in place of a message (a record it cannot decompress or parse,
     /// a partition it may not read): counted, readiness 503 until a message comes again, and
-    /// logged at most once per [`CONSUMER_ERROR_LOG`] with the positions of the assigned
+    /// logged at most once per `CONSUMER_ERROR_LOG` with the positions of the assigned
     /// partitions (rdkafka does not say which record it was; librdkafka tries it again).
     fn consumer_error(&self, err: &rdkafka::error::KafkaError) {
         let health = &self.shared.metrics.health;

@@ -7,7 +7,7 @@ use crate::envelope::{Event, Metadata, Origin};
 use crate::error::{CodecError, Error, Result};
 use crate::fast_map::FastMap;
 use crate::future::BoxFuture;
-use crate::publish::publisher::Context;
+use crate::publish::context::Context;
 use crate::registry::RegisteredSchema;
 
 /// The function `#[given_event]` generates around a user's handler.

@@ -23,7 +23,8 @@ use crate::process::decoder::Decoder;
 use crate::process::failure::{outage_of, permanent, Failure, OUTAGE_MAX_WAIT};
 use crate::process::handler::{HandlerTable, Incoming};
 use crate::process::message::{place, Job};
-use crate::publish::publisher::{Context, Outgoing, Publisher, Route};
+use crate::publish::context::Context;
+use crate::publish::publisher::{Outgoing, Publisher, Route};
 use crate::publish::trace::{TraceParent, TRACEPARENT};
 use crate::registry::{RegisteredSchema, SchemaRegistry};
 

@@ -3,6 +3,7 @@
 //! handler publishes through, and the in-memory sink of the test bus. It may call `codec`,
 //! `registry`, `observe` and `config`.
 
+pub(crate) mod context;
 #[cfg(feature = "testing")]
 pub(crate) mod memory_sink;
 pub(crate) mod publisher;
