@@ -94,6 +94,7 @@ pub(crate) trait WireCodec: Send + Sync {
 
     /// The payload of a value written with `writer`, read as `reader` reads it (the test bus reads
     /// what a service published).
+    #[cfg(feature = "testing")]
     fn decode_value(
         &self,
         key: &str,
@@ -168,6 +169,7 @@ impl WireCodec for Confluent {
         Ok(None)
     }
 
+    #[cfg(feature = "testing")]
     fn decode_value(
         &self,
         key: &str,
@@ -251,6 +253,7 @@ impl WireCodec for KaufmannEx {
     }
 
     /// (A `kaufmann_ex` value is read with its writer schema: the payload is nested in it.)
+    #[cfg(feature = "testing")]
     fn decode_value(
         &self,
         key: &str,
