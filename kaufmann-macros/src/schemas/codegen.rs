@@ -1,25 +1,18 @@
-//! Rust items for parsed Avro schemas: one type per named Avro type, one `enum` per union that is
-//! not `["null", T]`, and an `AvroValue` impl for each (see `kaufmann::avro` for the mapping).
+//! Stage 3 of `schemas!`: the expansion. Rust items for the modelled schemas, tokens only: one
+//! type per named Avro type, one `enum` per union that is not `["null", T]`, and an `AvroValue`
+//! impl for each (see `kaufmann::avro` for the mapping). Every name and every refusal comes from
+//! the model; nothing here fails.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use apache_avro::schema::{InnerDecimalSchema, Name, RecordField, RecordSchema, UuidSchema};
+use apache_avro::schema::{InnerDecimalSchema, RecordField, RecordSchema, UuidSchema};
 use apache_avro::Schema;
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 
+use super::model::Model;
 use super::SchemaFile;
 use crate::naming;
-
-/// What a named Avro type becomes.
-#[derive(Clone)]
-enum Named {
-    /// A generated Rust type of this name.
-    Type(String),
-    /// A `fixed` carrying a logical type (`decimal`): no type of its own, and apache-avro cannot
-    /// resolve a reference to it.
-    Logical,
-}
 
 /// A schema's Rust type and the expressions converting it: `to` reads `x: &T` and yields a
 /// `Value` (it may use `?`); `from` reads `v: Value` and yields a `T` (it may use `?`); `read`
@@ -31,109 +24,35 @@ struct Mapped {
     read: TokenStream,
 }
 
-/// Generates the items of a set of schema files, remembering named types across files.
+/// Generates the items of a set of schema files from their model.
 pub struct Generator<'a> {
     files: &'a [SchemaFile],
-    /// What each named type became, by full name.
-    named: HashMap<String, Named>,
-    /// Which Avro type (and file) each Rust name was given to, to refuse clashes.
-    owners: HashMap<String, (String, usize)>,
+    model: &'a Model<'a>,
     generated: HashSet<String>,
-    /// Full names of the records being generated (a reference to one of them needs a `Box`).
-    stack: Vec<String>,
-    /// The file being generated.
-    file: usize,
+    /// Full names of the records being generated; the last is the one whose fields are written.
+    inside: Vec<String>,
     items: TokenStream,
 }
 
 impl<'a> Generator<'a> {
-    /// Names every named type of `schemas` (one per file, in file order); refuses Rust-name
-    /// clashes, naming both files.
-    pub fn new(files: &'a [SchemaFile], schemas: &[Schema]) -> Result<Self, String> {
-        let mut gen = Generator {
+    /// A generator for `files`, as `model` names them.
+    pub fn new(files: &'a [SchemaFile], model: &'a Model<'a>) -> Self {
+        Generator {
             files,
-            named: HashMap::new(),
-            owners: HashMap::new(),
+            model,
             generated: HashSet::new(),
-            stack: Vec::new(),
-            file: 0,
+            inside: Vec::new(),
             items: TokenStream::new(),
-        };
-        for (index, schema) in schemas.iter().enumerate() {
-            gen.file = index;
-            let top = full_name(schema).unwrap_or_default();
-            let event_type = naming::type_name(&files[index].event);
-            gen.claim(&event_type, &top)?;
-            gen.named.insert(top, Named::Type(event_type));
         }
-        for (index, schema) in schemas.iter().enumerate() {
-            gen.file = index;
-            gen.collect(schema)?;
-        }
-        Ok(gen)
-    }
-
-    /// Records the definitions inside `schema` and gives each a Rust name.
-    fn collect(&mut self, schema: &Schema) -> Result<(), String> {
-        match schema {
-            Schema::Record(record) => {
-                self.define(&record.name)?;
-                for field in &record.fields {
-                    self.collect(&field.schema)?;
-                }
-            }
-            Schema::Enum(e) => self.define(&e.name)?,
-            Schema::Fixed(f) => self.define(&f.name)?,
-            Schema::Decimal(d) => {
-                if let InnerDecimalSchema::Fixed(f) = &d.inner {
-                    self.named.insert(f.name.fullname(None), Named::Logical);
-                }
-            }
-            Schema::Array(a) => self.collect(&a.items)?,
-            Schema::Map(m) => self.collect(&m.types)?,
-            Schema::Union(u) => {
-                for branch in u.variants() {
-                    self.collect(branch)?;
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn define(&mut self, name: &Name) -> Result<(), String> {
-        let full = name.fullname(None);
-        if !self.named.contains_key(&full) {
-            let rust = naming::type_name(name.name());
-            self.claim(&rust, &full)?;
-            self.named.insert(full, Named::Type(rust));
-        }
-        Ok(())
-    }
-
-    /// Gives `rust` to `what`, or explains which other schema already has it.
-    fn claim(&mut self, rust: &str, what: &str) -> Result<(), String> {
-        if let Some((other, file)) = self.owners.get(rust) {
-            if other != what {
-                return Err(format!(
-                    "two schemas generate the Rust type `{rust}`: `{other}` in {} and `{what}` in {}; rename one of them",
-                    self.files[*file].shown, self.files[self.file].shown
-                ));
-            }
-            return Ok(());
-        }
-        self.owners
-            .insert(rust.to_owned(), (what.to_owned(), self.file));
-        Ok(())
     }
 
     /// The items of file `index`: its types and the `EventSchema` impl of its top-level record.
-    pub fn event(&mut self, index: usize, schema: &Schema, json: &str) -> Result<(), String> {
-        self.file = index;
+    pub fn event(&mut self, index: usize, schema: &Schema, json: &str) {
+        // The model refused any other top-level schema.
         let Schema::Record(record) = schema else {
-            return Err("the top-level schema of an event must be a record".to_owned());
+            return;
         };
-        self.record(record)?;
+        self.record(record);
         let ident = format_ident!("{}", naming::type_name(&self.files[index].event));
         let event = &self.files[index].event;
         let siblings = self.files.iter().map(|f| {
@@ -157,7 +76,6 @@ impl<'a> Generator<'a> {
                 }
             }
         });
-        Ok(())
     }
 
     /// Everything generated so far.
@@ -166,39 +84,30 @@ impl<'a> Generator<'a> {
     }
 
     fn rust_name(&self, full: &str) -> String {
-        match self.named.get(full) {
-            Some(Named::Type(rust)) => rust.clone(),
-            _ => naming::type_name(full),
-        }
+        self.model.rust_name(full)
     }
 
-    fn record(&mut self, record: &RecordSchema) -> Result<(), String> {
+    fn record(&mut self, record: &RecordSchema) {
         let full = record.name.fullname(None);
         if !self.generated.insert(full.clone()) {
-            return Ok(());
+            return;
         }
         let rust = self.rust_name(&full);
-        self.stack.push(full.clone());
+        self.inside.push(full.clone());
         let mut fields = Vec::new();
         let mut to = Vec::new();
         let mut from = Vec::new();
         let mut read = Vec::new();
-        let mut idents = HashMap::new();
         for field in &record.fields {
             let name = &field.name;
             let ident = naming::ident(&naming::field_name(name));
-            if let Some(other) = idents.insert(ident.to_string(), name) {
-                return Err(format!(
-                    "fields `{other}` and `{name}` of record `{full}` both become the Rust field `{ident}`"
-                ));
-            }
             let hint = format!("{rust}{}", naming::type_name(name));
             let Mapped {
                 ty,
                 to: to_expr,
                 from: from_expr,
                 read: read_expr,
-            } = self.map(&field.schema, &hint, false)?;
+            } = self.map(&field.schema, &hint, false);
             let doc = field_doc(field);
             fields.push(quote! { #(#[doc = #doc])* pub #ident: #ty });
             to.push(quote! {
@@ -217,7 +126,7 @@ impl<'a> Generator<'a> {
                 #ident: ::kaufmann::__private::conv::in_field(#name, || ::core::result::Result::Ok(#read_expr))?
             });
         }
-        self.stack.pop();
+        self.inside.pop();
         let ident = format_ident!("{}", rust);
         let doc = type_doc(
             record.doc.as_deref(),
@@ -244,28 +153,22 @@ impl<'a> Generator<'a> {
             // Fields are read in the order written, which is the schema's.
             &quote! { ::core::result::Result::Ok(Self { #(#read,)* }) },
         );
-        Ok(())
     }
 
-    fn enumeration(&mut self, e: &apache_avro::schema::EnumSchema) -> Result<(), String> {
+    fn enumeration(&mut self, e: &apache_avro::schema::EnumSchema) {
         let full = e.name.fullname(None);
         if !self.generated.insert(full.clone()) {
-            return Ok(());
+            return;
         }
         let ident = format_ident!("{}", self.rust_name(&full));
-        let mut seen = HashMap::new();
         let mut variants = Vec::new();
         let mut to = Vec::new();
         let mut from = Vec::new();
         let mut read = Vec::new();
         for (index, symbol) in e.symbols.iter().enumerate() {
             let variant = format_ident!("{}", naming::type_name(symbol));
-            if let Some(other) = seen.insert(variant.to_string(), symbol) {
-                return Err(format!(
-                    "symbols `{other}` and `{symbol}` of enum `{full}` both become the variant `{variant}`"
-                ));
-            }
-            let index = u32::try_from(index).map_err(|_| "too many enum symbols")?;
+            // The model refused more symbols than a `u32` counts.
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
             let doc = format!("The symbol `{symbol}`.");
             variants.push(quote! { #[doc = #doc] #variant });
             to.push(quote! { Self::#variant => ::kaufmann::avro::Value::Enum(#index, #symbol.to_owned()) });
@@ -310,7 +213,6 @@ impl<'a> Generator<'a> {
                 }
             },
         );
-        Ok(())
     }
 
     fn fixed(&mut self, f: &apache_avro::schema::FixedSchema) {
@@ -338,7 +240,8 @@ impl<'a> Generator<'a> {
     /// nothing (`Vec`, `HashMap`) already stands between.
     fn reference(&self, full: &str, indirect: bool) -> Mapped {
         let ident = format_ident!("{}", self.rust_name(full));
-        if !indirect && self.stack.iter().any(|s| s == full) {
+        let inside = self.inside.last().map_or("", String::as_str);
+        if !indirect && self.model.needs_box(inside, full) {
             through_trait(quote! { ::std::boxed::Box<#ident> })
         } else {
             through_trait(quote! { #ident })
@@ -348,9 +251,12 @@ impl<'a> Generator<'a> {
     /// Maps `schema`; `hint` names a union enum should one be needed; `indirect` is true under an
     /// array or map (no `Box` needed for recursion).
     #[allow(clippy::too_many_lines)]
-    fn map(&mut self, schema: &Schema, hint: &str, indirect: bool) -> Result<Mapped, String> {
-        let m = |ty: TokenStream, to: TokenStream, from: TokenStream, read: TokenStream| {
-            Ok(Mapped { ty, to, from, read })
+    fn map(&mut self, schema: &Schema, hint: &str, indirect: bool) -> Mapped {
+        let m = |ty: TokenStream, to: TokenStream, from: TokenStream, read: TokenStream| Mapped {
+            ty,
+            to,
+            from,
+            read,
         };
         let conv = quote! { ::kaufmann::__private::conv };
         let value = quote! { ::kaufmann::avro::Value };
@@ -497,7 +403,7 @@ impl<'a> Generator<'a> {
             ),
             Schema::Array(array) => {
                 let Mapped { ty, to, from, read } =
-                    self.map(&array.items, &format!("{hint}Item"), true)?;
+                    self.map(&array.items, &format!("{hint}Item"), true);
                 m(
                     quote! { ::std::vec::Vec<#ty> },
                     quote! {
@@ -522,7 +428,7 @@ impl<'a> Generator<'a> {
             }
             Schema::Map(map) => {
                 let Mapped { ty, to, from, read } =
-                    self.map(&map.types, &format!("{hint}Value"), true)?;
+                    self.map(&map.types, &format!("{hint}Value"), true);
                 m(
                     quote! { ::std::collections::HashMap<::std::string::String, #ty> },
                     quote! {
@@ -549,36 +455,25 @@ impl<'a> Generator<'a> {
             }
             Schema::Union(union) => self.union(union.variants(), hint, indirect),
             Schema::Record(record) => {
-                self.record(record)?;
-                Ok(self.reference(&record.name.fullname(None), indirect))
+                self.record(record);
+                self.reference(&record.name.fullname(None), indirect)
             }
             Schema::Enum(e) => {
-                self.enumeration(e)?;
-                Ok(self.reference(&e.name.fullname(None), indirect))
+                self.enumeration(e);
+                self.reference(&e.name.fullname(None), indirect)
             }
             Schema::Fixed(f) => {
                 self.fixed(f);
-                Ok(self.reference(&f.name.fullname(None), indirect))
+                self.reference(&f.name.fullname(None), indirect)
             }
-            Schema::Ref { name } => {
-                let full = name.fullname(None);
-                match self.named.get(&full).cloned() {
-                    // apache-avro 0.17 does not register these names and panics on the
-                    // reference when it validates a value.
-                    Some(Named::Logical) => Err(format!(
-                        "`{full}` is a `fixed` with a logical type, and apache-avro cannot \
-                         resolve a second use of it by name; give this field its own type"
-                    )),
-                    Some(Named::Type(_)) => Ok(self.reference(&full, indirect)),
-                    None => Err(format!("unknown type `{full}`")),
-                }
-            }
+            // The model refused references to anything but a generated type.
+            Schema::Ref { name } => self.reference(&name.fullname(None), indirect),
         }
     }
 
     /// A union: `Option<T>` for `["null", T]`, otherwise a generated enum (in an `Option` when
     /// `null` is a branch).
-    fn union(&mut self, branches: &[Schema], hint: &str, indirect: bool) -> Result<Mapped, String> {
+    fn union(&mut self, branches: &[Schema], hint: &str, indirect: bool) -> Mapped {
         let conv = quote! { ::kaufmann::__private::conv };
         let value = quote! { ::kaufmann::avro::Value };
         let null = branches
@@ -599,7 +494,7 @@ impl<'a> Generator<'a> {
         let (inner, read_some) = match others.as_slice() {
             [] => {
                 let n = null.unwrap_or(0);
-                return Ok(Mapped {
+                return Mapped {
                     ty: quote! { () },
                     to: quote! { #value::Union(#n, ::std::boxed::Box::new(#value::Null)) },
                     from: quote! { { #conv::union(v)?; } },
@@ -609,10 +504,10 @@ impl<'a> Generator<'a> {
                             #bad,
                         }
                     },
-                });
+                };
             }
             [(index, branch)] => {
-                let Mapped { ty, to, from, read } = self.map(branch, hint, indirect)?;
+                let Mapped { ty, to, from, read } = self.map(branch, hint, indirect);
                 let inner = Mapped {
                     ty,
                     to: quote! { #value::Union(#index, ::std::boxed::Box::new(#to)) },
@@ -632,12 +527,12 @@ impl<'a> Generator<'a> {
                 (inner, quote! { match i { #index => #read, #bad, } })
             }
             _ => {
-                let (inner, ident) = self.union_enum(&others, hint)?;
+                let (inner, ident) = self.union_enum(&others, hint);
                 (inner, quote! { #ident::__read_avro_branch(i, r)? })
             }
         };
         let Some(n) = null else {
-            return Ok(inner);
+            return inner;
         };
         let Mapped {
             ty,
@@ -645,7 +540,7 @@ impl<'a> Generator<'a> {
             from: inner_from,
             read: _,
         } = inner;
-        Ok(Mapped {
+        Mapped {
             read: quote! {
                 match #conv::read_branch(r)? {
                     #null_arm
@@ -662,7 +557,7 @@ impl<'a> Generator<'a> {
             from: quote! {
                 if #conv::is_branch(&v, #n) { ::core::option::Option::None } else { ::core::option::Option::Some(#inner_from) }
             },
-        })
+        }
     }
 
     /// An enum named `name` for the non-null branches of a union, and its name.
@@ -670,17 +565,16 @@ impl<'a> Generator<'a> {
         &mut self,
         branches: &[(u32, &Schema)],
         name: &str,
-    ) -> Result<(Mapped, proc_macro2::Ident), String> {
-        self.claim(name, &format!("a union named {name}"))?;
+    ) -> (Mapped, proc_macro2::Ident) {
         let ident = format_ident!("{}", name);
         let mut variants = Vec::new();
         let mut to = Vec::new();
         let mut from = Vec::new();
         let mut read = Vec::new();
         for (index, branch) in branches {
-            let variant_name = self.variant_name(branch);
+            let variant_name = self.model.variant_name(branch);
             let variant = format_ident!("{}", variant_name);
-            let mapped = self.map(branch, &format!("{name}{variant_name}"), false)?;
+            let mapped = self.map(branch, &format!("{name}{variant_name}"), false);
             let (ty, to_expr, from_expr, read_expr) =
                 (mapped.ty, mapped.to, mapped.from, mapped.read);
             let doc = format!("Branch {index} of the union.");
@@ -727,7 +621,7 @@ impl<'a> Generator<'a> {
             },
             &quote! { Self::__read_avro_branch(::kaufmann::__private::conv::read_branch(r)?, r) },
         );
-        Ok((through_trait(quote! { #ident }), ident))
+        (through_trait(quote! { #ident }), ident)
     }
 
     /// The `AvroValue` impl of a generated type: `to` is its `Value` (it may use `?`), `from` its
@@ -756,21 +650,6 @@ impl<'a> Generator<'a> {
             }
         });
     }
-
-    fn variant_name(&self, branch: &Schema) -> String {
-        let named = |name: &Name| self.rust_name(&name.fullname(None));
-        match branch {
-            Schema::Record(r) => named(&r.name),
-            Schema::Enum(e) => named(&e.name),
-            Schema::Fixed(f) => named(&f.name),
-            // A reference to a logical `fixed` is refused by `map`.
-            Schema::Ref { name } => named(name),
-            other => {
-                let kind = format!("{:?}", apache_avro::schema::SchemaKind::from(other));
-                naming::type_name(&kind)
-            }
-        }
-    }
 }
 
 /// A type converted by its own `AvroValue` impl.
@@ -789,11 +668,6 @@ fn unit_of(schema: &Schema) -> u8 {
         Schema::TimestampMicros | Schema::LocalTimestampMicros => 6,
         _ => 9,
     }
-}
-
-/// The full name of a named schema.
-pub fn full_name(schema: &Schema) -> Option<String> {
-    schema.name().map(|n| n.fullname(None))
 }
 
 fn type_doc(

@@ -1,6 +1,9 @@
-//! `schemas!("dir")`: load every `.avsc` file of a folder and generate typed items.
+//! `schemas!("dir")`, in three stages: load (every `.avsc` file of the folder, read and parsed by
+//! `kaufmann-schema-folder`), model (every name and every refusal, `model`) and expand (tokens
+//! only, `codegen`).
 
 mod codegen;
+mod model;
 
 use kaufmann_schema_folder as folder;
 
@@ -46,18 +49,13 @@ fn generate_parsed(
     schemas: &[apache_avro::Schema],
     texts: &[String],
 ) -> Result<TokenStream, Vec<String>> {
-    let mut gen = codegen::Generator::new(files, schemas).map_err(|e| vec![e])?;
+    let model = model::Model::build(files, schemas)?;
+    let mut gen = codegen::Generator::new(files, &model);
     let mut out = TokenStream::new();
-    let mut errors = Vec::new();
     for (index, (file, schema)) in files.iter().zip(schemas).enumerate() {
         let path = file.path.to_string_lossy().into_owned();
         out.extend(quote! { const _: &[u8] = ::core::include_bytes!(#path); });
-        if let Err(msg) = gen.event(index, schema, &texts[index]) {
-            errors.push(format!("{}: {msg}", file.shown));
-        }
-    }
-    if !errors.is_empty() {
-        return Err(errors);
+        gen.event(index, schema, &texts[index]);
     }
     out.extend(gen.finish());
     Ok(out)
@@ -67,29 +65,41 @@ fn generate_parsed(
 mod tests {
     use std::path::Path;
 
-    /// The code generated for the fixture schemas of `tests/fixtures/avro`, compared with the
-    /// reviewed copy in `snapshots/` (`KAUFMANN_UPDATE_SNAPSHOTS=1` rewrites it for review).
+    /// The code generated for each feature's schemas (`snapshots/<feature>/*.avsc`), compared
+    /// with its reviewed copy `snapshots/<feature>.rs.txt` (`KAUFMANN_UPDATE_SNAPSHOTS=1` rewrites
+    /// them for review). Every feature is checked before the test fails, naming those that differ.
     #[test]
-    fn generated_code_matches_the_snapshot() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let folder = root.join("../tests/fixtures/avro");
-        let (files, errors) = super::folder::load_each(&folder, "fixtures/avro").unwrap();
-        assert!(errors.is_empty(), "{errors:?}");
-        let tokens = super::generate(&files).unwrap();
-        let file: syn::File = syn::parse2(tokens).unwrap();
-        let code = prettyplease::unparse(&file);
-        let prefix = folder.to_string_lossy().into_owned();
-        let code = code.replace(&prefix, "<fixtures>");
-        let snapshot = root.join("src/schemas/snapshots/fixture_avro.rs.txt");
-        if std::env::var_os("KAUFMANN_UPDATE_SNAPSHOTS").is_some() {
-            std::fs::write(&snapshot, &code).unwrap();
+    fn generated_code_matches_the_snapshot_of_each_feature() {
+        let snapshots = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/schemas/snapshots");
+        let mut features: Vec<_> = std::fs::read_dir(&snapshots)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.is_dir())
+            .collect();
+        features.sort();
+        assert!(features.len() >= 8, "{features:?}");
+        let mut differ = Vec::new();
+        for folder in features {
+            let feature = folder.file_name().unwrap().to_string_lossy().into_owned();
+            let (files, errors) = super::folder::load_each(&folder, &feature).unwrap();
+            assert!(errors.is_empty(), "{feature}: {errors:?}");
+            let tokens = super::generate(&files).unwrap();
+            let file: syn::File = syn::parse2(tokens).unwrap();
+            let prefix = folder.to_string_lossy().into_owned();
+            let code = prettyplease::unparse(&file).replace(&prefix, "<snapshots>");
+            let snapshot = snapshots.join(format!("{feature}.rs.txt"));
+            if std::env::var_os("KAUFMANN_UPDATE_SNAPSHOTS").is_some() {
+                std::fs::write(&snapshot, &code).unwrap();
+            }
+            if std::fs::read_to_string(&snapshot).unwrap_or_default() != code {
+                eprintln!("--- {feature}: generated ---\n{code}");
+                differ.push(feature);
+            }
         }
-        let expected = std::fs::read_to_string(&snapshot).unwrap_or_default();
         assert!(
-            code == expected,
-            "the generated code differs from {}; review the change and run with \
-             KAUFMANN_UPDATE_SNAPSHOTS=1 to accept it.\n--- generated ---\n{code}",
-            snapshot.display()
+            differ.is_empty(),
+            "the generated code differs from the snapshots of {differ:?}; review the change and \
+             run with KAUFMANN_UPDATE_SNAPSHOTS=1 to accept it"
         );
     }
 
