@@ -333,7 +333,7 @@ impl Config {
     }
 
     /// The config as a log line: the SASL password, the registry's password and bearer token,
-    /// and librdkafka values whose key names a secret are masked ([`crate::secrets`]).
+    /// and librdkafka values whose key names a secret are masked (one masking function serves every banner, `Debug` and error).
     pub fn masked(&self) -> String {
         let librdkafka: BTreeMap<&str, &str> = self
             .librdkafka

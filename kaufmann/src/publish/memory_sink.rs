@@ -4,7 +4,7 @@ use std::sync::{Mutex, PoisonError};
 
 use rdkafka::message::{Headers, OwnedHeaders};
 
-/// A record produced to a [`MemorySink`], as it would have gone to Kafka.
+/// A record produced to the test bus's in-memory sink, as it would have gone to Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SentRecord {
     /// The topic.
