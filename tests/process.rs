@@ -96,7 +96,7 @@ impl Setup {
             .env(
                 "RUST_LOG",
                 std::env::var("TEST_SERVICE_LOG")
-                    .unwrap_or_else(|_| "warn,kaufmann::consume::engine=info".to_owned()),
+                    .unwrap_or_else(|_| "warn,kaufmann::consume=info".to_owned()),
             );
         // KIP-848's protocol takes session and heartbeat timeouts from the broker only.
         if !extra.contains(&("KAUFMANN_GROUP_PROTOCOL", "consumer")) {
