@@ -6,10 +6,10 @@
 //! ```
 //!
 //! With `KAUFMANN_BROKERS` set it joins that Kafka cluster and seeds nothing. A service with
-//! nothing to seed needs only `kaufmann::run!();` as its `main`.
+//! nothing to seed needs only `kaufmann::run!(state = Users::default());` as its `main`.
 
 // The handlers live in the sample's library; this links them into the binary.
-use kaufmann_examples::demo_commands;
+use kaufmann_examples::{demo_commands, Users};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
@@ -19,7 +19,10 @@ async fn main() -> std::process::ExitCode {
 async fn run() -> kaufmann::Result<()> {
     let config = kaufmann::Config::from_env()?;
     kaufmann::init_logging_as(config.log_format);
-    let service = kaufmann::Service::start(config).await?;
+    let service = kaufmann::Service::builder(config)
+        .state(Users::default())
+        .start()
+        .await?;
     if service.embedded_brokers().is_some() {
         for command in demo_commands() {
             let meta = service.publisher().publish(command).await?;

@@ -80,7 +80,7 @@ async fn replies_and_error_events_go_where_the_caller_asked() {
     let registry_url = format!("mock://{}", unique("contract"));
     let mut config = test_config(&brokers, &topic, &registry_url);
     config.errors.retry.max_retries = 1;
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let callback = CallbackTopic {
         topic: Some(replies.clone()),
         partition: Some(1),
@@ -168,7 +168,7 @@ async fn a_kaufmann_ex_service_reads_and_writes_the_kaufmann_ex_layout() {
     }
     let mut config = test_config(&brokers, &topic, &registry_url);
     config.wire_format = WireFormat::KaufmannEx;
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     assert!(eventually(LIMIT, || observed(&topic).len() == works.len()).await);
 
     // Publishing: the key is the event name, the value the union, the subject the event name.
@@ -206,7 +206,7 @@ async fn events_go_to_their_configured_topic_keyed_by_their_configured_field() {
     route.topic = Some(pongs.clone());
     route.key_field = Some("text".to_owned());
     config.event_routes.insert("test.pong".to_owned(), route);
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let publisher = service.publisher();
     publisher
         .publish(TestPong { text: "k1".into() })

@@ -98,10 +98,7 @@ async fn a_wrong_scram_password_is_a_start_up_error_that_shows_no_password() {
     config.topics = vec![input.clone()];
     config.default_topic.clone_from(&input);
     let shown = format!("{config:?} {}", config.masked());
-    let err = kaufmann::Service::start(config)
-        .await
-        .unwrap_err()
-        .to_string();
+    let err = kaufmann_tests::start(config).await.unwrap_err().to_string();
     assert!(
         err.to_lowercase().contains("authentication"),
         "the error says authentication failed: {err}"
@@ -140,7 +137,7 @@ async fn users_end_to_end(brokers: &str, service_brokers: &str, security: KafkaS
     config.commit_interval = Duration::from_millis(200);
     let demand = config.demand;
     let started = Instant::now();
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
 
     read_and_check_events(&brokers, &output, &registry_url, &produced, started).await;
     let expected: HashMap<i32, i64> = (0..PARTITIONS)
@@ -296,7 +293,7 @@ async fn traceparent_follows_an_event_through_the_service() {
     config.topics = vec![input.clone()];
     config.default_topic.clone_from(&output);
     config.registry_url.clone_from(&registry_url);
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
 
     let reader: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", &brokers)

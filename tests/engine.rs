@@ -28,7 +28,7 @@ async fn backlog_is_handled_with_never_more_than_demand_in_flight() {
     let mut config = test_config(&brokers, &topic, &registry);
     config.ordering = Ordering::Unordered;
     let (demand, group) = (config.demand, config.group_id.clone());
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let mut peak = 0;
     let done = kaufmann_tests::eventually(LIMIT, || {
         peak = peak.max(service.stats().in_flight());
@@ -68,7 +68,7 @@ async fn key_mode_keeps_each_keys_order_and_runs_keys_in_parallel() {
 
     let mut config = test_config(&brokers, &topic, &registry);
     config.ordering = Ordering::Key;
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let done = kaufmann_tests::eventually(LIMIT, || service.stats().handled() >= 2_000).await;
     service.shutdown().await.unwrap();
     assert!(done, "not every message was handled");
@@ -100,7 +100,7 @@ async fn partition_mode_keeps_each_partitions_order() {
 
     let mut config = test_config(&brokers, &topic, &registry);
     config.ordering = Ordering::Partition;
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let done = kaufmann_tests::eventually(LIMIT, || service.stats().handled() >= 1_500).await;
     service.shutdown().await.unwrap();
     assert!(done, "not every message was handled");
@@ -152,7 +152,7 @@ async fn poison_messages_go_to_the_dead_letter_topic_and_the_rest_is_handled() {
 
     let mut config = test_config(&brokers, &topic, &registry);
     config.errors.retry.max_retries = 2;
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let total = (expected_good.len() + expected_dead.len()) as u64;
     let done = kaufmann_tests::eventually(LIMIT, || {
         service.stats().handled() + service.stats().dead_lettered() >= total
@@ -242,7 +242,7 @@ async fn input_compressed_with_every_codec_is_handled() {
     }
     let config = test_config(&brokers, &topic, &registry);
     let group = config.group_id.clone();
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let committed = wait_for_commits(&brokers, &group, &topic, 2, &ends, LIMIT).await;
     let ids: HashSet<i64> = observed(&topic).iter().map(|o| o.id).collect();
     service.shutdown().await.unwrap();
@@ -271,7 +271,7 @@ async fn a_registry_outage_pauses_messages_instead_of_dead_lettering_them() {
     let addr = server.addr();
     let mut config = test_config(&brokers, &topic, &server.url());
     config.metrics_addr = Some("127.0.0.1:0".to_owned());
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let metrics = service.metrics_addr().unwrap();
     readiness_becomes(metrics, 200, LIMIT).await;
 
@@ -349,7 +349,7 @@ async fn an_unknown_schema_id_is_asked_for_once_and_dead_lettered() {
     .await
     .unwrap();
     let config = test_config(&brokers, &topic, &server.url());
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let before = server.schema_requests();
     // One key: the messages run one after the other, so each one after the first finds the miss.
     let records = (0..GARBAGE)

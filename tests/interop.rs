@@ -109,7 +109,7 @@ async fn python_to_kaufmann(
         subject,
     ];
     peer(python, &args).await;
-    let service = kaufmann::Service::start(test_config(brokers, inbound, url))
+    let service = kaufmann_tests::start(test_config(brokers, inbound, url))
         .await
         .unwrap();
     let expected = usize::try_from(count).unwrap();
@@ -248,7 +248,7 @@ async fn messages_of_every_confluent_subject_strategy_reach_their_handler() {
     produce("record", other, None, 9000).await;
     let handled = usize::try_from(first_id - 5000).unwrap();
 
-    let service = kaufmann::Service::start(test_config(&brokers, &topic, &url))
+    let service = kaufmann_tests::start(test_config(&brokers, &topic, &url))
         .await
         .unwrap();
     let done = eventually(Duration::from_secs(120), || {

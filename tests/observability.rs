@@ -21,7 +21,7 @@ async fn readiness_follows_the_group_join_and_metrics_count_every_message() {
     let mut config = test_config(&brokers, &topic, &registry);
     config.metrics_addr = Some("127.0.1:0".to_owned());
     config.errors.retry.max_retries = 2;
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let addr = service.metrics_addr().expect("metrics are served");
     assert_eq!(get(addr, "/health/live").0, 200);
     assert_eq!(
@@ -90,7 +90,7 @@ async fn the_lag_gauge_equals_the_real_lag_of_a_restarted_group() {
     let group = config.group_id.clone();
 
     let ends = produce(&brokers, &topic, &registry, work_records(100, 10, 0)).await;
-    let first = kaufmann::Service::start(config.clone()).await.unwrap();
+    let first = kaufmann_tests::start(config.clone()).await.unwrap();
     let reached = wait_for_commits(&brokers, &group, &topic, PARTITIONS, &ends, LIMIT).await;
     assert_eq!(first.stats().handled(), 100);
     first.shutdown().await.unwrap();
@@ -120,7 +120,7 @@ async fn the_lag_gauge_equals_the_real_lag_of_a_restarted_group() {
         "high {high:?}, committed {committed:?}"
     );
 
-    let second = kaufmann::Service::start(config).await.unwrap();
+    let second = kaufmann_tests::start(config).await.unwrap();
     let addr = second.metrics_addr().expect("metrics are served");
     let gauges = |body: &str| -> Vec<Option<u64>> {
         (0..PARTITIONS)
@@ -183,7 +183,7 @@ async fn readiness_follows_a_broker_cut() {
     let servers = servers_rx.recv().unwrap();
     let mut config = test_config(&servers, &topic, &format!("mock://{}", unique("cut")));
     config.metrics_addr = Some("127.0.0.1:0".to_owned());
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let metrics = service.metrics_addr().unwrap();
     readiness_becomes(metrics, 200, LIMIT).await;
 

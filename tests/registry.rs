@@ -583,7 +583,7 @@ async fn a_warmed_up_service_asks_the_registry_nothing() {
     config.topics = vec![topic.clone()];
     config.default_topic.clone_from(&topic);
     config.registry_url = server.url();
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let items = work_items(40, 4, 0);
     for item in items[..20].iter().cloned() {
         service.publisher().publish(item).await.unwrap();

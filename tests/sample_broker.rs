@@ -9,7 +9,7 @@ use kaufmann_tests::broker;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_sample_creates_a_user_on_the_broker() {
     let Some(brokers) = broker() else { return };
-    let test = BrokerTest::start(&brokers, 2, |config| {
+    let test = BrokerTest::start_with(&brokers, 2, kaufmann_tests::states(), |config| {
         config.service_name = "users".to_owned();
     })
     .await

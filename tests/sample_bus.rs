@@ -8,10 +8,10 @@ use futures::FutureExt;
 use kaufmann::testing::TestBus;
 use kaufmann_examples::{
     CommandUserCreate, CommandUserRename, EventUserCreated, EventUserRenamed, QueryReqUserGet,
-    QueryResUserGet,
+    QueryResUserGet, Users,
 };
 
-/// A command with an id no other test uses (the sample keeps users in one process-wide map).
+/// A command with an id of its own.
 fn create(email: &str) -> CommandUserCreate {
     CommandUserCreate {
         id: uuid::Uuid::new_v4().simple().to_string(),
@@ -34,7 +34,7 @@ async fn failure_of(future: impl std::future::Future<Output = ()>) -> String {
 
 #[tokio::test]
 async fn create_publishes_the_created_user() {
-    let bus = TestBus::new();
+    let bus = TestBus::new().with_state(Users::default());
     let command = create("Ada@Example.org");
     let given = bus.given_event(command.clone()).await;
     let created = bus.then_event::<EventUserCreated>().await;
@@ -57,7 +57,7 @@ async fn create_publishes_the_created_user() {
 
 #[tokio::test]
 async fn a_query_is_answered_on_the_callers_callback_topic() {
-    let bus = TestBus::new();
+    let bus = TestBus::new().with_state(Users::default());
     let command = create("grace@example.org");
     bus.given_event(command.clone()).await;
     let id = format!("user-{}", command.id);
@@ -84,7 +84,7 @@ async fn a_query_is_answered_on_the_callers_callback_topic() {
 
 #[tokio::test]
 async fn bad_input_publishes_an_error_event_and_dead_letters_the_command() {
-    let bus = TestBus::new();
+    let bus = TestBus::new().with_state(Users::default());
     let given = bus.given_event(create("not-an-email")).await;
     let error = bus.then_error_event("command.user.create").await;
     assert!(error.error.contains("is not an email address"), "{error:?}");
@@ -100,7 +100,7 @@ async fn bad_input_publishes_an_error_event_and_dead_letters_the_command() {
 
 #[tokio::test]
 async fn rename_checks_its_input() {
-    let bus = TestBus::new();
+    let bus = TestBus::new().with_state(Users::default());
     let command = create("alan@example.org");
     bus.given_event(command.clone()).await;
     bus.then_event::<EventUserCreated>().await;
@@ -128,7 +128,7 @@ async fn rename_checks_its_input() {
 
 #[tokio::test]
 async fn then_event_fails_on_the_wrong_event_and_lists_what_was_published() {
-    let bus = TestBus::new().with_timeouts(
+    let bus = TestBus::new().with_state(Users::default()).with_timeouts(
         std::time::Duration::from_millis(50),
         std::time::Duration::from_millis(10),
     );
@@ -149,7 +149,7 @@ async fn then_event_fails_on_the_wrong_event_and_lists_what_was_published() {
 
 #[tokio::test]
 async fn then_no_event_fails_when_an_event_was_published() {
-    let bus = TestBus::new();
+    let bus = TestBus::new().with_state(Users::default());
     bus.given_event(create("ada@example.org")).await;
     let message = failure_of(bus.then_no_event()).await;
     assert!(message.contains("expected no more events"), "{message}");
@@ -161,7 +161,7 @@ async fn then_no_event_fails_when_an_event_was_published() {
 
 #[tokio::test]
 async fn then_event_eq_fails_on_a_different_payload() {
-    let bus = TestBus::new().with_timeouts(
+    let bus = TestBus::new().with_state(Users::default()).with_timeouts(
         std::time::Duration::from_millis(50),
         std::time::Duration::from_millis(10),
     );
@@ -181,7 +181,7 @@ async fn then_event_eq_fails_on_a_different_payload() {
 
 #[tokio::test]
 async fn a_broken_record_is_dead_lettered_with_a_decode_error() {
-    let bus = TestBus::new();
+    let bus = TestBus::new().with_state(Users::default());
     bus.given_raw("command.user.create", vec![0, 0, 0, 0, 1, 0xff])
         .await;
     let dead = bus.then_dead_letter().await;
@@ -189,4 +189,40 @@ async fn a_broken_record_is_dead_lettered_with_a_decode_error() {
     let error = bus.then_error_event("command.user.create").await;
     assert!(error.error.contains("schema id 1"), "{error:?}");
     bus.then_no_event().await;
+}
+
+/// A bus not given the `Users` the sample's handlers take panics at the given event, naming the
+/// handler, its source location and the type, as a service refuses to start without it.
+#[tokio::test]
+async fn a_bus_without_the_state_a_handler_takes_says_which() {
+    let bus = TestBus::new();
+    let message = failure_of(async {
+        bus.given_event(create("ada@example.org")).await;
+    })
+    .await;
+    assert!(
+        message.contains("handler create_user (examples/src/lib.rs:")
+            && message.contains("takes `State<kaufmann_examples::Users>`")
+            && message.contains("TestBus::new().with_state(..)"),
+        "{message}"
+    );
+    assert_eq!(bus.stats().handled(), 0);
+}
+
+/// The state a bus is given is the one its handlers see: a user created on one bus is known to
+/// a query on it, and not on another bus.
+#[tokio::test]
+async fn each_bus_has_the_state_it_was_given() {
+    let bus = TestBus::new().with_state(Users::default());
+    let command = create("ada@example.org");
+    bus.given_event(command.clone()).await;
+    bus.then_event::<EventUserCreated>().await;
+    let other = TestBus::new().with_state(Users::default());
+    other
+        .given_request(QueryReqUserGet {
+            id: format!("user-{}", command.id),
+        })
+        .await;
+    let answer = other.then_reply::<QueryResUserGet>().await;
+    assert!(!answer.payload.found, "another bus has users of its own");
 }

@@ -7,6 +7,7 @@ mod contract;
 mod end_to_end;
 mod engine;
 mod fuzz_corpus;
+mod handlers;
 mod interop;
 mod observability;
 mod process;

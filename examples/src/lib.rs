@@ -7,27 +7,37 @@
 //! - `query.req.user.get` -> `query.res.user.get`, answered with `ctx.reply` on the caller's
 //!   callback topic.
 //!
-//! Users are kept in memory, in this process: the sample shows the messages, not storage.
+//! Users are kept in memory, in the service's state ([`Users`], which every handler takes as
+//! `State<Users>`): the sample shows the messages, not storage. A real service gives its
+//! database pool the same way.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use kaufmann::{Context, Event};
+use kaufmann::{Context, Event, State};
 
 kaufmann::schemas!("../schemas");
 
-/// The users created so far, by id.
-fn users() -> std::sync::MutexGuard<'static, HashMap<String, EventUserCreated>> {
-    static USERS: OnceLock<Mutex<HashMap<String, EventUserCreated>>> = OnceLock::new();
-    USERS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
+/// The users created so far, by id: the sample's application state, given to the service when it
+/// starts (`Service::builder(config).state(Users::default())`).
+#[derive(Debug, Default)]
+pub struct Users(Mutex<HashMap<String, EventUserCreated>>);
+
+impl Users {
+    /// The users, locked (a handler that panicked while holding them left them whole: each
+    /// change is one map operation).
+    pub fn lock(&self) -> MutexGuard<'_, HashMap<String, EventUserCreated>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Creates a user from `command.user.create` and announces it as `event.user.created`.
 #[kaufmann::given_event("command.user.create")]
-pub async fn create_user(event: Event<CommandUserCreate>, ctx: Context) -> kaufmann::Result<()> {
+pub async fn create_user(
+    event: Event<CommandUserCreate>,
+    State(users): State<Users>,
+    ctx: Context,
+) -> kaufmann::Result<()> {
     let command = event.payload;
     tracing::info!(id = %command.id, name = %command.name, "handled command.user.create");
     if !command.email.contains('@') {
@@ -41,7 +51,7 @@ pub async fn create_user(event: Event<CommandUserCreate>, ctx: Context) -> kaufm
         name: command.name,
         email: command.email.to_lowercase(),
     };
-    users().insert(created.id.clone(), created.clone());
+    users.lock().insert(created.id.clone(), created.clone());
     ctx.publish(created).await?;
     tracing::info!(id = %command.id, "published event.user.created");
     Ok(())
@@ -49,7 +59,11 @@ pub async fn create_user(event: Event<CommandUserCreate>, ctx: Context) -> kaufm
 
 /// Renames a user from `command.user.rename` and announces it as `event.user.renamed`.
 #[kaufmann::given_event("command.user.rename")]
-pub async fn rename_user(event: Event<CommandUserRename>, ctx: Context) -> kaufmann::Result<()> {
+pub async fn rename_user(
+    event: Event<CommandUserRename>,
+    State(users): State<Users>,
+    ctx: Context,
+) -> kaufmann::Result<()> {
     let command = event.payload;
     if command.name.trim().is_empty() {
         return Err(kaufmann::Error::handler(format!(
@@ -58,7 +72,7 @@ pub async fn rename_user(event: Event<CommandUserRename>, ctx: Context) -> kaufm
         )));
     }
     {
-        let mut users = users();
+        let mut users = users.lock();
         let user = users.get_mut(&command.id).ok_or_else(|| {
             kaufmann::Error::handler(format!("user {} does not exist", command.id))
         })?;
@@ -73,9 +87,13 @@ pub async fn rename_user(event: Event<CommandUserRename>, ctx: Context) -> kaufm
 
 /// Answers `query.req.user.get` with `query.res.user.get` on the caller's callback topic.
 #[kaufmann::given_event("query.req.user.get")]
-pub async fn get_user(event: Event<QueryReqUserGet>, ctx: Context) -> kaufmann::Result<()> {
+pub async fn get_user(
+    event: Event<QueryReqUserGet>,
+    State(users): State<Users>,
+    ctx: Context,
+) -> kaufmann::Result<()> {
     let id = event.payload.id;
-    let found = users().get(&id).cloned();
+    let found = users.lock().get(&id).cloned();
     ctx.reply(QueryResUserGet {
         id,
         found: found.is_some(),

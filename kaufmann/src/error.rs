@@ -44,9 +44,25 @@ pub enum Error {
     /// The service could not start.
     #[error("the service could not start: {0}")]
     Startup(String),
-    /// A handler failed; the message names the handler's own error.
+    /// A handler failed; the message names the handler's own error. Retried under the error
+    /// policy.
     #[error("{0}")]
     Handler(String),
+    /// A handler failed in a way retrying cannot help (bad input, a rule broken): no retries, the
+    /// error event and the dead-letter topic at once.
+    #[error("{0}")]
+    Permanent(String),
+    /// A handler's `State<T>` for a type the service was not given (a service checks this before
+    /// it starts; this reaches a handler only on a test bus without the value).
+    #[error(
+        "the handler takes `State<{name}>`, but no `{name}` was given: give it at start-up \
+         (`kaufmann::run!(state = ..)`, `Service::builder(config).state(..)`, \
+         `TestBus::new().with_state(..)`)"
+    )]
+    MissingState {
+        /// The state type's name.
+        name: &'static str,
+    },
     /// `ctx.reply` for an event whose emitter named no callback topic.
     #[error(
         "cannot reply to `{event}` (message {message_id}): its metadata names no callback topic; \
@@ -69,9 +85,31 @@ pub enum Error {
 }
 
 impl Error {
-    /// An error a handler returns: any message, for the error policy and the logs.
+    /// An error a handler returns: any message, for the error policy and the logs. The message
+    /// is retried as the error policy says (a permanent error is not: see [`Error::permanent`]).
     pub fn handler(message: impl std::fmt::Display) -> Self {
         Self::Handler(message.to_string())
+    }
+
+    /// An error retrying cannot help (the input breaks a rule, the entity is gone): the message
+    /// gets no retries and goes straight to the error event and the dead-letter topic, like
+    /// Spring's not-retryable exceptions.
+    ///
+    /// ```
+    /// let err = kaufmann::Error::permanent("user 7: `x` is not an email address");
+    /// assert!(err.is_permanent());
+    /// ```
+    pub fn permanent(message: impl std::fmt::Display) -> Self {
+        Self::Permanent(message.to_string())
+    }
+
+    /// Whether retrying cannot help: a permanent handler error, or a message that cannot be
+    /// decoded.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::Permanent(_) | Self::Codec(_) | Self::MissingState { .. }
+        )
     }
 
     pub(crate) fn kafka(action: impl Into<String>, source: rdkafka::error::KafkaError) -> Self {

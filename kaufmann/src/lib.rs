@@ -68,10 +68,11 @@ pub use envelope::{CallbackTopic, Event, Metadata, Origin};
 pub use error::{Error, Result};
 pub use observe::health::Health;
 pub use observe::stats::Stats;
+pub use process::state::{State, States};
 pub use publish::context::Context;
 pub use publish::publisher::{PublishOptions, Publisher};
 pub use publish::trace::TraceParent;
-pub use service::{RunningService, Service};
+pub use service::{RunningService, Service, ServiceBuilder};
 
 /// What Kaufmann writes on the wire, for services and tools that read it without Kaufmann: the
 /// Confluent framing and the Avro body, the `kaufmann_ex` layout, the headers of a dead-lettered
@@ -130,16 +131,50 @@ pub fn exit_code(result: Result<()>) -> std::process::ExitCode {
 /// ```no_run
 /// kaufmann::run!();
 /// ```
+///
+/// Handlers that take application state (`State<T>`) get it from `state = <expression>` entries,
+/// one per value, each evaluated once at start-up, after the configuration is read and logging is
+/// on. An expression may `.await` and use `?` on any error, which stops the service before it
+/// connects, naming the expression:
+///
+/// ```no_run
+/// # struct Db; impl Db { async fn connect(_: &str) -> std::io::Result<Db> { Ok(Db) } }
+/// # #[derive(Default)] struct Cache;
+/// kaufmann::run!(
+///     state = Db::connect(&std::env::var("DATABASE_URL")?).await?,
+///     state = Cache::default(),
+/// );
+/// ```
 #[macro_export]
 macro_rules! run {
     () => {
         fn main() -> ::std::process::ExitCode {
-            $crate::__private::run_main()
+            $crate::__private::run_main(|| async {
+                ::core::result::Result::Ok($crate::States::new())
+            })
+        }
+    };
+    ($(state = $state:expr),+ $(,)?) => {
+        fn main() -> ::std::process::ExitCode {
+            $crate::__private::run_main(|| async {
+                let mut states = $crate::States::new();
+                $(
+                    states.insert($crate::__private::made_state(
+                        ::core::stringify!($state),
+                        async {
+                            ::core::result::Result::<_, $crate::__private::StateError>::Ok($state)
+                        }
+                        .await,
+                    )?);
+                )+
+                ::core::result::Result::Ok(states)
+            })
         }
     };
     ($($anything:tt)+) => {
         ::core::compile_error!(
-            "`run!()` takes no arguments: configure the service with KAUFMANN_* environment variables"
+            "`run!` takes only `state = <expression>` entries (values the handlers take as \
+             `State<T>`): configure the service with KAUFMANN_* environment variables"
         );
         fn main() {}
     };
@@ -157,20 +192,16 @@ pub mod __private {
     pub use inventory;
     pub use std::sync::OnceLock;
 
-    /// The type of a handler's second argument: `kaufmann::Context`, by value.
-    #[diagnostic::on_unimplemented(
-        message = "the second argument of a handler is its `kaufmann::Context`, not `{Self}`",
-        label = "write `ctx: Context` here (by value)"
-    )]
-    pub trait IsContext: Sized {
-        /// The handler's argument from the context.
-        fn from_context(ctx: crate::Context) -> Self;
-    }
+    pub use crate::process::state::{HandlerArgument, StateNeed};
 
-    impl IsContext for crate::Context {
-        fn from_context(ctx: crate::Context) -> Self {
-            ctx
-        }
+    /// What a `state = ..` expression of `run!` may fail with (any error, through `?`).
+    pub type StateError = Box<dyn std::error::Error + Send + Sync>;
+
+    /// A `state = ..` value of `run!`, or the start-up error naming its expression.
+    pub fn made_state<T>(expression: &str, made: Result<T, StateError>) -> crate::Result<T> {
+        made.map_err(|err| {
+            crate::Error::Startup(format!("the state `{expression}` could not be made: {err}"))
+        })
     }
 
     /// What a handler returns: `kaufmann::Result<()>`.
@@ -189,8 +220,13 @@ pub mod __private {
         }
     }
 
-    /// The body of the `main` that `run!()` expands to.
-    pub fn run_main() -> std::process::ExitCode {
+    /// The body of the `main` that `run!()` expands to: `states` makes the application state
+    /// once the configuration is read and logging is on.
+    pub fn run_main<F, Fut>(states: F) -> std::process::ExitCode
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = crate::Result<crate::States>>,
+    {
         let config = match crate::Config::from_env() {
             Ok(config) => config,
             Err(err) => {
@@ -214,7 +250,9 @@ pub mod __private {
             }
         };
         crate::exit_code(runtime.block_on(async {
-            crate::Service::start(config)
+            crate::Service::builder(config)
+                .states(states().await?)
+                .start()
                 .await?
                 .run_until_signal()
                 .await

@@ -19,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::observe::metrics::Metrics;
 use crate::observe::stats::Stats;
 use crate::process::handler::HandlerTable;
+use crate::process::state::States;
 use crate::publish::publisher::Publisher;
 
 /// How long startup waits for the broker to answer a metadata request.
@@ -35,9 +36,60 @@ pub struct Service;
 
 impl Service {
     /// Connects to the brokers (or starts the embedded mock cluster), joins the consumer group and
-    /// starts handling messages with every handler registered in this binary.
-    pub async fn start(mut config: Config) -> Result<RunningService> {
+    /// starts handling messages with every handler registered in this binary. For handlers that
+    /// take application state, use [`Service::builder`].
+    pub async fn start(config: Config) -> Result<RunningService> {
+        Self::builder(config).start().await
+    }
+
+    /// A service to be given its application state before it starts:
+    ///
+    /// ```no_run
+    /// # async fn run(pool: std::sync::Arc<()>) -> kaufmann::Result<()> {
+    /// let config = kaufmann::Config::from_env()?;
+    /// let service = kaufmann::Service::builder(config).state(pool).start().await?;
+    /// service.run_until_signal().await
+    /// # }
+    /// ```
+    pub fn builder(config: Config) -> ServiceBuilder {
+        ServiceBuilder {
+            config,
+            states: States::new(),
+        }
+    }
+}
+
+/// A service being put together: its configuration and the values its handlers take as
+/// [`State<T>`](crate::State).
+#[derive(Debug)]
+pub struct ServiceBuilder {
+    config: Config,
+    states: States,
+}
+
+impl ServiceBuilder {
+    /// Gives the handlers `value`, which they take as `State<T>`: one value per type (a second
+    /// of one type is refused at start).
+    #[must_use]
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.states.insert(value);
+        self
+    }
+
+    /// Gives the handlers every value of `states`.
+    #[must_use]
+    pub fn states(mut self, states: States) -> Self {
+        self.states.extend(states);
+        self
+    }
+
+    /// Starts the service (see [`Service::start`]). A handler that takes a `State<T>` this
+    /// builder was not given stops it here, before it connects, with the handler's source
+    /// location and the type.
+    pub async fn start(self) -> Result<RunningService> {
+        let Self { mut config, states } = self;
         let handlers = HandlerTable::collect()?;
+        handlers.check_states(&states)?;
         let dead_letter_topics = dead_letter_topics(&config);
         let embedded = if config.brokers.is_some() {
             None
@@ -134,6 +186,7 @@ impl Service {
             registry,
             publisher.clone(),
             config,
+            states,
         );
         let task = tokio::spawn(engine.run(shutdown_rx));
         Ok(RunningService {

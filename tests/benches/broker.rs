@@ -255,7 +255,7 @@ async fn kaufmann_run(
     *first_at().lock().unwrap() = None;
     *done_at().lock().unwrap() = None;
     let config = service_config("bench", brokers, topic, registry_url);
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     let mut peak_rss = 0;
     while done_at().lock().unwrap().is_none() {
         if sample_rss {
@@ -282,7 +282,7 @@ async fn latency_run(brokers: &str, registry: &str, rate: u64, count: u64) -> (f
     TARGET.store(u64::MAX, Ordering::SeqCst);
     latencies().lock().unwrap().clear();
     let config = service_config("bench-latency", brokers, &topic, registry);
-    let service = kaufmann::Service::start(config).await.unwrap();
+    let service = kaufmann_tests::start(config).await.unwrap();
     while service.stats().rebalances() == 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

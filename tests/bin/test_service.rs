@@ -20,7 +20,7 @@ async fn run() -> kaufmann::Result<()> {
     registry
         .register(&subject_for(TestWork::EVENT_NAME), TestWork::schema())
         .await?;
-    kaufmann::Service::start(config)
+    kaufmann_tests::start(config)
         .await?
         .run_until_signal()
         .await

@@ -7,12 +7,12 @@ pub mod hostile;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use kaufmann::registry::{open_registry, subject_for};
 use kaufmann::wire::{confluent, encode_body};
-use kaufmann::{Event, EventSchema, Metadata};
+use kaufmann::{Event, EventSchema, Metadata, State};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -104,6 +104,22 @@ impl SecuredBroker {
         security.sasl_password = Some(self.password.clone());
         security
     }
+}
+
+/// The application state every service of this test binary needs: its handlers include the
+/// sample's, which take `State<Users>`, and `test.tally`, which takes `State<Tally>`.
+pub fn states() -> kaufmann::States {
+    kaufmann::States::new()
+        .with(kaufmann_examples::Users::default())
+        .with(Tally::default())
+}
+
+/// Starts a service of this test binary's handlers with [`states`].
+pub async fn start(config: kaufmann::Config) -> kaufmann::Result<kaufmann::RunningService> {
+    kaufmann::Service::builder(config)
+        .states(states())
+        .start()
+        .await
 }
 
 /// A name unique to this test run: `<prefix>-<random>`.
@@ -302,6 +318,37 @@ pub async fn work(event: Event<TestWork>) -> kaufmann::Result<()> {
     Ok(())
 }
 
+/// What the `test.tally` handler counts, in the state a test gives the service: the ids it
+/// handled, by topic. Clones share one map, so the test keeps one and gives the service another.
+#[derive(Debug, Clone, Default)]
+pub struct Tally(pub Arc<Mutex<HashMap<String, Vec<i64>>>>);
+
+impl Tally {
+    /// The ids handled for `topic`, in the order they were handled.
+    pub fn of(&self, topic: &str) -> Vec<i64> {
+        self.0
+            .lock()
+            .unwrap()
+            .get(topic)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// Handles `test.tally`: records its id in the service's [`Tally`].
+#[kaufmann::given_event("test.tally")]
+pub async fn tally(event: Event<TestTally>, State(tally): State<Tally>) -> kaufmann::Result<()> {
+    let topic = event.origin.topic;
+    tally
+        .0
+        .lock()
+        .unwrap()
+        .entry(topic)
+        .or_default()
+        .push(event.payload.id);
+    Ok(())
+}
+
 /// Handles `test.ping`: answers on the caller's callback topic with `test.pong`.
 #[kaufmann::given_event("test.ping")]
 pub async fn ping(event: Event<TestPing>, ctx: kaufmann::Context) -> kaufmann::Result<()> {
@@ -385,29 +432,69 @@ pub async fn produce_with(
         config.set(*key, *value);
     }
     let producer: FutureProducer = config.create().unwrap();
-    let mut deliveries = Vec::with_capacity(records.len());
-    for record in records {
-        let (key, value, headers) = match record {
-            Record::Work(work) => {
-                let body = encode_body(TestWork::EVENT_NAME, TestWork::schema(), &work).unwrap();
-                let meta = Metadata::new(TestWork::EVENT_NAME, "test", "test-1");
-                (
-                    work.lane,
-                    confluent::frame(schema_id, &body),
-                    Some(meta.to_headers()),
-                )
-            }
-            Record::Raw(key, bytes) => (key, bytes, None),
-            Record::Headed(key, bytes) => {
-                let meta = Metadata::new(TestWork::EVENT_NAME, "test", "test-1");
-                (key, bytes, Some(meta.to_headers()))
-            }
-        };
+    let records = records.into_iter().map(|record| match record {
+        Record::Work(work) => {
+            let body = encode_body(TestWork::EVENT_NAME, TestWork::schema(), &work).unwrap();
+            let meta = Metadata::new(TestWork::EVENT_NAME, "test", "test-1");
+            (
+                work.lane,
+                confluent::frame(schema_id, &body),
+                Some(meta.to_headers()),
+            )
+        }
+        Record::Raw(key, bytes) => (key, bytes, None),
+        Record::Headed(key, bytes) => {
+            let meta = Metadata::new(TestWork::EVENT_NAME, "test", "test-1");
+            (key, bytes, Some(meta.to_headers()))
+        }
+    });
+    deliver(&producer, topic, records).await
+}
+
+/// Produces typed events in order (each with its Kafka key), as a Kaufmann service publishes
+/// them, registering `T` in `registry_url` first; returns the end offset of each partition.
+pub async fn produce_events<T: EventSchema>(
+    brokers: &str,
+    topic: &str,
+    registry_url: &str,
+    events: impl IntoIterator<Item = (String, T)>,
+) -> HashMap<i32, i64> {
+    let registry = open_registry(registry_url).unwrap();
+    let schema_id = registry
+        .register(&subject_for(T::EVENT_NAME), T::schema())
+        .await
+        .unwrap();
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    let records = events.into_iter().map(|(key, event)| {
+        let body = encode_body(T::EVENT_NAME, T::schema(), &event).unwrap();
+        let meta = Metadata::new(T::EVENT_NAME, "test", "test-1");
+        (
+            key,
+            confluent::frame(schema_id, &body),
+            Some(meta.to_headers()),
+        )
+    });
+    deliver(&producer, topic, records).await
+}
+
+/// Sends `(key, value, headers)` records in order and waits for every delivery; returns the end
+/// offset of each partition.
+async fn deliver(
+    producer: &FutureProducer,
+    topic: &str,
+    records: impl Iterator<Item = (String, Vec<u8>, Option<rdkafka::message::OwnedHeaders>)>,
+) -> HashMap<i32, i64> {
+    let mut deliveries = Vec::new();
+    for (key, value, headers) in records {
         let mut record = FutureRecord::to(topic).key(&key).payload(&value);
         if let Some(headers) = headers {
             record = record.headers(headers);
         }
-        deliveries.push(send(&producer, record).await);
+        deliveries.push(send(producer, record).await);
     }
     let mut ends: HashMap<i32, i64> = HashMap::new();
     for delivery in deliveries {

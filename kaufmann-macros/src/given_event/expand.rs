@@ -12,7 +12,7 @@ pub fn expand(handler: &Handler) -> TokenStream {
         event,
         func,
         payload,
-        takes_context,
+        arguments,
     } = handler;
     let name = &func.sig.ident;
     let name_str = name.to_string();
@@ -41,22 +41,36 @@ pub fn expand(handler: &Handler) -> TokenStream {
     // handler written inside an `impl` (an associated function, which the module cannot see) then
     // fails with "cannot find function `<name>` in module `a_handler_is_a_free_function`".
     let handler = quote_spanned! {name.span()=> a_handler_is_a_free_function::#name };
-    let call = if *takes_context {
-        // The context goes through a trait only `Context` has: another type there is one error,
-        // on the user's type, saying what to write.
-        let ctx_span = super::context_type(func).map_or(returns, Spanned::span);
-        let ctx_arg =
-            quote_spanned! {ctx_span=> ::kaufmann::__private::IsContext::from_context(ctx) };
-        quote_spanned! {returns=> #handler(event, #ctx_arg).await }
-    } else {
-        quote_spanned! {returns=> { drop(ctx); #handler(event).await } }
-    };
+    // Each argument after the event is taken through a trait only `Context` and `State<T>` have:
+    // another type there is one error, on the user's type, saying what to write.
+    let names: Vec<syn::Ident> = (0..arguments.len())
+        .map(|i| quote::format_ident!("__kaufmann_argument_{}", i))
+        .collect();
+    let takes = arguments.iter().zip(&names).map(|(ty, name)| {
+        let take = quote_spanned! {ty.span()=>
+            <#ty as ::kaufmann::__private::HandlerArgument>::take(&mut context, states)
+        };
+        quote! {
+            let #name = match #take {
+                ::core::result::Result::Ok(argument) => argument,
+                ::core::result::Result::Err(error) => return failed(error),
+            };
+        }
+    });
+    let needs = arguments.iter().map(|ty| {
+        quote_spanned! {ty.span()=> <#ty as ::kaufmann::__private::HandlerArgument>::NEEDS }
+    });
+    // In a block: a wrong return type is then reported on the user's return type, with the
+    // handler's call as the tail expression of that type.
+    let call = quote_spanned! {returns=> { #handler(event #(, #names)*).await } };
     let result = quote_spanned! {returns=>
         let result = ::kaufmann::__private::HandlerReturn::into_result(#call);
     };
     // Named (`const _` is refused in an `impl`, before the clearer error above).
     let registration = quote::format_ident!("__kaufmann_handler_{}", name);
     quote! {
+        // A handler must be `async` even when it awaits nothing.
+        #[allow(clippy::unused_async)]
         #func
 
         #[allow(non_upper_case_globals, dead_code)]
@@ -69,28 +83,42 @@ pub fn expand(handler: &Handler) -> TokenStream {
             #event_check
             #payload_check
 
-            // Not public API.
+            // Not public API. (The braces around the call are there for the error message.)
+            #[allow(unused_braces)]
             fn __kaufmann_entry(
                 incoming: ::kaufmann::__private::Incoming,
                 ctx: ::kaufmann::Context,
+                states: &::kaufmann::States,
             ) -> ::kaufmann::__private::BoxFuture<'static, ::kaufmann::Result<()>> {
+                fn failed(
+                    error: ::kaufmann::Error,
+                ) -> ::kaufmann::__private::BoxFuture<'static, ::kaufmann::Result<()>> {
+                    ::std::boxed::Box::pin(::core::future::ready(::core::result::Result::Err(error)))
+                }
                 // Decoded before the handler's future is boxed: the box holds the event, not
                 // the undecoded message as well.
-                match incoming.decode::<#payload>() {
-                    ::core::result::Result::Ok(event) => ::std::boxed::Box::pin(async move {
-                        #result
-                        result
-                    }),
-                    ::core::result::Result::Err(error) => {
-                        ::std::boxed::Box::pin(::core::future::ready(::core::result::Result::Err(error)))
-                    }
-                }
+                let event = match incoming.decode::<#payload>() {
+                    ::core::result::Result::Ok(event) => event,
+                    ::core::result::Result::Err(error) => return failed(error),
+                };
+                #[allow(unused_mut)]
+                let mut context = ::core::option::Option::Some(ctx);
+                #(#takes)*
+                drop(context);
+                ::std::boxed::Box::pin(async move {
+                    #result
+                    result
+                })
             }
+
+            const __KAUFMANN_NEEDS: &[::core::option::Option<::kaufmann::__private::StateNeed>] =
+                &[#(#needs),*];
 
             ::kaufmann::__private::inventory::submit! {
                 ::kaufmann::__private::HandlerRegistration::new(
                     #event, #name_str, ::core::file!(), ::core::line!(), __kaufmann_entry,
                     <#payload as ::kaufmann::EventSchema>::canonical_form,
+                    __KAUFMANN_NEEDS,
                 )
             }
         };

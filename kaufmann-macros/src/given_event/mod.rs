@@ -11,15 +11,16 @@ pub struct Handler {
     pub func: syn::ItemFn,
     /// `T` in the first argument's `Event<T>`.
     pub payload: syn::Type,
-    /// Whether the handler takes a `Context` second argument.
-    pub takes_context: bool,
+    /// The types of the arguments after the event (`Context`, `State<T>`), in order.
+    pub arguments: Vec<syn::Type>,
 }
 
 pub fn expand(args: &TokenStream, item: TokenStream) -> TokenStream {
     let Ok(func) = syn::parse2::<syn::ItemFn>(item.clone()) else {
         let err = syn::Error::new_spanned(
             &item,
-            "#[given_event] goes on an `async fn(Event<T>, Context) -> kaufmann::Result<()>`",
+            "#[given_event] goes on an `async fn(Event<T>, Context) -> kaufmann::Result<()>` (after \
+             the event, any of `ctx: Context` and `State(x): State<T>`)",
         );
         let mut out = err.into_compile_error();
         out.extend(item);
@@ -145,58 +146,63 @@ fn validate(args: &TokenStream, func: &syn::ItemFn) -> syn::Result<Handler> {
         .iter()
         .filter(|arg| matches!(arg, syn::FnArg::Typed(_)))
         .collect();
-    if let Some(second) = inputs.get(1) {
-        context_argument(second).map_err(&mut push).ok();
+    let mut contexts = 0;
+    let mut arguments = Vec::new();
+    for arg in inputs.iter().skip(1) {
+        if let Some(ty) = later_argument(arg).map_err(&mut push).ok().flatten() {
+            if names_context(ty) {
+                contexts += 1;
+                if contexts == 2 {
+                    push(syn::Error::new_spanned(
+                        ty,
+                        "a handler takes one `Context`: remove this second one",
+                    ));
+                }
+            }
+            arguments.push(ty.clone());
+        }
     }
     let payload = if let Some(first) = inputs.first() {
         event_payload(first).map_err(&mut push).ok()
     } else {
         push(syn::Error::new_spanned(
             &sig.ident,
-            "handlers take `event: Event<T>` and optionally `ctx: Context`",
+            "handlers take `event: Event<T>`, then any of `ctx: Context` and `State(x): State<T>`",
         ));
         None
     };
-    if inputs.len() > 2 {
-        push(syn::Error::new_spanned(
-            inputs[2],
-            "handlers take at most two arguments: `event: Event<T>` and `ctx: Context`",
-        ));
-    }
     match (errors, event, payload) {
         (None, Some(event), Some(payload)) => Ok(Handler {
             event,
             func: func.clone(),
             payload,
-            takes_context: inputs.len() == 2,
+            arguments,
         }),
         (Some(err), _, _) => Err(err),
         (None, _, _) => Err(syn::Error::new_spanned(&sig.ident, "invalid handler")),
     }
 }
 
-/// The second argument: `Context` by value. A reference is refused here, on its `&`; any other
-/// type is refused by the expansion's check on the user's type (which sees through aliases).
-fn context_argument(arg: &syn::FnArg) -> syn::Result<()> {
+/// The type of an argument after the event, taken by value. A reference is refused here, on its
+/// `&`; a type that is neither `Context` nor `State<T>` is refused by the expansion's check on the
+/// user's type (which sees through aliases).
+fn later_argument(arg: &syn::FnArg) -> syn::Result<Option<&syn::Type>> {
     let syn::FnArg::Typed(typed) = arg else {
-        return Ok(());
+        return Ok(None);
     };
     if let syn::Type::Reference(reference) = &*typed.ty {
         return Err(syn::Error::new_spanned(
             reference.and_token,
-            "take `Context` by value: `ctx: Context` (each message gets its own; it is cheap to \
-             move and to clone)",
+            "take handler arguments by value: `ctx: Context`, `State(x): State<T>` (each message \
+             gets its own context; a state is shared behind an `Arc`, so both are cheap to move)",
         ));
     }
-    Ok(())
+    Ok(Some(&typed.ty))
 }
 
-/// The type of the second argument, when the handler takes one.
-pub fn context_type(func: &syn::ItemFn) -> Option<&syn::Type> {
-    match func.sig.inputs.iter().nth(1)? {
-        syn::FnArg::Typed(typed) => Some(&typed.ty),
-        syn::FnArg::Receiver(_) => None,
-    }
+/// Whether a type is spelled as a path ending in `Context`.
+fn names_context(ty: &syn::Type) -> bool {
+    matches!(ty, syn::Type::Path(path) if path.path.segments.last().is_some_and(|s| s.ident == "Context"))
 }
 
 /// `T` from an argument typed `Event<T>` (any path ending in `Event`).

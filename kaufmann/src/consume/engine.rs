@@ -25,6 +25,7 @@ use crate::observe::stats::Stats;
 use crate::process::handler::HandlerTable;
 use crate::process::message::{Job, RecordHeaders, Source};
 use crate::process::processor::Processor;
+use crate::process::state::States;
 use crate::publish::publisher::Publisher;
 use crate::registry::SchemaRegistry;
 
@@ -139,6 +140,7 @@ impl Engine {
         registry: Arc<dyn SchemaRegistry>,
         publisher: Publisher,
         config: Config,
+        states: States,
     ) -> Self {
         let processor = Processor::new(
             shared.metrics.clone(),
@@ -146,6 +148,7 @@ impl Engine {
             registry,
             publisher,
             config.clone(),
+            states,
         );
         Self {
             consumer,

@@ -7,11 +7,13 @@ use crate::envelope::{Event, Metadata, Origin};
 use crate::error::{CodecError, Error, Result};
 use crate::fast_map::FastMap;
 use crate::future::BoxFuture;
+use crate::process::state::{StateNeed, States};
 use crate::publish::context::Context;
 use crate::registry::RegisteredSchema;
 
-/// The function `#[given_event]` generates around a user's handler.
-pub type HandlerFn = fn(Incoming, Context) -> BoxFuture<'static, Result<()>>;
+/// The function `#[given_event]` generates around a user's handler: the message, its context and
+/// the service's state, from which it takes the handler's arguments.
+pub type HandlerFn = fn(Incoming, Context, &States) -> BoxFuture<'static, Result<()>>;
 
 /// A handler registered by `#[given_event]`: its event, name, source location and entry point.
 #[derive(Debug)]
@@ -28,6 +30,9 @@ pub struct HandlerRegistration {
     pub call: HandlerFn,
     /// The parsing canonical form of the handler's payload schema.
     pub reader_canonical: fn() -> &'static str,
+    /// The state type each of the handler's arguments after the event asks for (`None`: the
+    /// context).
+    pub needs: &'static [Option<StateNeed>],
 }
 
 impl HandlerRegistration {
@@ -39,6 +44,7 @@ impl HandlerRegistration {
         line: u32,
         call: HandlerFn,
         reader_canonical: fn() -> &'static str,
+        needs: &'static [Option<StateNeed>],
     ) -> Self {
         Self {
             event,
@@ -47,6 +53,7 @@ impl HandlerRegistration {
             line,
             call,
             reader_canonical,
+            needs,
         }
     }
 
@@ -54,6 +61,22 @@ impl HandlerRegistration {
     /// without Avro schema resolution (the two schemas are the same).
     pub fn reads_as_written(&self, writer_canonical: &str) -> bool {
         (self.reader_canonical)() == writer_canonical
+    }
+
+    /// What the handler takes as `State<T>` and `states` does not hold, as sentences.
+    pub(crate) fn missing_states(&self, states: &States) -> Vec<String> {
+        self.needs
+            .iter()
+            .flatten()
+            .filter(|need| !states.has(need))
+            .map(|need| {
+                let name = (need.name)();
+                format!(
+                    "handler {} takes `State<{name}>`, but the service was given no `{name}`",
+                    self.describe(),
+                )
+            })
+            .collect()
     }
 
     /// `name (file:line)`, for logs and errors.
@@ -92,6 +115,26 @@ impl HandlerTable {
             }
         }
         Ok(Self { by_event })
+    }
+
+    /// Why a service with these handlers cannot start with `states`: a value given twice, or a
+    /// handler asking for a type it was not given (each such handler, with its source location).
+    pub(crate) fn check_states(&self, states: &States) -> Result<()> {
+        if let Some(why) = states.refused() {
+            return Err(Error::Startup(why.to_owned()));
+        }
+        let missing: Vec<String> = self
+            .iter()
+            .flat_map(|handler| handler.missing_states(states))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Startup(format!(
+            "{}; give the service each value it needs: `kaufmann::run!(state = <value>)` or \
+             `Service::builder(config).state(<value>)`",
+            missing.join("; ")
+        )))
     }
 
     /// The handler for an event name, if there is one.
@@ -169,7 +212,7 @@ impl Incoming {
 mod tests {
     use super::*;
 
-    fn noop(_: Incoming, _: Context) -> BoxFuture<'static, Result<()>> {
+    fn noop(_: Incoming, _: Context, _: &States) -> BoxFuture<'static, Result<()>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -178,11 +221,11 @@ mod tests {
     }
 
     static A: HandlerRegistration =
-        HandlerRegistration::new("e.one", "a", "src/a.rs", 3, noop, reader);
+        HandlerRegistration::new("e.one", "a", "src/a.rs", 3, noop, reader, &[]);
     static B: HandlerRegistration =
-        HandlerRegistration::new("e.two", "b", "src/b.rs", 9, noop, reader);
+        HandlerRegistration::new("e.two", "b", "src/b.rs", 9, noop, reader, &[]);
     static C: HandlerRegistration =
-        HandlerRegistration::new("e.one", "c", "src/c.rs", 1, noop, reader);
+        HandlerRegistration::new("e.one", "c", "src/c.rs", 1, noop, reader, &[]);
 
     #[test]
     fn a_duplicate_event_names_both_handlers() {

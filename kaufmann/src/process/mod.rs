@@ -12,3 +12,4 @@ pub(crate) mod failure;
 pub(crate) mod handler;
 pub(crate) mod message;
 pub(crate) mod processor;
+pub(crate) mod state;

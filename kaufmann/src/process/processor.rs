@@ -23,6 +23,7 @@ use crate::process::decoder::Decoder;
 use crate::process::failure::{outage_of, permanent, Failure, OUTAGE_MAX_WAIT};
 use crate::process::handler::{HandlerTable, Incoming};
 use crate::process::message::{place, Job};
+use crate::process::state::States;
 use crate::publish::context::Context;
 use crate::publish::publisher::{Outgoing, Publisher, Route};
 use crate::publish::trace::{TraceParent, TRACEPARENT};
@@ -47,6 +48,8 @@ pub(crate) struct Processor {
     pub(crate) publisher: Publisher,
     codec: &'static dyn WireCodec,
     config: Config,
+    /// The application state handlers take their `State<T>` arguments from.
+    states: States,
     /// The warnings about messages no handler serves.
     unhandled_log: LogLimit,
 }
@@ -58,6 +61,7 @@ impl Processor {
         registry: Arc<dyn SchemaRegistry>,
         publisher: Publisher,
         config: Config,
+        states: States,
     ) -> Self {
         // The depth limit holds for every decoder of the process, generated readers included.
         crate::codec::depth::set_max_depth(config.max_nesting_depth);
@@ -68,8 +72,27 @@ impl Processor {
             publisher,
             codec: config.wire_format.codec(),
             config,
+            states,
             unhandled_log: LogLimit::new(UNHANDLED_LOG),
         }
+    }
+
+    /// Adds a state value (the test bus, after it was built).
+    #[cfg(feature = "testing")]
+    pub(crate) fn states_mut(&mut self) -> &mut States {
+        &mut self.states
+    }
+
+    /// The application state.
+    #[cfg(feature = "testing")]
+    pub(crate) fn states(&self) -> &States {
+        &self.states
+    }
+
+    /// The handlers.
+    #[cfg(feature = "testing")]
+    pub(crate) fn handlers(&self) -> &HandlerTable {
+        &self.handlers
     }
 
     /// The registry writer schemas come from.
@@ -267,7 +290,7 @@ impl Processor {
                 },
                 origin: job.origin.origin(),
             };
-            (handler.call)(incoming, context)
+            (handler.call)(incoming, context, &self.states)
         };
         match running.await {
             Ok(()) => {
@@ -276,6 +299,8 @@ impl Processor {
                 Ok(())
             }
             Err(err @ Error::Codec(_)) => Err(permanent("decode", &err)),
+            Err(err @ Error::Permanent(_)) => Err(permanent("permanent", &err)),
+            Err(err @ Error::MissingState { .. }) => Err(permanent("state", &err)),
             Err(err) => Err(match outage_of(&err, &self.metrics) {
                 Some(of) => Failure::outage(of, &err, &self.metrics),
                 None => Failure::Transient {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::codec::schema::{wire, EventSchema};
 use crate::config::Config;
 use crate::envelope::Metadata;
+use crate::process::state::States;
 use crate::registry::{MemoryRegistry, SchemaRegistry};
 use crate::testing::Published;
 
@@ -39,6 +40,17 @@ impl BrokerTest {
     pub async fn start(
         brokers: &str,
         partitions: i32,
+        configure: impl FnOnce(&mut Config),
+    ) -> crate::Result<Self> {
+        Self::start_with(brokers, partitions, States::new(), configure).await
+    }
+
+    /// [`BrokerTest::start`] for handlers that take application state: the service is given
+    /// `states`.
+    pub async fn start_with(
+        brokers: &str,
+        partitions: i32,
+        states: States,
         configure: impl FnOnce(&mut Config),
     ) -> crate::Result<Self> {
         use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -73,7 +85,10 @@ impl BrokerTest {
         config.topics = vec![topic.clone()];
         config.default_topic.clone_from(&topic);
         config.registry_url.clone_from(&registry_url);
-        let service = crate::service::Service::start(config).await?;
+        let service = crate::service::Service::builder(config)
+            .states(states)
+            .start()
+            .await?;
         let reader: rdkafka::consumer::StreamConsumer = rdkafka::ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("group.id", format!("reader-{unique}"))

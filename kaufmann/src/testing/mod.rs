@@ -48,6 +48,7 @@ use crate::process::dead_letter;
 use crate::process::handler::HandlerTable;
 use crate::process::message::{Job, RecordHeaders, Source};
 use crate::process::processor::Processor;
+use crate::process::state::States;
 use crate::publish::memory_sink::MemorySink;
 pub use crate::publish::memory_sink::SentRecord;
 use crate::publish::publisher::{PublishOptions, Publisher};
@@ -157,7 +158,14 @@ impl TestBus {
         let input =
             Publisher::in_memory(input_sink.clone(), shared.clone(), metrics.clone(), &caller);
         let stats = Stats::new(metrics.clone());
-        let processor = Processor::new(metrics, handlers, shared, publisher, config.clone());
+        let processor = Processor::new(
+            metrics,
+            handlers,
+            shared,
+            publisher,
+            config.clone(),
+            States::new(),
+        );
         Self {
             processor,
             stats,
@@ -181,6 +189,31 @@ impl TestBus {
         self.timeout = wait;
         self.quiet = quiet;
         self
+    }
+
+    /// Gives the handlers `value`, which they take as `State<T>` (a fake of a database, say).
+    /// Panics when a value of that type was given already, as a service refuses to start then.
+    #[must_use]
+    pub fn with_state<T: Send + Sync + 'static>(mut self, value: T) -> Self {
+        let states = self.processor.states_mut();
+        states.insert(value);
+        if let Some(why) = states.refused() {
+            panic!("{why}");
+        }
+        self
+    }
+
+    /// Panics, naming the handler and the type, when the handler of `event` takes a `State<T>`
+    /// the bus was not given (a service would refuse to start).
+    fn check_states(&self, event: &str) {
+        if let Some(handler) = self.processor.handlers().get(event) {
+            let missing = handler.missing_states(self.processor.states());
+            assert!(
+                missing.is_empty(),
+                "{}: give it with `TestBus::new().with_state(..)`",
+                missing.join("; ")
+            );
+        }
     }
 
     /// Also delivers every event the handlers publish to the handlers (for chains of events).
@@ -229,6 +262,7 @@ impl TestBus {
     }
 
     async fn give<T: EventSchema>(&self, value: T, options: PublishOptions) -> Metadata {
+        self.check_states(T::EVENT_NAME);
         let topic = self.config.topics.first().cloned().unwrap_or_default();
         let meta = self
             .input
