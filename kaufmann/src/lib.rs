@@ -76,7 +76,7 @@ pub use service::{RunningService, Service, ServiceBuilder};
 
 /// What Kaufmann writes on the wire, for services and tools that read it without Kaufmann: the
 /// Confluent framing and the Avro body, the `kaufmann_ex` layout, the headers of a dead-lettered
-/// record and the payload of an error event.
+/// record and of one sent to a retry topic, and the payload of an error event.
 pub mod wire {
     pub use crate::codec::error_event::{
         name as error_event_name, KAUFMANN_EX_SCHEMA as KAUFMANN_EX_ERROR_SCHEMA,
@@ -87,6 +87,7 @@ pub mod wire {
     pub use crate::codec::schema::{decode_body, encode_body};
     pub use crate::envelope::header;
     pub use crate::process::dead_letter;
+    pub use crate::process::retry_topic;
 }
 
 #[cfg(feature = "macros")]

@@ -91,24 +91,12 @@ impl ServiceBuilder {
         let handlers = HandlerTable::collect()?;
         handlers.check_states(&states)?;
         let dead_letter_topics = dead_letter_topics(&config);
-        let embedded = if config.brokers.is_some() {
-            None
-        } else {
-            let mut topics = config.topics.clone();
-            topics.push(config.default_topic.clone());
-            topics.extend(dead_letter_topics.iter().cloned());
-            topics.sort();
-            topics.dedup();
-            let broker = EmbeddedBroker::start(&topics)?;
-            tracing::info!(
-                "no broker configured (KAUFMANN_BROKERS is unset): using the embedded in-process \
-                 mock cluster at {} and the schema registry {}; set KAUFMANN_BROKERS to use Kafka",
-                broker.bootstrap_servers(),
-                config.registry_url,
-            );
-            config.brokers = Some(broker.bootstrap_servers().to_owned());
-            Some(broker)
-        };
+        let retry_topics = config.retry_topics();
+        // Every topic the service reads or writes, for the embedded broker to create.
+        let mut all = config.topics.clone();
+        all.push(config.default_topic.clone());
+        all.extend(dead_letter_topics.iter().chain(&retry_topics).cloned());
+        let embedded = start_embedded(&mut config, all)?;
         let brokers = config.brokers.clone().unwrap_or_default();
         log_startup(&config, &handlers);
 
@@ -164,9 +152,15 @@ impl ServiceBuilder {
         let consumer = Arc::new(consumer);
         let mut required = config.topics.clone();
         required.extend(dead_letter_topics);
+        required.extend(retry_topics.iter().cloned());
         check_topics(&consumer, &shared, &brokers, &required).await?;
         metrics.health.broker.set_up();
-        let topics: Vec<&str> = config.topics.iter().map(String::as_str).collect();
+        let topics: Vec<&str> = config
+            .topics
+            .iter()
+            .chain(&retry_topics)
+            .map(String::as_str)
+            .collect();
         consumer
             .subscribe(&topics)
             .map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
@@ -198,6 +192,25 @@ impl ServiceBuilder {
             embedded,
         })
     }
+}
+
+/// Starts the embedded mock cluster with `topics` when no broker is configured, and points
+/// `config` at it.
+fn start_embedded(config: &mut Config, mut topics: Vec<String>) -> Result<Option<EmbeddedBroker>> {
+    if config.brokers.is_some() {
+        return Ok(None);
+    }
+    topics.sort();
+    topics.dedup();
+    let broker = EmbeddedBroker::start(&topics)?;
+    tracing::info!(
+        "no broker configured (KAUFMANN_BROKERS is unset): using the embedded in-process \
+         mock cluster at {} and the schema registry {}; set KAUFMANN_BROKERS to use Kafka",
+        broker.bootstrap_servers(),
+        config.registry_url,
+    );
+    config.brokers = Some(broker.bootstrap_servers().to_owned());
+    Ok(Some(broker))
 }
 
 /// Sets what every client of the service shares on `client`: brokers, security, then the
@@ -308,7 +321,8 @@ async fn check_topics(
             return Err(Error::Startup(format!(
                 "topic `{topic}` does not exist on `{brokers}`: create it first (Kaufmann creates \
                  no topics on a real broker; dead-letter topics are `dead_letter_topic`, default \
-                 `{{topic}}.DLT`, and `dead_letter_topic = \"\"` turns them off)"
+                 `{{topic}}.DLT`, and `dead_letter_topic = \"\"` turns them off; retry topics are \
+                 `{{topic}}.retry.<delay>` for each delay of `retry_topics`)"
             )));
         }
     }

@@ -349,6 +349,53 @@ pub async fn tally(event: Event<TestTally>, State(tally): State<Tally>) -> kaufm
     Ok(())
 }
 
+/// When each attempt at a `test.flaky` event started, by (run, id).
+type Attempts = Mutex<HashMap<(String, i64), Vec<Instant>>>;
+
+/// The attempts at `test.flaky` events of every test.
+fn flaky_attempts() -> &'static Attempts {
+    static ATTEMPTS: OnceLock<Attempts> = OnceLock::new();
+    ATTEMPTS.get_or_init(Mutex::default)
+}
+
+/// When each attempt at `test.flaky` `id` of `run` started; the last one succeeded when the
+/// event was handled.
+pub fn attempts_of(run: &str, id: i64) -> Vec<Instant> {
+    flaky_attempts()
+        .lock()
+        .unwrap()
+        .get(&(run.to_owned(), id))
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Handles `test.flaky`: records the attempt, then fails the first `fails` attempts (every one
+/// when -1), with a permanent error when `permanent` is set.
+#[kaufmann::given_event("test.flaky")]
+pub async fn flaky(event: Event<TestFlaky>) -> kaufmann::Result<()> {
+    let f = event.payload;
+    let attempt = {
+        let mut all = flaky_attempts().lock().unwrap();
+        let attempts = all.entry((f.run, f.id)).or_default();
+        attempts.push(Instant::now());
+        attempts.len()
+    };
+    let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+    if f.permanent {
+        return Err(kaufmann::Error::permanent(format!(
+            "flaky {} is refused",
+            f.id
+        )));
+    }
+    if f.fails < 0 || attempt <= f.fails {
+        return Err(kaufmann::Error::handler(format!(
+            "flaky {} fails on attempt {attempt}",
+            f.id
+        )));
+    }
+    Ok(())
+}
+
 /// Handles `test.ping`: answers on the caller's callback topic with `test.pong`.
 #[kaufmann::given_event("test.ping")]
 pub async fn ping(event: Event<TestPing>, ctx: kaufmann::Context) -> kaufmann::Result<()> {

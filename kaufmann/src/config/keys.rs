@@ -189,6 +189,13 @@ const KEYS: &[(&str, Set)] = &[
         }),
     ),
     (
+        "retry_topics",
+        Set::Policy(|p, raw| {
+            p.retry_topics = delays(raw)?;
+            Ok(())
+        }),
+    ),
+    (
         "unhandled",
         Set::Config(|c, raw| {
             c.unhandled = match string(raw)?.as_str() {
@@ -556,6 +563,53 @@ fn list(raw: &Raw) -> Result<Vec<String>, ConfigError> {
         ));
     }
     Ok(items)
+}
+
+/// The most retry topics `retry_topics` accepts.
+const MAX_RETRY_TOPICS: usize = 10;
+
+/// A list of delays (`["1s", "30s", "5m"]`; comma-separated in the environment), each a whole
+/// number of `ms`, `s`, `m` or `h` from 10 ms to a day; empty: none.
+fn delays(raw: &Raw) -> Result<Vec<Duration>, ConfigError> {
+    let expected =
+        "a list of at most 10 delays such as [\"1s\", \"30s\", \"5m\"] (`ms`, `s`, `m` or `h`, \
+                    from 10ms to 24h; comma-separated in the environment; empty: no retry topics)";
+    let items: Vec<String> = match &raw.value {
+        toml::Value::String(s) => s.split(',').map(|s| s.trim().to_owned()).collect(),
+        toml::Value::Array(items) => items
+            .iter()
+            .map(|v| v.as_str().map(|s| s.trim().to_owned()))
+            .collect::<Option<_>>()
+            .ok_or_else(|| invalid(&raw.origin, &display(raw), expected))?,
+        _ => return Err(invalid(&raw.origin, &display(raw), expected)),
+    };
+    let items: Vec<String> = items.into_iter().filter(|s| !s.is_empty()).collect();
+    if items.len() > MAX_RETRY_TOPICS {
+        return Err(invalid(&raw.origin, &display(raw), expected));
+    }
+    items
+        .iter()
+        .map(|item| {
+            let split = item
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(item.len());
+            let (digits, unit) = item.split_at(split);
+            let per: u64 = match unit {
+                "ms" => 1,
+                "s" => 1_000,
+                "m" => MINUTE_MS,
+                "h" => HOUR_MS,
+                _ => 0,
+            };
+            digits
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| n.checked_mul(per))
+                .filter(|ms| (10..=DAY_MS).contains(ms))
+                .map(Duration::from_millis)
+                .ok_or_else(|| invalid(&raw.origin, &display(raw), expected))
+        })
+        .collect()
 }
 
 /// The most messages in flight `demand` accepts.

@@ -114,6 +114,10 @@ pub struct ErrorPolicy {
     /// Whether a failure also publishes `event.error.<event name>` to the default topic and to
     /// the event's callback topic (as `KaufmannEx` does).
     pub error_events: bool,
+    /// Non-blocking delayed retries: a message that still fails after its retries in place goes
+    /// to `<topic>.retry.<delay>` for each delay in turn (consumed by the same service, handled
+    /// when due without holding up other messages), then to the dead-letter topic. Empty: none.
+    pub retry_topics: Vec<Duration>,
 }
 
 impl Default for ErrorPolicy {
@@ -123,6 +127,7 @@ impl Default for ErrorPolicy {
             handler_timeout: Duration::from_secs(30),
             dead_letter_topic: Some("{topic}.DLT".to_owned()),
             error_events: true,
+            retry_topics: Vec::new(),
         }
     }
 }
@@ -133,6 +138,26 @@ impl ErrorPolicy {
         self.dead_letter_topic
             .as_ref()
             .map(|t| t.replace("{topic}", topic))
+    }
+
+    /// The retry topic of stage `stage` (0 for the first delay) for messages of `topic`, and its
+    /// delay; `None` past the last.
+    pub fn retry_topic_for(&self, topic: &str, stage: usize) -> Option<(String, Duration)> {
+        let delay = *self.retry_topics.get(stage)?;
+        Some((format!("{topic}.retry.{}", delay_label(delay)), delay))
+    }
+}
+
+/// A delay as a retry topic's name shows it: the largest unit that divides it (`1500ms`, `30s`,
+/// `5m`, `2h`).
+pub fn delay_label(delay: Duration) -> String {
+    let ms = delay.as_millis();
+    match ms {
+        0 => "0ms".to_owned(),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
     }
 }
 
@@ -383,6 +408,24 @@ impl Config {
     pub fn error_policy(&self, event: &str) -> &ErrorPolicy {
         self.event_errors.get(event).unwrap_or(&self.errors)
     }
+
+    /// Every retry topic of the consumed topics, under the service's policy and every event's:
+    /// the service consumes them too.
+    pub fn retry_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> = std::iter::once(&self.errors)
+            .chain(self.event_errors.values())
+            .flat_map(|policy| {
+                self.topics.iter().flat_map(move |topic| {
+                    (0..policy.retry_topics.len())
+                        .filter_map(move |stage| policy.retry_topic_for(topic, stage))
+                        .map(|(name, _)| name)
+                })
+            })
+            .collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
 }
 
 impl std::fmt::Debug for Config {
@@ -457,6 +500,52 @@ mod tests {
         assert_eq!(create.retry.max_retries, 0);
         assert_eq!(create.dead_letter_topic, None);
         assert_eq!(config.error_policy("other").retry.max_retries, 1);
+    }
+
+    #[test]
+    fn retry_topics_are_delays_named_in_the_topics_they_make() {
+        let file = r#"
+            topics = ["orders", "payments"]
+            retry_topics = ["1s", "30s", "5m", "1500ms"]
+            [events."command.pay"]
+            retry_topics = []
+            [events."command.ship"]
+            retry_topics = ["2h"]
+        "#;
+        let config = Config::from_sources(Some(("kaufmann.toml", file)), &[]).unwrap();
+        assert_eq!(
+            config.errors.retry_topics,
+            [1_000, 30_000, 300_000, 1_500].map(Duration::from_millis)
+        );
+        assert_eq!(
+            config.errors.retry_topic_for("orders", 2),
+            Some(("orders.retry.5m".to_owned(), Duration::from_secs(300)))
+        );
+        assert_eq!(config.errors.retry_topic_for("orders", 4), None);
+        assert!(config.error_policy("command.pay").retry_topics.is_empty());
+        let topics = config.retry_topics();
+        assert_eq!(topics.len(), 10, "{topics:?}");
+        assert!(topics.contains(&"payments.retry.1500ms".to_owned()));
+        assert!(topics.contains(&"orders.retry.2h".to_owned()));
+
+        let env = from(&[("KAUFMANN_RETRY_TOPICS", "1s, 10ms")]).unwrap();
+        assert_eq!(env.errors.retry_topics.len(), 2);
+        for bad in [
+            "5x",
+            "1",
+            "5ms",
+            "25h",
+            "1s,2s,3s,4s,5s,6s,7s,8s,9s,10s,11s",
+            "-1s",
+        ] {
+            let err = from(&[("KAUFMANN_RETRY_TOPICS", bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("RETRY_TOPICS") && err.contains("10ms to 24h"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

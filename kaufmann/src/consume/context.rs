@@ -30,6 +30,9 @@ pub(crate) struct Shared {
     last_client_error: Mutex<Option<String>>,
     tracker: Mutex<OffsetTracker>,
     held: Mutex<VecDeque<Job>>,
+    /// Where the records read from retry topics before they were due wait (topic, partition,
+    /// offset): outside the pool, their partitions paused until they are due.
+    delayed: Mutex<Vec<(Arc<str>, i32, i64)>>,
     /// When a consumer error was last logged.
     pub(crate) consumer_error_log: LogLimit,
     pub(crate) metrics: Arc<Metrics>,
@@ -42,6 +45,7 @@ impl Shared {
             last_client_error: Mutex::default(),
             tracker: Mutex::default(),
             held: Mutex::default(),
+            delayed: Mutex::default(),
             consumer_error_log: LogLimit::new(CONSUMER_ERROR_LOG),
             metrics,
             revoke_timeout,
@@ -62,6 +66,25 @@ impl Shared {
 
     pub(crate) fn held(&self) -> MutexGuard<'_, VecDeque<Job>> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records that a record of `topic` waits until it is due.
+    pub(crate) fn delay(&self, topic: &Arc<str>, partition: i32, offset: i64) {
+        self.delayed().push((Arc::clone(topic), partition, offset));
+    }
+
+    /// Takes back a waiting record that is due; `false` when its partition was revoked meanwhile
+    /// (the new owner reads it again).
+    pub(crate) fn undelay(&self, topic: &str, partition: i32, offset: i64) -> bool {
+        let mut delayed = self.delayed();
+        let found = delayed
+            .iter()
+            .position(|(t, p, o)| **t == *topic && *p == partition && *o == offset);
+        found.map(|at| delayed.swap_remove(at)).is_some()
+    }
+
+    fn delayed(&self) -> MutexGuard<'_, Vec<(Arc<str>, i32, i64)>> {
+        self.delayed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Commits the position of every partition that moved (all of them, or only `only`).
@@ -153,12 +176,19 @@ impl ConsumerContext for EngineContext {
         tracing::info!(partitions = ?revoked, "partitions revoked: finishing their in-flight messages");
         let deadline = Instant::now() + self.shared.revoke_timeout;
         loop {
-            let held: Vec<(String, i32)> = self
+            // Held and delayed records are not in flight: they are dropped below.
+            let mut held: Vec<(String, i32)> = self
                 .shared
                 .held()
                 .iter()
                 .map(|j| (j.origin.topic.to_string(), j.origin.partition))
                 .collect();
+            held.extend(
+                self.shared
+                    .delayed()
+                    .iter()
+                    .map(|(t, p, _)| (t.to_string(), *p)),
+            );
             let busy = {
                 let tracker = self.shared.tracker();
                 revoked.iter().any(|(t, p)| {
@@ -181,6 +211,11 @@ impl ConsumerContext for EngineContext {
             !revoked
                 .iter()
                 .any(|(t, p)| **t == *j.origin.topic && *p == j.origin.partition)
+        });
+        self.shared.delayed().retain(|(topic, partition, _)| {
+            !revoked
+                .iter()
+                .any(|(t, p)| **t == **topic && p == partition)
         });
         self.shared
             .commit(consumer, CommitMode::Sync, Some(&revoked));

@@ -23,8 +23,9 @@ use crate::consume::ordering::{Lane, Lanes};
 use crate::error::Result;
 use crate::observe::stats::Stats;
 use crate::process::handler::HandlerTable;
-use crate::process::message::{Job, RecordHeaders, Source};
+use crate::process::message::{place, Job, RecordHeaders, Source};
 use crate::process::processor::Processor;
+use crate::process::retry_topic;
 use crate::process::state::States;
 use crate::publish::publisher::Publisher;
 use crate::registry::SchemaRegistry;
@@ -60,6 +61,10 @@ pub(crate) struct Engine {
     semaphore: Arc<Semaphore>,
     lanes: Arc<Lanes<Lane, (Job, OwnedSemaphorePermit)>>,
     config: Config,
+    /// The retry topics consumed: their records wait until they are due.
+    retry_topics: Vec<String>,
+    /// The timers of records that wait until they are due (aborted at shutdown).
+    delayed: std::sync::Mutex<tokio::task::JoinSet<()>>,
 }
 
 /// How long a message's first steps may take on the poll loop before messages go straight to
@@ -156,7 +161,9 @@ impl Engine {
             processor,
             semaphore: Arc::new(Semaphore::new(config.demand)),
             lanes: Arc::default(),
+            retry_topics: config.retry_topics(),
             config,
+            delayed: std::sync::Mutex::default(),
         }
     }
 
@@ -343,6 +350,11 @@ impl Engine {
         self.shared
             .tracker()
             .fetched(&job.origin.topic, job.origin.partition, job.origin.offset);
+        if let Some(wait) = self.not_due(&job) {
+            // (The slot stays for the next message.)
+            self.delay(job, wait);
+            return;
+        }
         if let Some(permit) = state.slot.take() {
             self.admit(job, permit, &mut state.inline);
         } else {
@@ -407,6 +419,58 @@ impl Engine {
         }
     }
 
+    /// How long until a record of a retry topic is due, when it is not due yet.
+    fn not_due(&self, job: &Job) -> Option<Duration> {
+        if self.retry_topics.is_empty()
+            || !self.retry_topics.iter().any(|t| **t == *job.origin.topic)
+        {
+            return None;
+        }
+        let due = retry_topic::due(&job.headers)?;
+        let now = retry_topic::now_ms();
+        (due > now).then(|| Duration::from_millis(due - now))
+    }
+
+    /// Keeps a record of a retry topic until it is due, outside the pool, with its partition
+    /// paused (the records behind it are due later still); then resumes the partition and admits
+    /// it. Other partitions, the retry topics' own included, go on meanwhile.
+    fn delay(self: &Arc<Self>, job: Job, wait: Duration) {
+        let origin = &job.origin;
+        let mut partition = rdkafka::TopicPartitionList::new();
+        partition.add_partition(&origin.topic, origin.partition);
+        if let Err(err) = self.consumer.pause(&partition) {
+            tracing::warn!(at = %place(origin), "could not pause a retry topic's partition: {err}");
+        }
+        self.shared
+            .delay(&origin.topic, origin.partition, origin.offset);
+        tracing::debug!(at = %place(origin), "not due for {wait:?}: waiting");
+        let engine = Arc::clone(self);
+        let mut timers = self
+            .delayed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while timers.try_join_next().is_some() {}
+        timers.spawn(async move {
+            tokio::time::sleep(wait).await;
+            let origin = &job.origin;
+            if !engine
+                .shared
+                .undelay(&origin.topic, origin.partition, origin.offset)
+            {
+                return;
+            }
+            if let Err(err) = engine.consumer.resume(&partition) {
+                tracing::warn!(at = %place(origin), "could not resume a retry topic's partition: {err}");
+            }
+            let Ok(permit) = engine.semaphore.clone().acquire_owned().await else {
+                return;
+            };
+            engine.shared.metrics.started();
+            // No lane: a record sent to a retry topic gave up its key's order.
+            engine.submit(None, job, permit, false);
+        });
+    }
+
     fn admit(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit, inline: &mut Inline) {
         self.shared.metrics.started();
         let lane = Lane::of_message(
@@ -415,30 +479,42 @@ impl Engine {
             job.origin.partition,
             job.origin.key.as_deref(),
         );
+        inline.run(|inline| self.submit(lane, job, permit, inline));
+    }
+
+    /// Runs `job` in its lane: processes it, then marks its offset finished and frees its slot.
+    fn submit(
+        self: &Arc<Self>,
+        lane: Option<Lane>,
+        job: Job,
+        permit: OwnedSemaphorePermit,
+        inline: bool,
+    ) {
         let engine = Arc::clone(self);
-        inline.run(|inline| {
-            self.lanes
-                .submit(lane, (job, permit), inline, move |(job, permit)| {
-                    // Processes the message, then marks its offset finished and frees its slot.
-                    // (An async block, not an async fn: it keeps one copy of the job, not two.)
-                    let engine = Arc::clone(&engine);
-                    Box::pin(async move {
-                        engine.processor.process(&job).await;
-                        let origin = &job.origin;
-                        engine.shared.tracker().finished(
-                            &origin.topic,
-                            origin.partition,
-                            origin.offset,
-                        );
-                        engine.shared.metrics.finished();
-                        drop(permit);
-                    })
-                });
-        });
+        self.lanes
+            .submit(lane, (job, permit), inline, move |(job, permit)| {
+                // (An async block, not an async fn: it keeps one copy of the job, not two.)
+                let engine = Arc::clone(&engine);
+                Box::pin(async move {
+                    engine.processor.process(&job).await;
+                    let origin = &job.origin;
+                    engine.shared.tracker().finished(
+                        &origin.topic,
+                        origin.partition,
+                        origin.offset,
+                    );
+                    engine.shared.metrics.finished();
+                    drop(permit);
+                })
+            });
     }
 
     /// Waits (bounded) for in-flight messages, commits what finished and leaves the group.
     async fn drain(&self) {
+        self.delayed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .abort_all();
         let limit = self.config.shutdown_timeout;
         let all = u32::try_from(self.config.demand).unwrap_or(u32::MAX);
         if tokio::time::timeout(limit, self.semaphore.acquire_many(all))

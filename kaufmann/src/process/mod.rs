@@ -12,4 +12,5 @@ pub(crate) mod failure;
 pub(crate) mod handler;
 pub(crate) mod message;
 pub(crate) mod processor;
+pub mod retry_topic;
 pub(crate) mod state;

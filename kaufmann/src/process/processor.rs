@@ -9,6 +9,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures::FutureExt;
+use rdkafka::message::OwnedHeaders;
 use tracing::Instrument;
 
 use crate::codec::error_event;
@@ -23,6 +24,7 @@ use crate::process::decoder::Decoder;
 use crate::process::failure::{outage_of, permanent, Failure, OUTAGE_MAX_WAIT};
 use crate::process::handler::{HandlerTable, Incoming};
 use crate::process::message::{place, Job};
+use crate::process::retry_topic::{retry_headers, Retried};
 use crate::process::state::States;
 use crate::publish::context::Context;
 use crate::publish::publisher::{Outgoing, Publisher, Route};
@@ -151,7 +153,7 @@ impl Processor {
             }
             match outcome {
                 Ok(()) => return,
-                Err(Failure::Permanent { kind, error }) => break (kind, error),
+                Err(Failure::Permanent { kind, error }) => break (kind, error, false),
                 Err(Failure::Outage { of }) => {
                     // Not an attempt: the same one again when the dependency is back.
                     attempt -= 1;
@@ -168,7 +170,7 @@ impl Processor {
                             // (under the allocator's fast sizes) for the rare message that waits.
                             Box::pin(tokio::time::sleep(wait)).await;
                         }
-                        None => break (kind, error),
+                        None => break (kind, error, true),
                     }
                 }
             }
@@ -364,62 +366,74 @@ impl Processor {
         Ok((writer, schema_id, payload))
     }
 
-    /// The last resort: the dead-letter topic (retried until it succeeds), or a loud log.
+    /// The last resort: the next retry topic, when the failure may pass and the policy names
+    /// one; else the error event and the dead-letter topic (each send retried until it
+    /// succeeds), or a loud log.
     async fn give_up(
         &self,
         job: &Job,
         meta: &Metadata,
         attempts: u32,
-        (kind, error): (&'static str, String),
+        (kind, error, retryable): (&'static str, String, bool),
     ) {
         let event = meta.message_name.as_str();
+        let policy = self.config.error_policy(event);
+        // Where it was read first, and the attempts of every topic it went through.
+        let first = Retried::of(job);
+        let attempts = first.attempts.saturating_add(attempts);
+        let place = place(&job.origin);
+        if let Some((topic, delay)) = policy
+            .retry_topic_for(&first.topic, first.stage)
+            .filter(|_| retryable)
+        {
+            let headers = retry_headers(job, &first, first.stage + 1, delay, attempts, &error);
+            self.send_until_sent(&topic, job, headers, &place).await;
+            self.metrics.record(event, Outcome::Retried);
+            tracing::warn!(at = %place, event, attempts, retry_topic = %topic, "{kind}: {error}; sent to the retry topic, due in {delay:?}");
+            return;
+        }
         self.metrics.record(event, Outcome::Failed);
-        if self.config.error_policy(event).error_events && !event.is_empty() {
+        if policy.error_events && !event.is_empty() {
             let failed = error_event::Failed {
                 event,
                 error: &error,
                 kind,
                 attempts,
-                topic: &job.origin.topic,
-                partition: job.origin.partition,
-                offset: job.origin.offset,
+                topic: &first.topic,
+                partition: first.partition,
+                offset: first.offset,
                 original: job.value.as_deref(),
             };
             self.publish_error_event(job, meta, &failed).await;
         }
-        let origin = &job.origin;
-        let place = place(origin);
-        let Some(topic) = self
-            .config
-            .error_policy(event)
-            .dead_letter_for(&origin.topic)
-        else {
+        let Some(topic) = policy.dead_letter_for(&first.topic) else {
             tracing::error!(at = %place, event, attempts, "{kind}: {error}; no dead-letter topic is configured: logged and committed");
             return;
         };
-        let headers = dead_letter_headers(job, event, attempts, kind, &error);
-        let mut wait = Duration::from_millis(100);
-        loop {
-            let sent = self
-                .publisher
-                .send_raw(
-                    &topic,
-                    origin.key.as_deref(),
-                    job.value.as_deref(),
-                    headers.clone(),
-                )
-                .await;
-            match sent {
-                Ok(()) => break,
-                Err(err) => {
-                    tracing::error!(at = %place, "could not write to dead-letter topic `{topic}` (retrying in {wait:?}): {err}");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
+        let headers = dead_letter_headers(job, &first, event, attempts, kind, &error);
+        self.send_until_sent(&topic, job, headers, &place).await;
         self.metrics.record(event, Outcome::DeadLettered);
         tracing::error!(at = %place, event, attempts, dead_letter_topic = %topic, "{kind}: {error}; sent to the dead-letter topic");
+    }
+
+    /// Sends the record of `job` (key and value as they are) with `headers` to `topic`, trying
+    /// again with backoff until the broker takes it: a failed message is never dropped.
+    async fn send_until_sent(&self, topic: &str, job: &Job, headers: OwnedHeaders, place: &str) {
+        let mut wait = Duration::from_millis(100);
+        while let Err(err) = self
+            .publisher
+            .send_raw(
+                topic,
+                job.origin.key.as_deref(),
+                job.value.as_deref(),
+                headers.clone(),
+            )
+            .await
+        {
+            tracing::error!(at = %place, "could not write to `{topic}` (retrying in {wait:?}): {err}");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(Duration::from_secs(10));
+        }
     }
 
     /// Publishes `event.error.<event>` to the default topic and to the event's callback topic,

@@ -83,7 +83,7 @@ pub struct ErrorEvent {
     pub event: String,
     /// The last error.
     pub error: String,
-    /// `handler`, `panic`, `timeout`, `decode`, `registry` or `unhandled` (empty under
+    /// `handler`, `panic`, `timeout`, `permanent`, `decode`, `registry`, `state` or `unhandled` (empty under
     /// `kaufmann_ex`, whose error payload has only the error).
     pub kind: String,
     /// How many attempts were made (0 under `kaufmann_ex`).
