@@ -8,8 +8,9 @@ use std::time::Duration;
 use kaufmann::wire::{dead_letter, retry_topic};
 use kaufmann_examples::Users;
 use kaufmann_tests::{
-    attempts_of, broker, create_topics, produce_events, read_dead_letters, test_config,
-    topic_with_dead_letters, unique, wait_for_commits, Tally, TestFlaky, TestTally,
+    attempts_of, batch_record, broker, create_topics, produce_events, read_dead_letters,
+    test_config, topic_with_dead_letters, unique, wait_for_commits, Tally, TestBatch, TestFlaky,
+    TestTally,
 };
 
 const LIMIT: Duration = Duration::from_secs(180);
@@ -224,4 +225,90 @@ async fn retry_topics_delay_a_failed_message_without_blocking_its_partition() {
         (1_000..1_500).contains(&(due - failed)),
         "due {due}, first failure {failed}"
     );
+}
+
+/// A batch handler over 50,000 events of 100 keys on 4 partitions, `key` ordering, `batch_max`
+/// 200: every key's order holds across batches, batch sizes are between 1 and 200 (and batches
+/// do form), every offset is committed, and the 3 events the handler names as failed (retried
+/// once as a batch of their own) are exactly the 3 dead-lettered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_handler_keeps_key_order_and_dead_letters_only_what_it_names() {
+    let Some(brokers) = broker() else { return };
+    let topic = topic_with_dead_letters(&brokers, "batch", 4).await;
+    let registry = format!("mock://{}", unique("batch"));
+    let failing: HashSet<i64> = [7, 25_000, 49_998].into();
+    let events = (0..50_000).map(|id| {
+        let key = format!("key-{}", id % 100);
+        let event = TestBatch {
+            run: topic.clone(),
+            id,
+            key: key.clone(),
+            seq: id / 100,
+            fail: failing.contains(&id),
+        };
+        (key, event)
+    });
+    let ends = produce_events(&brokers, &topic, &registry, events).await;
+
+    let mut config = test_config(&brokers, &topic, &registry);
+    config.ordering = kaufmann::Ordering::Key;
+    config.batch_max = 200;
+    config.batch_linger = Duration::from_millis(20);
+    config.demand = 1_000;
+    config.errors.retry.max_retries = 1;
+    // (Error events would go to the consumed topic, past the ends produced.)
+    config.errors.error_events = false;
+    let group = config.group_id.clone();
+    let service = kaufmann_tests::start(config).await.unwrap();
+    let committed = wait_for_commits(&brokers, &group, &topic, 4, &ends, LIMIT).await;
+    let stats = (service.stats().handled(), service.stats().dead_lettered());
+    service.shutdown().await.unwrap();
+    assert_eq!(committed, ends, "every offset committed");
+    assert_eq!(stats, (49_997, 3));
+
+    let record = batch_record(&topic);
+    assert_eq!(record.handled.len(), 49_997);
+    let mut last: HashMap<&str, i64> = HashMap::new();
+    for (key, seq) in &record.handled {
+        if let Some(before) = last.insert(key, *seq) {
+            assert!(*seq > before, "key {key}: seq {seq} after {before}");
+        }
+    }
+    let (smallest, largest) = (
+        record.sizes.iter().min().copied().unwrap(),
+        record.sizes.iter().max().copied().unwrap(),
+    );
+    assert!(
+        smallest >= 1 && largest <= 200,
+        "sizes {smallest}..{largest}"
+    );
+    assert!(largest > 1, "batches formed: the largest held {largest}");
+    println!(
+        "batches: {}, sizes {smallest}..{largest}, mean {}",
+        record.sizes.len(),
+        50_000 / record.sizes.len()
+    );
+    assert_eq!(
+        record.failed,
+        failing
+            .iter()
+            .map(|id| (*id, 2))
+            .collect::<HashMap<i64, usize>>(),
+        "each failing event: its batch, then one retry"
+    );
+
+    let dead = read_dead_letters(&brokers, &format!("{topic}.DLT"), 3).await;
+    let ids: HashSet<i64> = dead
+        .iter()
+        .map(|(_, headers)| {
+            assert_eq!(headers[dead_letter::ATTEMPTS], "2", "{headers:?}");
+            assert_eq!(headers[dead_letter::ERROR_KIND], "handler");
+            headers[dead_letter::ERROR]
+                .split(' ')
+                .nth(2)
+                .and_then(|id| id.parse().ok())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(ids, failing);
 }

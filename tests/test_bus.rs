@@ -1,9 +1,54 @@
 //! The test bus beyond the sample: feeding published events back into the handlers (chains),
-//! the `kaufmann_ex` wire format, and buses that share nothing while running in parallel.
+//! the `kaufmann_ex` wire format, buses that share nothing while running in parallel, and batches
+//! given to a batch handler.
 
 use kaufmann::testing::TestBus;
+use kaufmann::wire::dead_letter;
 use kaufmann::WireFormat;
-use kaufmann_tests::{TestPing, TestPong, TestRelay};
+use kaufmann_tests::{batch_record, unique, TestBatch, TestPing, TestPong, TestRelay};
+
+/// A batch given to a batch handler arrives whole; the one event it names as failed is retried
+/// alone (three retries by default) and dead-lettered, the others are done once.
+#[tokio::test]
+async fn a_batch_handler_gets_the_given_batch_and_only_its_failure_is_retried() {
+    let bus = TestBus::new();
+    let run = unique("bus-batch");
+    let values = (0..5)
+        .map(|id| TestBatch {
+            run: run.clone(),
+            id,
+            key: "k".into(),
+            seq: id,
+            fail: id == 3,
+        })
+        .collect();
+    bus.given_batch(values).await;
+    let record = batch_record(&run);
+    assert_eq!(
+        record.sizes,
+        [5, 1, 1, 1],
+        "the batch, then the failure alone"
+    );
+    assert_eq!(record.handled.len(), 4);
+    assert_eq!(bus.stats().handled(), 4);
+    let dead = bus.then_dead_letter().await;
+    assert_eq!(dead.header(dead_letter::ATTEMPTS), Some("4"));
+    assert_eq!(dead.header(dead_letter::ERROR), Some("batch event 3 fails"));
+    let _ = bus.then_error_event("test.batch").await;
+    bus.then_no_event().await;
+
+    // A lone event reaches the batch handler as a batch of one.
+    let alone = unique("bus-batch-one");
+    bus.given_event(TestBatch {
+        run: alone.clone(),
+        id: 9,
+        key: "k".into(),
+        seq: 0,
+        fail: false,
+    })
+    .await;
+    assert_eq!(batch_record(&alone).sizes, [1]);
+}
 
 #[tokio::test]
 async fn feeding_back_runs_a_chain_to_its_end() {

@@ -20,5 +20,12 @@ pub fn schemas(input: TokenStream) -> TokenStream {
 /// Registers an `async fn(Event<T>, Context) -> kaufmann::Result<()>` as the handler of an event.
 #[proc_macro_attribute]
 pub fn given_event(args: TokenStream, item: TokenStream) -> TokenStream {
-    given_event::expand(&args.into(), item.into()).into()
+    given_event::expand(&args.into(), item.into(), false).into()
+}
+
+/// Registers an `async fn(Vec<Event<T>>, ..) -> kaufmann::Result<()>` as the batch handler of an
+/// event: it gets up to `batch_max` events of one partition at a time, in order.
+#[proc_macro_attribute]
+pub fn given_events(args: TokenStream, item: TokenStream) -> TokenStream {
+    given_event::expand(&args.into(), item.into(), true).into()
 }

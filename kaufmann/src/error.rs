@@ -52,6 +52,11 @@ pub enum Error {
     /// error event and the dead-letter topic at once.
     #[error("{0}")]
     Permanent(String),
+    /// A batch handler names the events of its batch that failed (by their index in the
+    /// `Vec` it was given); the others are done. Each named event goes on to the error policy
+    /// with its own error (a permanent one is not retried).
+    #[error("{} of the batch failed: {}", .0.len(), describe_failures(.0))]
+    BatchFailed(Vec<(usize, Error)>),
     /// A handler's `State<T>` for a type the service was not given (a service checks this before
     /// it starts; this reaches a handler only on a test bus without the value).
     #[error(
@@ -103,6 +108,18 @@ impl Error {
         Self::Permanent(message.to_string())
     }
 
+    /// The events of a batch that failed, each with its error (by its index in the `Vec` the
+    /// batch handler was given): only those go on to the error policy, like Spring's
+    /// `BatchListenerFailedException`. An index past the batch is ignored.
+    ///
+    /// ```
+    /// let err = kaufmann::Error::failed_events([(2, kaufmann::Error::handler("no stock"))]);
+    /// assert_eq!(err.to_string(), "1 of the batch failed: #2: no stock");
+    /// ```
+    pub fn failed_events(failures: impl IntoIterator<Item = (usize, Error)>) -> Self {
+        Self::BatchFailed(failures.into_iter().collect())
+    }
+
     /// Whether retrying cannot help: a permanent handler error, or a message that cannot be
     /// decoded.
     pub fn is_permanent(&self) -> bool {
@@ -118,6 +135,20 @@ impl Error {
             source,
         }
     }
+}
+
+/// `#i: error` for the first few failures of a batch.
+fn describe_failures(failures: &[(usize, Error)]) -> String {
+    const SHOWN: usize = 5;
+    let mut text: Vec<String> = failures
+        .iter()
+        .take(SHOWN)
+        .map(|(index, error)| format!("#{index}: {error}"))
+        .collect();
+    if failures.len() > SHOWN {
+        text.push(format!("and {} more", failures.len() - SHOWN));
+    }
+    text.join("; ")
 }
 
 /// A configuration value is missing or invalid.

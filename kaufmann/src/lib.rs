@@ -91,7 +91,7 @@ pub mod wire {
 }
 
 #[cfg(feature = "macros")]
-pub use kaufmann_macros::{given_event, schemas};
+pub use kaufmann_macros::{given_event, given_events, schemas};
 
 /// Logs human-readable lines to standard output, filtered by `RUST_LOG` (default `info`). A
 /// service with its own `main` calls it (or [`init_logging_as`]) first. Calling it again does
@@ -188,7 +188,7 @@ pub mod __private {
     pub use crate::codec::schema::{canonical_once, parse_validated};
     pub use crate::future::BoxFuture;
     pub use crate::process::checks::{unknown_event, wrong_payload};
-    pub use crate::process::handler::{HandlerRegistration, Incoming};
+    pub use crate::process::handler::{batch_entry, BatchRun, HandlerRegistration, Incoming};
     pub use apache_avro;
     pub use inventory;
     pub use std::sync::OnceLock;

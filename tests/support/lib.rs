@@ -396,6 +396,63 @@ pub async fn flaky(event: Event<TestFlaky>) -> kaufmann::Result<()> {
     Ok(())
 }
 
+/// What the `test.batch` handler saw of one run: the size of each batch, and the (key, seq) of
+/// each event it handled, in the order it handled them.
+#[derive(Debug, Clone, Default)]
+pub struct BatchRecord {
+    /// The size of each batch it was given.
+    pub sizes: Vec<usize>,
+    /// (key, seq) of each event handled, in order.
+    pub handled: Vec<(String, i64)>,
+    /// How many times each failing event was given to it, by id.
+    pub failed: HashMap<i64, usize>,
+}
+
+fn batch_records() -> &'static Mutex<HashMap<String, BatchRecord>> {
+    static RECORDS: OnceLock<Mutex<HashMap<String, BatchRecord>>> = OnceLock::new();
+    RECORDS.get_or_init(Mutex::default)
+}
+
+/// What the `test.batch` handler saw of `run`.
+pub fn batch_record(run: &str) -> BatchRecord {
+    batch_records()
+        .lock()
+        .unwrap()
+        .get(run)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Handles `test.batch` in batches: records the batch's size and each event, and names the
+/// events with `fail` set as failed (a transient error each).
+#[kaufmann::given_events("test.batch")]
+pub async fn batch(events: Vec<Event<TestBatch>>) -> kaufmann::Result<()> {
+    let mut failed = Vec::new();
+    let mut all = batch_records().lock().unwrap();
+    let Some(run) = events.first().map(|e| e.payload.run.clone()) else {
+        return Ok(());
+    };
+    let record = all.entry(run).or_default();
+    record.sizes.push(events.len());
+    for (index, event) in events.iter().enumerate() {
+        let b = &event.payload;
+        if b.fail {
+            *record.failed.entry(b.id).or_default() += 1;
+            failed.push((
+                index,
+                kaufmann::Error::handler(format!("batch event {} fails", b.id)),
+            ));
+        } else {
+            record.handled.push((b.key.clone(), b.seq));
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(kaufmann::Error::failed_events(failed))
+    }
+}
+
 /// Handles `test.ping`: answers on the caller's callback topic with `test.pong`.
 #[kaufmann::given_event("test.ping")]
 pub async fn ping(event: Event<TestPing>, ctx: kaufmann::Context) -> kaufmann::Result<()> {

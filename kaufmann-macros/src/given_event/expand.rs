@@ -13,6 +13,7 @@ pub fn expand(handler: &Handler) -> TokenStream {
         func,
         payload,
         arguments,
+        batch,
     } = handler;
     let name = &func.sig.ident;
     let name_str = name.to_string();
@@ -57,6 +58,7 @@ pub fn expand(handler: &Handler) -> TokenStream {
             };
         }
     });
+    let takes: Vec<TokenStream> = takes.collect();
     let needs = arguments.iter().map(|ty| {
         quote_spanned! {ty.span()=> <#ty as ::kaufmann::__private::HandlerArgument>::NEEDS }
     });
@@ -65,6 +67,12 @@ pub fn expand(handler: &Handler) -> TokenStream {
     let call = quote_spanned! {returns=> { #handler(event #(, #names)*).await } };
     let result = quote_spanned! {returns=>
         let result = ::kaufmann::__private::HandlerReturn::into_result(#call);
+    };
+    let entry = entry(*batch, payload, &takes, &result);
+    let register = if *batch {
+        quote! { ::kaufmann::__private::HandlerRegistration::batch }
+    } else {
+        quote! { ::kaufmann::__private::HandlerRegistration::new }
     };
     // Named (`const _` is refused in an `impl`, before the clearer error above).
     let registration = quote::format_ident!("__kaufmann_handler_{}", name);
@@ -83,6 +91,53 @@ pub fn expand(handler: &Handler) -> TokenStream {
             #event_check
             #payload_check
 
+            #entry
+            const __KAUFMANN_NEEDS: &[::core::option::Option<::kaufmann::__private::StateNeed>] =
+                &[#(#needs),*];
+
+            ::kaufmann::__private::inventory::submit! {
+                #register(
+                    #event, #name_str, ::core::file!(), ::core::line!(), __kaufmann_entry,
+                    <#payload as ::kaufmann::EventSchema>::canonical_form,
+                    __KAUFMANN_NEEDS,
+                )
+            }
+        };
+    }
+}
+
+/// The entry point `inventory` registers: the handler's arguments taken (`takes`), the message
+/// (or batch) decoded into `payload`, and `result` (the user's call) run.
+fn entry(
+    batch: bool,
+    payload: &syn::Type,
+    takes: &[TokenStream],
+    result: &TokenStream,
+) -> TokenStream {
+    if batch {
+        quote! {
+            // Not public API. (The braces around the call are there for the error message.)
+            #[allow(unused_braces)]
+            fn __kaufmann_entry(
+                incoming: ::std::vec::Vec<::kaufmann::__private::Incoming>,
+                ctx: ::kaufmann::Context,
+                states: &::kaufmann::States,
+            ) -> ::kaufmann::__private::BatchRun {
+                fn failed(error: ::kaufmann::Error) -> ::kaufmann::__private::BatchRun {
+                    ::kaufmann::__private::BatchRun::failed(error)
+                }
+                #[allow(unused_mut)]
+                let mut context = ::core::option::Option::Some(ctx);
+                #(#takes)*
+                drop(context);
+                ::kaufmann::__private::batch_entry::<#payload, _, _>(incoming, move |event| async move {
+                    #result
+                    result
+                })
+            }
+        }
+    } else {
+        quote! {
             // Not public API. (The braces around the call are there for the error message.)
             #[allow(unused_braces)]
             fn __kaufmann_entry(
@@ -110,17 +165,6 @@ pub fn expand(handler: &Handler) -> TokenStream {
                     result
                 })
             }
-
-            const __KAUFMANN_NEEDS: &[::core::option::Option<::kaufmann::__private::StateNeed>] =
-                &[#(#needs),*];
-
-            ::kaufmann::__private::inventory::submit! {
-                ::kaufmann::__private::HandlerRegistration::new(
-                    #event, #name_str, ::core::file!(), ::core::line!(), __kaufmann_entry,
-                    <#payload as ::kaufmann::EventSchema>::canonical_form,
-                    __KAUFMANN_NEEDS,
-                )
-            }
-        };
+        }
     }
 }

@@ -13,20 +13,27 @@ pub struct Handler {
     pub payload: syn::Type,
     /// The types of the arguments after the event (`Context`, `State<T>`), in order.
     pub arguments: Vec<syn::Type>,
+    /// `#[given_events]`: the first argument is `Vec<Event<T>>`.
+    pub batch: bool,
 }
 
-pub fn expand(args: &TokenStream, item: TokenStream) -> TokenStream {
+pub fn expand(args: &TokenStream, item: TokenStream, batch: bool) -> TokenStream {
     let Ok(func) = syn::parse2::<syn::ItemFn>(item.clone()) else {
         let err = syn::Error::new_spanned(
             &item,
-            "#[given_event] goes on an `async fn(Event<T>, Context) -> kaufmann::Result<()>` (after \
-             the event, any of `ctx: Context` and `State(x): State<T>`)",
+            if batch {
+                "#[given_events] goes on an `async fn(Vec<Event<T>>, Context) -> kaufmann::Result<()>` \
+                 (after the events, any of `ctx: Context` and `State(x): State<T>`)"
+            } else {
+                "#[given_event] goes on an `async fn(Event<T>, Context) -> kaufmann::Result<()>` (after \
+                 the event, any of `ctx: Context` and `State(x): State<T>`)"
+            },
         );
         let mut out = err.into_compile_error();
         out.extend(item);
         return out;
     };
-    match validate(args, &func) {
+    match validate(args, &func, batch) {
         Ok(handler) => expand::expand(&handler),
         Err(err) => {
             // Keep the user's function so that one mistake gives one error.
@@ -106,7 +113,7 @@ fn parse_args(args: &TokenStream) -> syn::Result<syn::LitStr> {
     Ok(event)
 }
 
-fn validate(args: &TokenStream, func: &syn::ItemFn) -> syn::Result<Handler> {
+fn validate(args: &TokenStream, func: &syn::ItemFn, batch: bool) -> syn::Result<Handler> {
     let mut errors: Option<syn::Error> = None;
     let mut push = |err: syn::Error| match &mut errors {
         Some(all) => all.combine(err),
@@ -163,7 +170,7 @@ fn validate(args: &TokenStream, func: &syn::ItemFn) -> syn::Result<Handler> {
         }
     }
     let payload = if let Some(first) = inputs.first() {
-        event_payload(first).map_err(&mut push).ok()
+        event_payload(first, batch).map_err(&mut push).ok()
     } else {
         push(syn::Error::new_spanned(
             &sig.ident,
@@ -177,6 +184,7 @@ fn validate(args: &TokenStream, func: &syn::ItemFn) -> syn::Result<Handler> {
             func: func.clone(),
             payload,
             arguments,
+            batch,
         }),
         (Some(err), _, _) => Err(err),
         (None, _, _) => Err(syn::Error::new_spanned(&sig.ident, "invalid handler")),
@@ -205,31 +213,53 @@ fn names_context(ty: &syn::Type) -> bool {
     matches!(ty, syn::Type::Path(path) if path.path.segments.last().is_some_and(|s| s.ident == "Context"))
 }
 
-/// `T` from an argument typed `Event<T>` (any path ending in `Event`).
-fn event_payload(arg: &syn::FnArg) -> syn::Result<syn::Type> {
-    let err = |tokens: &dyn ToTokens| {
-        syn::Error::new_spanned(
-            tokens,
-            "the first argument must be `Event<T>`, with `T` the event's generated type",
-        )
+/// `T` from an argument typed `Event<T>` (any path ending in `Event`), or `Vec<Event<T>>` for a
+/// batch handler.
+fn event_payload(arg: &syn::FnArg, batch: bool) -> syn::Result<syn::Type> {
+    let message = if batch {
+        "the first argument of a batch handler must be `Vec<Event<T>>`, with `T` the event's \
+         generated type (for one event at a time, use #[given_event] and `Event<T>`)"
+    } else {
+        "the first argument must be `Event<T>`, with `T` the event's generated type"
     };
+    let err = |tokens: &dyn ToTokens| syn::Error::new_spanned(tokens, message);
     let syn::FnArg::Typed(typed) = arg else {
         return Err(err(arg));
     };
-    let syn::Type::Path(path) = &*typed.ty else {
-        return Err(err(&typed.ty));
+    let ty = if batch {
+        match single_argument(&typed.ty, "Vec") {
+            Some(inner) => inner,
+            None => return Err(err(&typed.ty)),
+        }
+    } else {
+        if single_argument(&typed.ty, "Vec").is_some() {
+            return Err(syn::Error::new_spanned(
+                &typed.ty,
+                "a handler of `Vec<Event<T>>` is a batch handler: write #[given_events(..)] \
+                 instead of #[given_event(..)]",
+            ));
+        }
+        &typed.ty
     };
-    let Some(last) = path.path.segments.last() else {
-        return Err(err(&typed.ty));
+    single_argument(ty, "Event")
+        .cloned()
+        .ok_or_else(|| err(&typed.ty))
+}
+
+/// `T` in a type spelled as a path ending in `name<T>`.
+fn single_argument<'a>(ty: &'a syn::Type, name: &str) -> Option<&'a syn::Type> {
+    let syn::Type::Path(path) = ty else {
+        return None;
     };
-    if last.ident != "Event" {
-        return Err(err(&typed.ty));
+    let last = path.path.segments.last()?;
+    if last.ident != name {
+        return None;
     }
     let syn::PathArguments::AngleBracketed(generics) = &last.arguments else {
-        return Err(err(&typed.ty));
+        return None;
     };
     match generics.args.first() {
-        Some(syn::GenericArgument::Type(ty)) if generics.args.len() == 1 => Ok(ty.clone()),
-        _ => Err(err(&typed.ty)),
+        Some(syn::GenericArgument::Type(ty)) if generics.args.len() == 1 => Some(ty),
+        _ => None,
     }
 }

@@ -116,6 +116,20 @@ const KEYS: &[(&str, Set)] = &[
         }),
     ),
     (
+        "batch_max",
+        Set::Config(|c, raw| {
+            c.batch_max = usize::try_from(number(raw, 1, MAX_BATCH)?).unwrap_or(usize::MAX);
+            Ok(())
+        }),
+    ),
+    (
+        "batch_linger_ms",
+        Set::Config(|c, raw| {
+            c.batch_linger = millis(raw, MINUTE_MS)?;
+            Ok(())
+        }),
+    ),
+    (
         "max_message_bytes",
         Set::Config(|c, raw| {
             let bytes = number(raw, MESSAGE_BYTES.0, MESSAGE_BYTES.1)?;
@@ -565,6 +579,8 @@ fn list(raw: &Raw) -> Result<Vec<String>, ConfigError> {
     Ok(items)
 }
 
+/// The most messages `batch_max` accepts.
+const MAX_BATCH: u64 = 10_000;
 /// The most retry topics `retry_topics` accepts.
 const MAX_RETRY_TOPICS: usize = 10;
 

@@ -242,6 +242,10 @@ pub struct Config {
     pub default_topic: String,
     /// The most messages in flight (fetched but not finished) at any time.
     pub demand: usize,
+    /// The most messages one batch of a batch handler (`#[given_events]`) holds (1 to 10,000).
+    pub batch_max: usize,
+    /// How long a batch waits for more messages after its first arrived, before it runs anyway.
+    pub batch_linger: Duration,
     /// The largest record value decoded; a larger one is a decode error (dead-lettered) before
     /// any of it is read.
     pub max_message_bytes: usize,
@@ -301,6 +305,8 @@ impl Config {
             topics: vec!["rapids".to_owned()],
             default_topic: "rapids".to_owned(),
             demand: 50,
+            batch_max: 100,
+            batch_linger: Duration::from_millis(10),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             max_nesting_depth: crate::codec::depth::DEFAULT_MAX_DEPTH,
             ordering: Ordering::default(),

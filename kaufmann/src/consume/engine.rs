@@ -18,8 +18,10 @@ use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
+use crate::consume::batching::Batches;
 use crate::consume::context::{EngineConsumer, EngineContext, Shared};
 use crate::consume::ordering::{Lane, Lanes};
+use crate::envelope::header;
 use crate::error::Result;
 use crate::observe::stats::Stats;
 use crate::process::handler::HandlerTable;
@@ -61,6 +63,8 @@ pub(crate) struct Engine {
     semaphore: Arc<Semaphore>,
     lanes: Arc<Lanes<Lane, (Job, OwnedSemaphorePermit)>>,
     config: Config,
+    /// The messages of batch handlers, collected per partition; `None` without batch handlers.
+    batches: Option<Arc<Batches<Lane, (Job, OwnedSemaphorePermit)>>>,
     /// The retry topics consumed: their records wait until they are due.
     retry_topics: Vec<String>,
     /// The timers of records that wait until they are due (aborted at shutdown).
@@ -147,6 +151,9 @@ impl Engine {
         config: Config,
         states: States,
     ) -> Self {
+        let batches = handlers
+            .has_batches()
+            .then(|| Arc::new(Batches::new(config.batch_max, config.batch_linger)));
         let processor = Processor::new(
             shared.metrics.clone(),
             handlers,
@@ -161,6 +168,7 @@ impl Engine {
             processor,
             semaphore: Arc::new(Semaphore::new(config.demand)),
             lanes: Arc::default(),
+            batches,
             retry_topics: config.retry_topics(),
             config,
             delayed: std::sync::Mutex::default(),
@@ -419,6 +427,16 @@ impl Engine {
         }
     }
 
+    /// Whether `job` is for a batch handler, by the event its headers name (a message without
+    /// the header runs alone, as a batch of one, once its event is known).
+    fn for_a_batch(&self, job: &Job) -> bool {
+        job.headers
+            .iter()
+            .find(|(key, _)| *key == header::MESSAGE_NAME)
+            .and_then(|(_, value)| std::str::from_utf8(value?).ok())
+            .is_some_and(|event| self.processor.handlers.is_batch_event(event))
+    }
+
     /// How long until a record of a retry topic is due, when it is not due yet.
     fn not_due(&self, job: &Job) -> Option<Duration> {
         if self.retry_topics.is_empty()
@@ -473,6 +491,27 @@ impl Engine {
 
     fn admit(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit, inline: &mut Inline) {
         self.shared.metrics.started();
+        if let Some(batches) = self.batches.as_ref().filter(|_| self.for_a_batch(&job)) {
+            let lane = Lane::of_batch(&job.origin.topic, job.origin.partition);
+            let engine = Arc::clone(self);
+            batches.submit(lane, (job, permit), move |batch| {
+                let engine = Arc::clone(&engine);
+                Box::pin(async move {
+                    let (jobs, permits): (Vec<Job>, Vec<OwnedSemaphorePermit>) =
+                        batch.into_iter().unzip();
+                    engine.processor.process_batch(&jobs).await;
+                    let mut tracker = engine.shared.tracker();
+                    for job in &jobs {
+                        let origin = &job.origin;
+                        tracker.finished(&origin.topic, origin.partition, origin.offset);
+                        engine.shared.metrics.finished();
+                    }
+                    drop(tracker);
+                    drop(permits);
+                })
+            });
+            return;
+        }
         let lane = Lane::of_message(
             self.config.ordering,
             &job.origin.topic,

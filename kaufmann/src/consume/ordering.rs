@@ -33,6 +33,12 @@ impl Lane {
         }
     }
 
+    /// The lane of the messages of batch handlers from one partition: batches are collected
+    /// per partition (which keeps every key's order too), apart from the other messages.
+    pub(crate) fn of_batch(topic: &str, partition: i32) -> Self {
+        Self::of(b'b', topic, &partition.to_le_bytes())
+    }
+
     fn of(kind: u8, topic: &str, id: &[u8]) -> Self {
         let mut hasher = Quick::default();
         hasher.write(&[kind]);

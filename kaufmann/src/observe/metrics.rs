@@ -44,7 +44,11 @@ pub(crate) struct EventCounters {
     pub(crate) failed: u64,
     pub(crate) retried: u64,
     pub(crate) dead_lettered: u64,
+    /// Batches a batch handler ran, and the messages in them.
+    pub(crate) batches: u64,
+    pub(crate) batched: u64,
     handler: Histogram,
+    batch: Histogram,
     publish: Histogram,
     pub(crate) published: u64,
 }
@@ -60,6 +64,11 @@ impl EventCounters {
             Outcome::Retried => self.retried += 1,
             Outcome::Failed => self.failed += 1,
             Outcome::DeadLettered => self.dead_lettered += 1,
+            Outcome::Batch(size, took) => {
+                self.batches += 1;
+                self.batched += u64::try_from(size).unwrap_or(u64::MAX);
+                self.batch.observe(took);
+            }
             Outcome::Published(took) => {
                 self.published += 1;
                 self.publish.observe(took);
@@ -73,6 +82,50 @@ type CounterColumn = (&'static str, &'static str, fn(&EventCounters) -> u64);
 /// A per-event histogram: metric name, help text and how to read it.
 type HistogramColumn = (&'static str, &'static str, fn(&EventCounters) -> &Histogram);
 
+/// The per-event counters `/metrics` shows.
+const COUNTERS: [CounterColumn; 8] = [
+    (
+        "kaufmann_messages_consumed_total",
+        "Messages taken from the consumer.",
+        |c| c.consumed,
+    ),
+    (
+        "kaufmann_messages_handled_total",
+        "Messages whose handler succeeded.",
+        |c| c.handled,
+    ),
+    (
+        "kaufmann_messages_failed_total",
+        "Messages that failed for good (after retries).",
+        |c| c.failed,
+    ),
+    (
+        "kaufmann_messages_retried_total",
+        "Retries of failed attempts.",
+        |c| c.retried,
+    ),
+    (
+        "kaufmann_messages_dead_lettered_total",
+        "Messages sent to a dead-letter topic.",
+        |c| c.dead_lettered,
+    ),
+    (
+        "kaufmann_events_published_total",
+        "Events published.",
+        |c| c.published,
+    ),
+    (
+        "kaufmann_batches_total",
+        "Runs of a batch handler (each attempt at a batch).",
+        |c| c.batches,
+    ),
+    (
+        "kaufmann_batch_messages_total",
+        "Messages in those runs (over kaufmann_batches_total: the mean batch size).",
+        |c| c.batched,
+    ),
+];
+
 /// What happened to one message, for [`Metrics::record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -82,6 +135,8 @@ pub(crate) enum Outcome {
     Failed,
     DeadLettered,
     Published(Duration),
+    /// A batch handler ran over this many messages, for this long.
+    Batch(usize, Duration),
 }
 
 /// The service's metrics and health.
@@ -192,39 +247,7 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         let events = self.events().clone();
-        let counters: [CounterColumn; 6] = [
-            (
-                "kaufmann_messages_consumed_total",
-                "Messages taken from the consumer.",
-                |c| c.consumed,
-            ),
-            (
-                "kaufmann_messages_handled_total",
-                "Messages whose handler succeeded.",
-                |c| c.handled,
-            ),
-            (
-                "kaufmann_messages_failed_total",
-                "Messages that failed for good (after retries).",
-                |c| c.failed,
-            ),
-            (
-                "kaufmann_messages_retried_total",
-                "Retries of failed attempts.",
-                |c| c.retried,
-            ),
-            (
-                "kaufmann_messages_dead_lettered_total",
-                "Messages sent to a dead-letter topic.",
-                |c| c.dead_lettered,
-            ),
-            (
-                "kaufmann_events_published_total",
-                "Events published.",
-                |c| c.published,
-            ),
-        ];
-        for (name, help, value) in counters {
+        for (name, help, value) in COUNTERS {
             header(&mut out, name, help, "counter");
             for (event, c) in &events {
                 let _ = writeln!(out, "{name}{{event=\"{}\"}} {}", escape(event), value(c));
@@ -322,7 +345,7 @@ fn render_health(out: &mut String, health: &Health) {
 }
 
 fn render_histograms(out: &mut String, events: &BTreeMap<String, EventCounters>) {
-    let histograms: [HistogramColumn; 2] = [
+    let histograms: [HistogramColumn; 3] = [
         (
             "kaufmann_handler_duration_seconds",
             "Handler run time of successful attempts.",
@@ -332,6 +355,11 @@ fn render_histograms(out: &mut String, events: &BTreeMap<String, EventCounters>)
             "kaufmann_publish_duration_seconds",
             "Time from publish to the broker's acknowledgement.",
             |c| &c.publish,
+        ),
+        (
+            "kaufmann_batch_duration_seconds",
+            "Run time of a batch handler over one batch.",
+            |c| &c.batch,
         ),
     ];
     for (name, help, histogram) in histograms {

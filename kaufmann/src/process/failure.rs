@@ -16,6 +16,7 @@ pub(crate) fn permanent(kind: &'static str, error: &dyn std::fmt::Display) -> Fa
 }
 
 /// How one attempt ended, when it did not succeed.
+#[derive(Debug, Clone)]
 pub(crate) enum Failure {
     /// Worth retrying: the handler failed, panicked or timed out.
     Transient { kind: &'static str, error: String },

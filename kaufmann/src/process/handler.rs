@@ -15,6 +15,80 @@ use crate::registry::RegisteredSchema;
 /// the service's state, from which it takes the handler's arguments.
 pub type HandlerFn = fn(Incoming, Context, &States) -> BoxFuture<'static, Result<()>>;
 
+/// The function `#[given_events]` generates around a user's batch handler.
+pub type BatchFn = fn(Vec<Incoming>, Context, &States) -> BatchRun;
+
+/// How a handler is called: one message at a time, or a batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Call {
+    /// `#[given_event]`: one message.
+    One(HandlerFn),
+    /// `#[given_events]`: a batch of messages.
+    Batch(BatchFn),
+}
+
+/// A batch on its way into its handler: the messages that did not decode (by their index in the
+/// batch), and the handler's run over the others (none when none decoded). The run's
+/// [`Error::BatchFailed`] indexes the whole batch.
+pub struct BatchRun {
+    pub(crate) rejected: Vec<(usize, Error)>,
+    pub(crate) run: Option<BoxFuture<'static, Result<()>>>,
+}
+
+impl BatchRun {
+    /// A batch that fails as a whole before its handler runs (a missing state).
+    pub fn failed(error: Error) -> Self {
+        Self {
+            rejected: Vec::new(),
+            run: Some(Box::pin(std::future::ready(Err(error)))),
+        }
+    }
+}
+
+/// Decodes a batch into `T` and runs `call` over the events that decoded; the entry point
+/// `#[given_events]` generates calls it.
+pub fn batch_entry<T, F, Fut>(incoming: Vec<Incoming>, call: F) -> BatchRun
+where
+    T: EventSchema,
+    F: FnOnce(Vec<Event<T>>) -> Fut,
+    Fut: std::future::Future<Output = Result<()>> + Send + 'static,
+{
+    let mut events = Vec::with_capacity(incoming.len());
+    // The index in the batch of each event the handler gets.
+    let mut kept = Vec::with_capacity(incoming.len());
+    let mut rejected = Vec::new();
+    for (index, message) in incoming.into_iter().enumerate() {
+        match message.decode::<T>() {
+            Ok(event) => {
+                kept.push(index);
+                events.push(event);
+            }
+            Err(error) => rejected.push((index, error)),
+        }
+    }
+    if events.is_empty() {
+        return BatchRun {
+            rejected,
+            run: None,
+        };
+    }
+    let running = call(events);
+    BatchRun {
+        rejected,
+        run: Some(Box::pin(async move {
+            match running.await {
+                Err(Error::BatchFailed(failures)) => Err(Error::BatchFailed(
+                    failures
+                        .into_iter()
+                        .filter_map(|(index, error)| Some((*kept.get(index)?, error)))
+                        .collect(),
+                )),
+                other => other,
+            }
+        })),
+    }
+}
+
 /// A handler registered by `#[given_event]`: its event, name, source location and entry point.
 #[derive(Debug)]
 pub struct HandlerRegistration {
@@ -27,7 +101,7 @@ pub struct HandlerRegistration {
     /// The source line of the handler.
     pub line: u32,
     /// The generated entry point.
-    pub call: HandlerFn,
+    pub call: Call,
     /// The parsing canonical form of the handler's payload schema.
     pub reader_canonical: fn() -> &'static str,
     /// The state type each of the handler's arguments after the event asks for (`None`: the
@@ -51,10 +125,36 @@ impl HandlerRegistration {
             name,
             file,
             line,
-            call,
+            call: Call::One(call),
             reader_canonical,
             needs,
         }
+    }
+
+    /// Records a batch handler; `#[given_events]` calls this with `file!()` and `line!()`.
+    pub const fn batch(
+        event: &'static str,
+        name: &'static str,
+        file: &'static str,
+        line: u32,
+        call: BatchFn,
+        reader_canonical: fn() -> &'static str,
+        needs: &'static [Option<StateNeed>],
+    ) -> Self {
+        Self {
+            event,
+            name,
+            file,
+            line,
+            call: Call::Batch(call),
+            reader_canonical,
+            needs,
+        }
+    }
+
+    /// Whether the handler takes batches.
+    pub fn is_batch(&self) -> bool {
+        matches!(self.call, Call::Batch(_))
     }
 
     /// Whether data written with a schema of this canonical form decodes into the handler's type
@@ -135,6 +235,16 @@ impl HandlerTable {
              `Service::builder(config).state(<value>)`",
             missing.join("; ")
         )))
+    }
+
+    /// Whether a batch handler serves `event`.
+    pub(crate) fn is_batch_event(&self, event: &str) -> bool {
+        self.get(event).is_some_and(HandlerRegistration::is_batch)
+    }
+
+    /// Whether any handler takes batches.
+    pub(crate) fn has_batches(&self) -> bool {
+        self.by_event.values().any(|h| h.is_batch())
     }
 
     /// The handler for an event name, if there is one.

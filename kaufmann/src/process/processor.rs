@@ -22,7 +22,7 @@ use crate::observe::metrics::{Metrics, Outcome};
 use crate::process::dead_letter::dead_letter_headers;
 use crate::process::decoder::Decoder;
 use crate::process::failure::{outage_of, permanent, Failure, OUTAGE_MAX_WAIT};
-use crate::process::handler::{HandlerTable, Incoming};
+use crate::process::handler::{BatchRun, Call, HandlerTable, Incoming};
 use crate::process::message::{place, Job};
 use crate::process::retry_topic::{retry_headers, Retried};
 use crate::process::state::States;
@@ -36,7 +36,7 @@ const UNHANDLED_LOG: Duration = Duration::from_secs(10);
 
 /// A message's writer schema, schema id (0 for `kaufmann_ex`) and, for `kaufmann_ex`, its decoded
 /// payload.
-type Writer = (
+pub(crate) type Writer = (
     Arc<RegisteredSchema>,
     u32,
     Option<apache_avro::types::Value>,
@@ -45,13 +45,13 @@ type Writer = (
 /// Runs messages through decode, handler and error policy.
 pub(crate) struct Processor {
     pub(crate) metrics: Arc<Metrics>,
-    handlers: HandlerTable,
+    pub(crate) handlers: HandlerTable,
     decoder: Decoder,
     pub(crate) publisher: Publisher,
     codec: &'static dyn WireCodec,
-    config: Config,
+    pub(crate) config: Config,
     /// The application state handlers take their `State<T>` arguments from.
-    states: States,
+    pub(crate) states: States,
     /// The warnings about messages no handler serves.
     unhandled_log: LogLimit,
 }
@@ -292,7 +292,19 @@ impl Processor {
                 },
                 origin: job.origin.origin(),
             };
-            (handler.call)(incoming, context, &self.states)
+            match handler.call {
+                Call::One(call) => call(incoming, context, &self.states),
+                // A message of a batch handler that came alone: a batch of one.
+                Call::Batch(call) => {
+                    let BatchRun { mut rejected, run } =
+                        call(vec![incoming], context, &self.states);
+                    match (rejected.pop(), run) {
+                        (Some((_, error)), _) => Box::pin(std::future::ready(Err(error))),
+                        (None, Some(run)) => run,
+                        (None, None) => Box::pin(std::future::ready(Ok(()))),
+                    }
+                }
+            }
         };
         match running.await {
             Ok(()) => {
@@ -300,16 +312,34 @@ impl Processor {
                     .record(handler.event, Outcome::Handled(started.elapsed()));
                 Ok(())
             }
-            Err(err @ Error::Codec(_)) => Err(permanent("decode", &err)),
-            Err(err @ Error::Permanent(_)) => Err(permanent("permanent", &err)),
-            Err(err @ Error::MissingState { .. }) => Err(permanent("state", &err)),
-            Err(err) => Err(match outage_of(&err, &self.metrics) {
+            Err(Error::BatchFailed(failures)) if failures.is_empty() => {
+                self.metrics
+                    .record(handler.event, Outcome::Handled(started.elapsed()));
+                Ok(())
+            }
+            Err(err) => Err(self.classify(err)),
+        }
+    }
+
+    /// How a handler's error fails its message: permanent (decode, `Error::permanent`, a missing
+    /// state), an outage of a dependency, or transient; for a batch that named failed events,
+    /// the first one's error.
+    pub(crate) fn classify(&self, err: Error) -> Failure {
+        match err {
+            Error::BatchFailed(mut failures) if !failures.is_empty() => {
+                let (_, first) = failures.swap_remove(0);
+                self.classify(first)
+            }
+            err @ Error::Codec(_) => permanent("decode", &err),
+            err @ Error::Permanent(_) => permanent("permanent", &err),
+            err @ Error::MissingState { .. } => permanent("state", &err),
+            err => match outage_of(&err, &self.metrics) {
                 Some(of) => Failure::outage(of, &err, &self.metrics),
                 None => Failure::Transient {
                     kind: "handler",
                     error: err.to_string(),
                 },
-            }),
+            },
         }
     }
 
@@ -342,7 +372,7 @@ impl Processor {
 
     /// The writer schema of a message (and, for `kaufmann_ex`, its decoded payload), completing
     /// `known` with the event name and metadata the message carries.
-    async fn writer_for(
+    pub(crate) async fn writer_for(
         &self,
         job: &Job,
         value: &[u8],
@@ -369,7 +399,7 @@ impl Processor {
     /// The last resort: the next retry topic, when the failure may pass and the policy names
     /// one; else the error event and the dead-letter topic (each send retried until it
     /// succeeds), or a loud log.
-    async fn give_up(
+    pub(crate) async fn give_up(
         &self,
         job: &Job,
         meta: &Metadata,
@@ -519,7 +549,7 @@ fn route(writer: &RegisteredSchema, topic: &str, handlers: &HandlerTable, meta: 
     }
 }
 
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     panic
         .downcast_ref::<&str>()
         .map(ToString::to_string)

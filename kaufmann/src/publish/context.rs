@@ -44,7 +44,8 @@ impl Context {
     fn route(&self) -> Route<'_> {
         Route {
             inherited_key: self.key.as_deref(),
-            callback_id: Some(self.message_id.clone()),
+            // (A batch handler's context is no one event's: no callback id.)
+            callback_id: (!self.message_id.is_empty()).then(|| self.message_id.clone()),
             trace: Some(self.trace.map_or_else(TraceParent::new_root, |t| t.child())),
             ..Route::default()
         }

@@ -261,8 +261,24 @@ impl TestBus {
         self.run(job).await;
     }
 
-    async fn give<T: EventSchema>(&self, value: T, options: PublishOptions) -> Metadata {
+    /// Gives a batch handler `values` as one batch (in order), encoded as a service publishes
+    /// them, and waits until it and the error policy have finished with every one. (A
+    /// `given_event` reaches a batch handler as a batch of one.) Returns their metadata.
+    pub async fn given_batch<T: EventSchema>(&self, values: Vec<T>) -> Vec<Metadata> {
         self.check_states(T::EVENT_NAME);
+        let mut metas = Vec::with_capacity(values.len());
+        let mut jobs = Vec::with_capacity(values.len());
+        for value in values {
+            let (meta, job) = self.encode(value, PublishOptions::new()).await;
+            metas.push(meta);
+            jobs.push(job);
+        }
+        self.processor.process_batch(&jobs).await;
+        metas
+    }
+
+    /// `value` encoded and enveloped as a service publishes it, as a consumed record.
+    async fn encode<T: EventSchema>(&self, value: T, options: PublishOptions) -> (Metadata, Job) {
         let topic = self.config.topics.first().cloned().unwrap_or_default();
         let meta = self
             .input
@@ -277,7 +293,13 @@ impl TestBus {
             .pop()
             .unwrap_or_else(|| panic!("the test bus lost the given event"));
         let headers = sent_headers(&record);
-        self.run(self.job(record.key, record.value, headers)).await;
+        (meta, self.job(record.key, record.value, headers))
+    }
+
+    async fn give<T: EventSchema>(&self, value: T, options: PublishOptions) -> Metadata {
+        self.check_states(T::EVENT_NAME);
+        let (meta, job) = self.encode(value, options).await;
+        self.run(job).await;
         meta
     }
 
