@@ -558,23 +558,26 @@ fn string(raw: &Raw) -> Result<String, ConfigError> {
     }
 }
 
-fn list(raw: &Raw) -> Result<Vec<String>, ConfigError> {
+/// The items of a list (a TOML array of strings, or a comma-separated string in the
+/// environment), trimmed, without empty ones; `expected` says what else the key takes.
+fn items(raw: &Raw, expected: &str) -> Result<Vec<String>, ConfigError> {
     let items: Vec<String> = match &raw.value {
         toml::Value::String(s) => s.split(',').map(|s| s.trim().to_owned()).collect(),
         toml::Value::Array(items) => items
             .iter()
             .map(|v| v.as_str().map(|s| s.trim().to_owned()))
             .collect::<Option<_>>()
-            .ok_or_else(|| invalid(&raw.origin, &display(raw), "a list of topic names"))?,
-        _ => Vec::new(),
+            .ok_or_else(|| invalid(&raw.origin, &display(raw), expected))?,
+        _ => return Err(invalid(&raw.origin, &display(raw), expected)),
     };
-    let items: Vec<String> = items.into_iter().filter(|s| !s.is_empty()).collect();
+    Ok(items.into_iter().filter(|s| !s.is_empty()).collect())
+}
+
+fn list(raw: &Raw) -> Result<Vec<String>, ConfigError> {
+    const EXPECTED: &str = "a list of topic names (comma-separated in the environment)";
+    let items = items(raw, EXPECTED)?;
     if items.is_empty() {
-        return Err(invalid(
-            &raw.origin,
-            &display(raw),
-            "a list of topic names (comma-separated in the environment)",
-        ));
+        return Err(invalid(&raw.origin, &display(raw), EXPECTED));
     }
     Ok(items)
 }
@@ -587,19 +590,10 @@ const MAX_RETRY_TOPICS: usize = 10;
 /// A list of delays (`["1s", "30s", "5m"]`; comma-separated in the environment), each a whole
 /// number of `ms`, `s`, `m` or `h` from 10 ms to a day; empty: none.
 fn delays(raw: &Raw) -> Result<Vec<Duration>, ConfigError> {
-    let expected =
-        "a list of at most 10 delays such as [\"1s\", \"30s\", \"5m\"] (`ms`, `s`, `m` or `h`, \
-                    from 10ms to 24h; comma-separated in the environment; empty: no retry topics)";
-    let items: Vec<String> = match &raw.value {
-        toml::Value::String(s) => s.split(',').map(|s| s.trim().to_owned()).collect(),
-        toml::Value::Array(items) => items
-            .iter()
-            .map(|v| v.as_str().map(|s| s.trim().to_owned()))
-            .collect::<Option<_>>()
-            .ok_or_else(|| invalid(&raw.origin, &display(raw), expected))?,
-        _ => return Err(invalid(&raw.origin, &display(raw), expected)),
-    };
-    let items: Vec<String> = items.into_iter().filter(|s| !s.is_empty()).collect();
+    let expected = "a list of at most 10 delays such as [\"1s\", \"30s\", \"5m\"] (`ms`, `s`, \
+                    `m` or `h`, from 10ms to 24h; comma-separated in the environment; empty: no \
+                    retry topics)";
+    let items = items(raw, expected)?;
     if items.len() > MAX_RETRY_TOPICS {
         return Err(invalid(&raw.origin, &display(raw), expected));
     }

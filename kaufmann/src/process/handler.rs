@@ -120,15 +120,12 @@ impl HandlerRegistration {
         reader_canonical: fn() -> &'static str,
         needs: &'static [Option<StateNeed>],
     ) -> Self {
-        Self {
-            event,
-            name,
-            file,
-            line,
-            call: Call::One(call),
+        Self::of(
+            (event, name, file, line),
+            Call::One(call),
             reader_canonical,
             needs,
-        }
+        )
     }
 
     /// Records a batch handler; `#[given_events]` calls this with `file!()` and `line!()`.
@@ -141,12 +138,26 @@ impl HandlerRegistration {
         reader_canonical: fn() -> &'static str,
         needs: &'static [Option<StateNeed>],
     ) -> Self {
+        Self::of(
+            (event, name, file, line),
+            Call::Batch(call),
+            reader_canonical,
+            needs,
+        )
+    }
+
+    const fn of(
+        (event, name, file, line): (&'static str, &'static str, &'static str, u32),
+        call: Call,
+        reader_canonical: fn() -> &'static str,
+        needs: &'static [Option<StateNeed>],
+    ) -> Self {
         Self {
             event,
             name,
             file,
             line,
-            call: Call::Batch(call),
+            call,
             reader_canonical,
             needs,
         }
