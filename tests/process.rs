@@ -15,13 +15,13 @@ use kaufmann_tests::{
     topic_with_dead_letters, unique, work_items, work_records, Record, SecuredBroker,
 };
 
-const LIMIT: Duration = Duration::from_secs(120);
+pub(crate) const LIMIT: Duration = Duration::from_secs(120);
 
 /// The process tests run one at a time: each starts service processes on a 2-core machine.
-static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A service process that is killed if the test ends without stopping it.
-struct Service(Child);
+pub(crate) struct Service(pub(crate) Child);
 
 impl Drop for Service {
     fn drop(&mut self) {
@@ -35,15 +35,15 @@ impl Drop for Service {
 /// One line of a handled file: id, partition, offset.
 type Handled = (i64, i32, i64);
 
-struct Setup {
-    brokers: String,
-    topic: String,
-    group: String,
+pub(crate) struct Setup {
+    pub(crate) brokers: String,
+    pub(crate) topic: String,
+    pub(crate) group: String,
     dir: PathBuf,
 }
 
 impl Setup {
-    async fn new(name: &str, partitions: i32, records: Vec<Record>) -> Option<Self> {
+    pub(crate) async fn new(name: &str, partitions: i32, records: Vec<Record>) -> Option<Self> {
         let brokers = broker()?;
         let topic = topic_with_dead_letters(&brokers, name, partitions).await;
         // The producer's scope gets `test.work` as id 1, as each service process's own scope does.
@@ -64,14 +64,14 @@ impl Setup {
         })
     }
 
-    fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
 
     /// Starts the test service; `extra` adds or overrides `KAUFMANN_*` variables. Its output
     /// (JSON log lines, warnings and the engine's rebalance lines; errors on stderr) goes to
     /// `<handled_file>.log`.
-    fn spawn(&self, handled_file: &str, extra: &[(&str, &str)]) -> Service {
+    pub(crate) fn spawn(&self, handled_file: &str, extra: &[(&str, &str)]) -> Service {
         self.spawn_binary(env!("CARGO_BIN_EXE_test-service"), handled_file, extra)
     }
 
@@ -138,7 +138,7 @@ fn read_handled(path: &Path) -> Vec<Handled> {
         .collect()
 }
 
-async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+pub(crate) async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let started = Instant::now();
     while !done() {
         assert!(started.elapsed() < LIMIT, "timed out waiting until {what}");
@@ -146,7 +146,7 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-fn signal(service: &Service, signal: &str) {
+pub(crate) fn signal(service: &Service, signal: &str) {
     let pid = service.0.id().to_string();
     let status = Command::new("kill")
         .arg(format!("-{signal}"))
@@ -156,7 +156,7 @@ fn signal(service: &Service, signal: &str) {
     assert!(status.success(), "kill -{signal} failed");
 }
 
-async fn wait_exit(service: &mut Service, limit: Duration) -> ExitStatus {
+pub(crate) async fn wait_exit(service: &mut Service, limit: Duration) -> ExitStatus {
     let child = &mut service.0;
     let started = Instant::now();
     loop {
@@ -642,7 +642,7 @@ async fn no_secret_is_printed_at_start_up_on_failure_or_at_shutdown() {
 }
 
 /// The local registry server, serving a fresh in-memory registry.
-async fn registry_server() -> LocalRegistry {
+pub(crate) async fn registry_server() -> LocalRegistry {
     let scope = format!("mock://{}", unique("registry"));
     let memory = kaufmann::registry::memory_scope(&scope).unwrap();
     LocalRegistry::start("127.0.0.1:0", memory).await.unwrap()

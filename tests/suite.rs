@@ -6,6 +6,7 @@ mod avro_types;
 mod contract;
 mod end_to_end;
 mod engine;
+mod exactly_once;
 mod fuzz_corpus;
 mod handlers;
 mod interop;

@@ -1,11 +1,14 @@
 //! The test bus beyond the sample: feeding published events back into the handlers (chains),
-//! the `kaufmann_ex` wire format, buses that share nothing while running in parallel, and batches
-//! given to a batch handler.
+//! the `kaufmann_ex` wire format, buses that share nothing while running in parallel, batches
+//! given to a batch handler, and `exactly_once` processing (what a failed attempt published is
+//! never seen).
 
 use kaufmann::testing::TestBus;
 use kaufmann::wire::dead_letter;
-use kaufmann::WireFormat;
-use kaufmann_tests::{batch_record, unique, TestBatch, TestPing, TestPong, TestRelay};
+use kaufmann::{Processing, WireFormat};
+use kaufmann_tests::{
+    batch_record, unique, TestBatch, TestCopied, TestCopy, TestPing, TestPong, TestRelay,
+};
 
 /// A batch given to a batch handler arrives whole; the one event it names as failed is retried
 /// alone (three retries by default) and dead-lettered, the others are done once.
@@ -65,6 +68,44 @@ async fn feeding_back_runs_a_chain_to_its_end() {
     assert_eq!(without.then_event::<TestRelay>().await.payload.hops, 2);
     without.then_no_event().await;
     assert_eq!(without.stats().handled(), 1);
+}
+
+/// The `test.copy` handler publishes, then fails its first attempt. At least once, the retry
+/// publishes again: two events. Exactly once, an attempt's events are published only when it
+/// returns `Ok`: one event; one that always fails publishes nothing but its error event.
+#[tokio::test]
+async fn exactly_once_publishes_only_what_successful_attempts_published() {
+    for (processing, expected) in [(Processing::AtLeastOnce, 2), (Processing::ExactlyOnce, 1)] {
+        let mut config = kaufmann::Config::new("copies");
+        config.processing = processing;
+        let bus = TestBus::with_config(config);
+        let run = unique("bus-copy");
+        bus.given_event(TestCopy {
+            id: 7,
+            run: run.clone(),
+            sleep_ms: 0,
+            fails: 1,
+        })
+        .await;
+        for _ in 0..expected {
+            assert_eq!(bus.then_event::<TestCopied>().await.payload.id, 7);
+        }
+        bus.then_no_event().await;
+        assert_eq!(bus.stats().handled(), 1, "{processing:?}");
+    }
+    let mut config = kaufmann::Config::new("copies");
+    config.processing = Processing::ExactlyOnce;
+    let bus = TestBus::with_config(config);
+    bus.given_event(TestCopy {
+        id: 8,
+        run: unique("bus-copy"),
+        sleep_ms: 0,
+        fails: -1,
+    })
+    .await;
+    let _ = bus.then_error_event("test.copy").await;
+    bus.then_dead_letter().await;
+    bus.then_no_event().await;
 }
 
 #[tokio::test]

@@ -79,6 +79,22 @@ pub enum Error {
         /// Its message id.
         message_id: String,
     },
+    /// Under `exactly_once`, the transactional producer can commit no more: another producer
+    /// with the same transactional id started (a second instance with the same `instance_id`,
+    /// or this instance's replacement while it was paused), or librdkafka reported a fatal
+    /// error. The service stopped without committing; what it did since its last commit is
+    /// aborted and done again by the partitions' next owner.
+    #[error(
+        "transactional producer `{transactional_id}` was fenced or failed for good: {reason}; \
+         the service stopped without committing. Each running instance needs its own \
+         `instance_id`"
+    )]
+    Fenced {
+        /// The producer's transactional id.
+        transactional_id: String,
+        /// What librdkafka said.
+        reason: String,
+    },
     /// Starting or stopping the service took longer than allowed.
     #[error("{what} did not finish within {limit:?}")]
     Timeout {

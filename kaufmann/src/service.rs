@@ -11,10 +11,11 @@ use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, GroupProtocol};
+use crate::config::{Config, GroupProtocol, Processing};
 use crate::consume::context::{EngineConsumer, EngineContext, Shared};
 use crate::consume::embedded::EmbeddedBroker;
 use crate::consume::engine::Engine;
+use crate::consume::transactions::Transactions;
 use crate::error::{Error, Result};
 use crate::observe::metrics::Metrics;
 use crate::observe::stats::Stats;
@@ -112,7 +113,11 @@ impl ServiceBuilder {
             .map_err(|e| Error::kafka("creating the producer", e))?;
         let metrics = Arc::new(Metrics::default());
         let stats = Stats::new(metrics.clone());
-        let shared = Shared::new(metrics.clone(), config.shutdown_timeout);
+        let transactional = transactional_producer(&config, &brokers)?;
+        let transactions = transactional
+            .clone()
+            .map(|producer| Transactions::new(producer, &config, metrics.clone()));
+        let shared = Shared::new(metrics.clone(), config.shutdown_timeout, transactions);
         // librdkafka prefetches while its consumer queue holds fewer than `queued.min.messages`
         // messages and fewer than `queued.max.messages.kbytes` (64 MB by default). A group
         // consumer forwards every assigned partition to that one queue, so both bounds count all
@@ -134,6 +139,9 @@ impl ServiceBuilder {
         }
         consumer_config.set("queued.max.messages.kbytes", PREFETCH_KBYTES);
         consumer_config.set("fetch.queue.backoff.ms", "10");
+        // Records of aborted transactions are never handed out (librdkafka's default, said
+        // here: exactly-once processing depends on it).
+        consumer_config.set("isolation.level", "read_committed");
         if config.metrics_addr.is_some() {
             // The consumer lag gauge comes from librdkafka's statistics.
             consumer_config.set("statistics.interval.ms", "5000");
@@ -172,13 +180,17 @@ impl ServiceBuilder {
             Some(addr) => Some(serve_metrics(addr, &metrics, shutdown_rx.clone()).await?),
             None => None,
         };
-        let publisher = Publisher::new(producer, registry.clone(), metrics, &config);
+        let publisher = Publisher::new(producer, registry.clone(), metrics.clone(), &config);
+        let handlers_publisher = match transactional {
+            Some(producer) => Publisher::new(producer, registry.clone(), metrics, &config),
+            None => publisher.clone(),
+        };
         let engine = Engine::new(
             consumer,
             shared,
             handlers,
             registry,
-            publisher.clone(),
+            handlers_publisher,
             config,
             states,
         );
@@ -192,6 +204,23 @@ impl ServiceBuilder {
             embedded,
         })
     }
+}
+
+/// Under `exactly_once`, the producer handlers publish through, with this instance's
+/// transactional id (the service's publisher, for events from outside handlers, stays outside
+/// transactions).
+fn transactional_producer(config: &Config, brokers: &str) -> Result<Option<FutureProducer>> {
+    if config.processing != Processing::ExactlyOnce {
+        return Ok(None);
+    }
+    let mut client = ClientConfig::new();
+    shared_settings(&mut client, config, brokers);
+    client
+        .set("transactional.id", config.transactional_id())
+        .set("enable.idempotence", "true")
+        .create()
+        .map(Some)
+        .map_err(|e| Error::kafka("creating the transactional producer", e))
 }
 
 /// Starts the embedded mock cluster with `topics` when no broker is configured, and points

@@ -396,6 +396,38 @@ pub async fn flaky(event: Event<TestFlaky>) -> kaufmann::Result<()> {
     Ok(())
 }
 
+/// The attempts at `test.copy` events, by (run, id).
+fn copy_attempts() -> &'static Mutex<HashMap<(String, i64), i32>> {
+    static ATTEMPTS: OnceLock<Mutex<HashMap<(String, i64), i32>>> = OnceLock::new();
+    ATTEMPTS.get_or_init(Mutex::default)
+}
+
+/// Handles `test.copy`: sleeps `sleep_ms`, publishes `test.copied` with its id (keyed like it), then fails the
+/// first `fails` attempts (every one when -1): an attempt publishes before it fails, so under
+/// `exactly_once` only a successful attempt's event may be seen.
+#[kaufmann::given_event("test.copy")]
+pub async fn copy(event: Event<TestCopy>, ctx: kaufmann::Context) -> kaufmann::Result<()> {
+    let c = event.payload;
+    tokio::time::sleep(Duration::from_millis(
+        u64::try_from(c.sleep_ms).unwrap_or(0),
+    ))
+    .await;
+    ctx.publish(TestCopied { id: c.id }).await?;
+    let attempt = {
+        let mut all = copy_attempts().lock().unwrap();
+        let attempts = all.entry((c.run, c.id)).or_default();
+        *attempts += 1;
+        *attempts
+    };
+    if c.fails < 0 || attempt <= c.fails {
+        return Err(kaufmann::Error::handler(format!(
+            "copy {} fails on attempt {attempt}",
+            c.id
+        )));
+    }
+    Ok(())
+}
+
 /// What the `test.batch` handler saw of one run: the size of each batch, and the (key, seq) of
 /// each event it handled, in the order it handled them.
 #[derive(Debug, Clone, Default)]

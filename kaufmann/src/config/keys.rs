@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::config::{
-    Config, ErrorPolicy, EventRoute, GroupProtocol, KafkaSecurity, LogFormat, Ordering, Unhandled,
-    WireFormat,
+    Config, ErrorPolicy, EventRoute, GroupProtocol, KafkaSecurity, LogFormat, Ordering, Processing,
+    Unhandled, WireFormat,
 };
 use crate::error::ConfigError;
 use crate::registry::SubjectStrategy;
@@ -157,6 +157,36 @@ const KEYS: &[(&str, Set)] = &[
         "commit_interval_ms",
         Set::Config(|c, raw| {
             c.commit_interval = millis(raw, HOUR_MS)?;
+            Ok(())
+        }),
+    ),
+    (
+        "processing",
+        Set::Config(|c, raw| {
+            c.processing = Processing::parse(&string(raw)?)
+                .ok_or_else(|| invalid(&raw.origin, &display(raw), Processing::ACCEPTED))?;
+            Ok(())
+        }),
+    ),
+    (
+        "transaction_interval_ms",
+        Set::Config(|c, raw| {
+            c.transaction_interval = millis(raw, MINUTE_MS)?;
+            Ok(())
+        }),
+    ),
+    (
+        "transaction_max_messages",
+        Set::Config(|c, raw| {
+            c.transaction_max_messages =
+                usize::try_from(number(raw, 1, MAX_TRANSACTION_MESSAGES)?).unwrap_or(usize::MAX);
+            Ok(())
+        }),
+    ),
+    (
+        "instance_id",
+        Set::Config(|c, raw| {
+            c.instance_id = instance_id(raw)?;
             Ok(())
         }),
     ),
@@ -535,6 +565,25 @@ fn one_of(raw: &Raw, value: String, accepted: &[&str]) -> Result<String, ConfigE
     Err(invalid(&raw.origin, &display(raw), &listed))
 }
 
+/// An instance id: 1 to [`MAX_INSTANCE_ID`] letters, digits, `.`, `_` or `-` (it becomes part
+/// of a transactional id, and of log lines).
+fn instance_id(raw: &Raw) -> Result<String, ConfigError> {
+    let id = string(raw)?;
+    let fine = (1..=MAX_INSTANCE_ID).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if fine {
+        Ok(id)
+    } else {
+        Err(invalid(
+            &raw.origin,
+            &display(raw),
+            "1 to 200 letters, digits, `.`, `_` or `-`",
+        ))
+    }
+}
+
 fn display(raw: &Raw) -> String {
     match &raw.value {
         toml::Value::String(s) => s.clone(),
@@ -584,6 +633,10 @@ fn list(raw: &Raw) -> Result<Vec<String>, ConfigError> {
 
 /// The most messages `batch_max` accepts.
 const MAX_BATCH: u64 = 10_000;
+/// The most messages one transaction of `exactly_once` processing admits.
+const MAX_TRANSACTION_MESSAGES: u64 = 100_000;
+/// The longest instance id.
+const MAX_INSTANCE_ID: usize = 200;
 /// The most retry topics `retry_topics` accepts.
 const MAX_RETRY_TOPICS: usize = 10;
 

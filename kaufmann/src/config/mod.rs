@@ -50,6 +50,37 @@ impl Ordering {
     }
 }
 
+/// How consumed messages, what their handlers publish and the consumed offsets relate (the
+/// `processing` key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Processing {
+    /// Offsets are committed after their messages finished: a crash repeats what finished since
+    /// the last commit (at most `commit_interval` of work), nothing is lost.
+    #[default]
+    AtLeastOnce,
+    /// Kafka transactions (KIP-98, KIP-447): what handlers publish (error events, retry-topic and
+    /// dead-letter records included) and the consumed offsets are committed together, every
+    /// `transaction_interval` or `transaction_max_messages`; readers with `read_committed` see
+    /// each output once, and never an aborted attempt's. Side effects outside Kafka are not
+    /// rolled back.
+    ExactlyOnce,
+}
+
+impl Processing {
+    /// What the key accepts, for error messages.
+    pub(crate) const ACCEPTED: &'static str = "`at_least_once` or `exactly_once`";
+
+    /// Reads the key's value.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "at_least_once" => Some(Self::AtLeastOnce),
+            "exactly_once" => Some(Self::ExactlyOnce),
+            _ => None,
+        }
+    }
+}
+
 /// What happens to a message whose event has no handler in this service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -254,8 +285,18 @@ pub struct Config {
     pub max_nesting_depth: usize,
     /// Which messages may run at the same time.
     pub ordering: Ordering,
-    /// How often finished offsets are committed.
+    /// How often finished offsets are committed (at least once).
     pub commit_interval: Duration,
+    /// At-least-once commits, or exactly-once transactions.
+    pub processing: Processing,
+    /// How often the open transaction is committed (exactly once).
+    pub transaction_interval: Duration,
+    /// After how many admitted messages the open transaction is committed (exactly once).
+    pub transaction_max_messages: usize,
+    /// This instance's name among the service's instances: part of its `transactional.id`
+    /// (`kaufmann-<group_id>-<instance_id>`), so it must be stable across restarts and unique
+    /// among running instances. Default: the host name.
+    pub instance_id: String,
     /// How long shutdown (and a partition revoke) waits for in-flight messages.
     pub shutdown_timeout: Duration,
     /// The service's error policy.
@@ -311,6 +352,10 @@ impl Config {
             max_nesting_depth: crate::codec::depth::DEFAULT_MAX_DEPTH,
             ordering: Ordering::default(),
             commit_interval: Duration::from_secs(1),
+            processing: Processing::default(),
+            transaction_interval: Duration::from_millis(100),
+            transaction_max_messages: 1_000,
+            instance_id: host_name(),
             shutdown_timeout: Duration::from_secs(30),
             errors: ErrorPolicy::default(),
             event_errors: HashMap::new(),
@@ -373,7 +418,8 @@ impl Config {
             .collect();
         format!(
             "brokers={:?} security={:?} group_id={} topics={:?} default_topic={} demand={} \
-             ordering={:?} commit_interval={:?} shutdown_timeout={:?} errors={:?} \
+             ordering={:?} commit_interval={:?} processing={:?} transaction_interval={:?} \
+             transaction_max_messages={} instance_id={} shutdown_timeout={:?} errors={:?} \
              event_errors={:?} unhandled={:?} group_protocol={:?} max_message_bytes={} \
              max_nesting_depth={} registry_url={} registry_bearer_token={:?} registry_tls={:?} \
              metrics_addr={:?} librdkafka={librdkafka:?}",
@@ -385,6 +431,10 @@ impl Config {
             self.demand,
             self.ordering,
             self.commit_interval,
+            self.processing,
+            self.transaction_interval,
+            self.transaction_max_messages,
+            self.instance_id,
             self.shutdown_timeout,
             self.errors,
             self.event_errors,
@@ -415,6 +465,13 @@ impl Config {
         self.event_errors.get(event).unwrap_or(&self.errors)
     }
 
+    /// The transactional id of this instance's producer under `exactly_once`:
+    /// `kaufmann-<group_id>-<instance_id>`. Stable across restarts, a restarted instance fences
+    /// its killed predecessor's open transaction at once (aborted, its records never visible).
+    pub fn transactional_id(&self) -> String {
+        format!("kaufmann-{}-{}", self.group_id, self.instance_id)
+    }
+
     /// Every retry topic of the consumed topics, under the service's policy and every event's:
     /// the service consumes them too.
     pub fn retry_topics(&self) -> Vec<String> {
@@ -432,6 +489,17 @@ impl Config {
         topics.dedup();
         topics
     }
+}
+
+/// The host name (`$HOSTNAME`, else the kernel's), the default instance id; `instance` when
+/// neither is known.
+fn host_name() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "instance".to_owned())
 }
 
 impl std::fmt::Debug for Config {
@@ -591,6 +659,45 @@ mod tests {
         ] {
             let err = from(&[(key, value)]).unwrap_err().to_string();
             assert!(err.contains(key) && err.contains(accepted), "{err}");
+        }
+    }
+
+    /// `processing = "exactly_once"` with its transaction keys; the transactional id names the
+    /// group and the instance; wrong values name the key and what it takes.
+    #[test]
+    fn exactly_once_keys_parse_and_name_the_transactional_id() {
+        let config = from(&[]).unwrap();
+        assert_eq!(config.processing, Processing::AtLeastOnce);
+        assert!(!config.instance_id.is_empty());
+        let config = Config::from_sources(
+            Some((
+                "k.toml",
+                "processing = \"exactly_once\"\ntransaction_interval_ms = 250\n\
+                 transaction_max_messages = 500\ngroup_id = \"billing\"\ninstance_id = \"pod-3\"",
+            )),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.processing, Processing::ExactlyOnce);
+        assert_eq!(config.transaction_interval, Duration::from_millis(250));
+        assert_eq!(config.transaction_max_messages, 500);
+        assert_eq!(config.transactional_id(), "kaufmann-billing-pod-3");
+        for (key, value, says) in [
+            (
+                "KAUFMANN_PROCESSING",
+                "twice",
+                "`at_least_once` or `exactly_once`",
+            ),
+            ("KAUFMANN_TRANSACTION_MAX_MESSAGES", "0", "from 1 to 100000"),
+            (
+                "KAUFMANN_TRANSACTION_INTERVAL_MS",
+                "60001",
+                "from 1 to 60000",
+            ),
+            ("KAUFMANN_INSTANCE_ID", "a b", "letters, digits"),
+        ] {
+            let err = from(&[(key, value)]).unwrap_err().to_string();
+            assert!(err.contains(key) && err.contains(says), "{err}");
         }
     }
 

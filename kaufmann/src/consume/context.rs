@@ -15,6 +15,7 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::consume::offsets::OffsetTracker;
+use crate::consume::transactions::{Ended, Transactions};
 use crate::observe::log_limit::LogLimit;
 use crate::observe::metrics::Metrics;
 use crate::process::message::Job;
@@ -37,10 +38,16 @@ pub(crate) struct Shared {
     pub(crate) consumer_error_log: LogLimit,
     pub(crate) metrics: Arc<Metrics>,
     revoke_timeout: Duration,
+    /// The transactional producer, under `exactly_once`.
+    transactions: Option<Transactions>,
 }
 
 impl Shared {
-    pub(crate) fn new(metrics: Arc<Metrics>, revoke_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn new(
+        metrics: Arc<Metrics>,
+        revoke_timeout: Duration,
+        transactions: Option<Transactions>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             last_client_error: Mutex::default(),
             tracker: Mutex::default(),
@@ -49,7 +56,58 @@ impl Shared {
             consumer_error_log: LogLimit::new(CONSUMER_ERROR_LOG),
             metrics,
             revoke_timeout,
+            transactions,
         })
+    }
+
+    /// The transactional producer, under `exactly_once`.
+    pub(crate) fn transactions(&self) -> Option<&Transactions> {
+        self.transactions.as_ref()
+    }
+
+    /// Under `exactly_once`, commits the open transaction with every partition's position; on
+    /// failure aborts it (and the partitions are to be rewound). Call with nothing in flight.
+    /// Blocks.
+    pub(crate) fn end_transaction<C: Consumer<X>, X: ConsumerContext>(
+        &self,
+        consumer: &C,
+    ) -> Option<Ended> {
+        let transactions = self.transactions.as_ref()?;
+        let positions = self.tracker().committable();
+        let ended = transactions.commit(consumer.group_metadata(), &positions);
+        if ended == Ended::Committed {
+            self.tracker().committed(&positions);
+        }
+        Some(ended)
+    }
+
+    /// Drops every record waiting outside the pool, held or delayed (a rewind reads them again).
+    pub(crate) fn drop_waiting(&self) {
+        self.held().clear();
+        self.delayed().clear();
+    }
+
+    /// Whether messages of `partitions` (all of them: `None`) are in flight: fetched, not
+    /// finished and not waiting outside the pool.
+    fn busy(&self, partitions: Option<&[(String, i32)]>) -> bool {
+        let mut waiting: Vec<(String, i32)> = self
+            .held()
+            .iter()
+            .map(|j| (j.origin.topic.to_string(), j.origin.partition))
+            .collect();
+        waiting.extend(self.delayed().iter().map(|(t, p, _)| (t.to_string(), *p)));
+        let tracker = self.tracker();
+        let busy_in = |t: &str, p: i32| {
+            let here = waiting
+                .iter()
+                .filter(|(wt, wp)| wt == t && *wp == p)
+                .count();
+            tracker.unfinished_in(t, p) > here
+        };
+        match partitions {
+            Some(partitions) => partitions.iter().any(|(t, p)| busy_in(t, *p)),
+            None => tracker.partitions().any(|(t, p)| busy_in(t, p)),
+        }
     }
 
     /// The last connection error librdkafka reported, if any.
@@ -167,6 +225,29 @@ impl ConsumerContext for EngineContext {
         let Rebalance::Revoke(list) = rebalance else {
             return;
         };
+        // The callback runs on the poll loop's runtime thread and waits there for messages in
+        // flight. On a multi-threaded runtime that thread's queued tasks move to another thread
+        // meanwhile: the last task the poll loop spawned sits in that thread's own slot, which no
+        // other thread takes, and would wait for the callback that waits for it.
+        let multi_threaded = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if multi_threaded {
+            tokio::task::block_in_place(|| self.revoke(consumer, list));
+        } else {
+            self.revoke(consumer, list);
+        }
+    }
+
+    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        self.assigned(consumer, rebalance);
+    }
+}
+
+impl EngineContext {
+    /// Finishes the revoked partitions' messages (exactly once: every partition's, then commits
+    /// the transaction), commits them and lets the partitions go.
+    fn revoke(&self, consumer: &BaseConsumer<Self>, list: &TopicPartitionList) {
         self.shared.metrics.rebalanced();
         let revoked: Vec<(String, i32)> = list
             .elements()
@@ -174,35 +255,18 @@ impl ConsumerContext for EngineContext {
             .map(|e| (e.topic().to_owned(), e.partition()))
             .collect();
         tracing::info!(partitions = ?revoked, "partitions revoked: finishing their in-flight messages");
+        // Under `exactly_once` the open transaction holds every partition's work: all of it must
+        // finish before the transaction is committed.
+        let transactional = self.shared.transactions.is_some();
+        let waited_for = (!transactional).then_some(&revoked[..]);
         let deadline = Instant::now() + self.shared.revoke_timeout;
-        loop {
-            // Held and delayed records are not in flight: they are dropped below.
-            let mut held: Vec<(String, i32)> = self
-                .shared
-                .held()
-                .iter()
-                .map(|j| (j.origin.topic.to_string(), j.origin.partition))
-                .collect();
-            held.extend(
-                self.shared
-                    .delayed()
-                    .iter()
-                    .map(|(t, p, _)| (t.to_string(), *p)),
-            );
-            let busy = {
-                let tracker = self.shared.tracker();
-                revoked.iter().any(|(t, p)| {
-                    let held_here = held.iter().filter(|(ht, hp)| ht == t && hp == p).count();
-                    tracker.unfinished_in(t, *p) > held_here
-                })
-            };
-            if !busy {
-                break;
-            }
+        let mut finished = true;
+        while self.shared.busy(waited_for) {
             if Instant::now() > deadline {
                 tracing::warn!(
                     "revoke timeout passed with messages in flight; they will be delivered again"
                 );
+                finished = false;
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -217,8 +281,17 @@ impl ConsumerContext for EngineContext {
                 .iter()
                 .any(|(t, p)| **t == **topic && p == partition)
         });
-        self.shared
-            .commit(consumer, CommitMode::Sync, Some(&revoked));
+        match &self.shared.transactions {
+            None => self
+                .shared
+                .commit(consumer, CommitMode::Sync, Some(&revoked)),
+            Some(_) if finished => {
+                self.shared.end_transaction(consumer);
+            }
+            Some(transactions) => {
+                transactions.abort("a rebalance came while messages were in flight");
+            }
+        }
         let mut tracker = self.shared.tracker();
         for (topic, partition) in &revoked {
             tracker.forget(topic, *partition);
@@ -242,7 +315,7 @@ impl ConsumerContext for EngineContext {
             .set_assigned(u64::try_from(kept).unwrap_or(u64::MAX));
     }
 
-    fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+    fn assigned(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(list) = rebalance {
             self.shared.metrics.rebalanced();
             // After an incremental assign, the list holds only the partitions added.

@@ -15,14 +15,16 @@ use std::time::{Duration, Instant};
 use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, MessageStream};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::Offset;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::consume::batching::Batches;
 use crate::consume::context::{EngineConsumer, EngineContext, Shared};
 use crate::consume::ordering::{Lane, Lanes};
+use crate::consume::transactions::Transactions;
 use crate::envelope::header;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::observe::stats::Stats;
 use crate::process::handler::HandlerTable;
 use crate::process::message::{place, Job, RecordHeaders, Source};
@@ -55,6 +57,10 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long the pool may stay full before the consumer pauses its partitions and goes on polling
 /// (for rebalances and `max.poll.interval.ms`) without taking messages.
 const STALL: Duration = Duration::from_millis(500);
+
+/// How often, at most, the poll loop looks whether the open transaction is due when no message
+/// wakes it.
+const TRANSACTION_TICK: Duration = Duration::from_millis(50);
 
 pub(crate) struct Engine {
     consumer: Arc<EngineConsumer>,
@@ -127,6 +133,16 @@ impl Inline {
     }
 }
 
+/// What the poll loop does after its transaction step.
+enum Turn {
+    /// Go on with the round.
+    Go,
+    /// Start the next round.
+    Again,
+    /// Stop (with the error the service stops with, if any).
+    Stop(Option<Error>),
+}
+
 /// The poll loop's own state.
 #[derive(Debug)]
 struct PollState {
@@ -177,8 +193,15 @@ impl Engine {
 
     pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         let engine = Arc::new(self);
+        let transactional = engine.start_transactions().await?;
         let probes = AbortOnDrop(tokio::spawn(Arc::clone(&engine).probe_dependencies()));
-        let mut commit_tick = tokio::time::interval(engine.config.commit_interval);
+        // Under `exactly_once` the tick looks whether the open transaction is due.
+        let tick = if transactional {
+            engine.config.transaction_interval.min(TRANSACTION_TICK)
+        } else {
+            engine.config.commit_interval
+        };
+        let mut commit_tick = tokio::time::interval(tick);
         commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Normal mode: take a slot, then poll one message. Stalled mode (the pool stayed full for
         // `STALL`): partitions paused, polling goes on, stray messages wait in `held`.
@@ -194,7 +217,16 @@ impl Engine {
         let consumer = Arc::clone(&engine.consumer);
         let mut messages = consumer.stream();
         let mut stop = std::pin::pin!(shutdown.changed());
+        let mut fenced = None;
         loop {
+            match engine.transaction_turn(&mut state).await {
+                Turn::Go => {}
+                Turn::Again => continue,
+                Turn::Stop(err) => {
+                    fenced = err;
+                    break;
+                }
+            }
             let stalled = !state.paused.is_empty() || !engine.shared.held().is_empty();
             // Fast path: a free slot is taken without a round through `select!` (which builds
             // every branch's future, the stall timer included, each time).
@@ -219,7 +251,7 @@ impl Engine {
                 tokio::select! {
                     biased;
                     _ = &mut stop => break,
-                    _ = commit_tick.tick() => engine.shared.commit(&*engine.consumer, CommitMode::Async, None),
+                    _ = commit_tick.tick() => engine.tick(),
                     Some(received) = messages.next() => {
                         engine.take(received, &mut state);
                         engine.take_ready(&mut messages, &mut state);
@@ -231,7 +263,7 @@ impl Engine {
             tokio::select! {
                 biased;
                 _ = &mut stop => break,
-                _ = commit_tick.tick() => engine.shared.commit(&*engine.consumer, CommitMode::Async, None),
+                _ = commit_tick.tick() => engine.tick(),
                 permit = engine.semaphore.clone().acquire_owned(), if waiting => {
                     let Ok(permit) = permit else { break };
                     state.slot = Some(permit);
@@ -255,9 +287,150 @@ impl Engine {
             }
         }
         drop(state.slot);
-        engine.drain().await;
+        engine.drain(fenced.is_some()).await;
         drop(probes);
-        Ok(())
+        fenced.map_or(Ok(()), Err)
+    }
+
+    /// Under `exactly_once`: registers the transactional producer and begins the first
+    /// transaction; `false` at least once.
+    async fn start_transactions(self: &Arc<Self>) -> Result<bool> {
+        if self.shared.transactions().is_none() {
+            return Ok(false);
+        }
+        let engine = Arc::clone(self);
+        tokio::task::spawn_blocking(move || {
+            engine
+                .shared
+                .transactions()
+                .map_or(Ok(()), Transactions::start)
+        })
+        .await
+        .map_err(|e| Error::Startup(format!("starting transactions failed: {e}")))??;
+        Ok(true)
+    }
+
+    /// The poll loop's first step in each round under `exactly_once`: stop when the producer is
+    /// fenced, rewind after an abort, commit the open transaction when it is due.
+    async fn transaction_turn(self: &Arc<Self>, state: &mut PollState) -> Turn {
+        let Some(transactions) = self.shared.transactions() else {
+            return Turn::Go;
+        };
+        if let Some(err) = transactions.fenced() {
+            return Turn::Stop(Some(err));
+        }
+        if transactions.needs_rewind() {
+            drop(state.slot.take());
+            let Ok(all) = self.whole_pool().await else {
+                return Turn::Stop(None);
+            };
+            self.rewind(state).await;
+            drop(all);
+            return Turn::Again;
+        }
+        if transactions.due() {
+            self.end_transaction(state).await;
+            return Turn::Again;
+        }
+        Turn::Go
+    }
+
+    /// The commit timer: at least once, commits what finished; exactly once, the loop's next
+    /// round looks whether the open transaction is due.
+    fn tick(&self) {
+        if self.shared.transactions().is_none() {
+            self.shared.commit(&*self.consumer, CommitMode::Async, None);
+        }
+    }
+
+    /// Every slot of the pool: when this returns, no message is in flight, and none is admitted
+    /// until the permits are dropped.
+    async fn whole_pool(&self) -> Result<OwnedSemaphorePermit, tokio::sync::AcquireError> {
+        let all = u32::try_from(self.config.demand).unwrap_or(u32::MAX);
+        self.semaphore.clone().acquire_many_owned(all).await
+    }
+
+    /// Commits the open transaction: waits until no message is in flight (the poll loop takes
+    /// none meanwhile), then commits every partition's position with what was published; a
+    /// failed commit aborts and rewinds. Exactly once only.
+    async fn end_transaction(self: &Arc<Self>, state: &mut PollState) {
+        drop(state.slot.take());
+        let Ok(all) = self.whole_pool().await else {
+            return;
+        };
+        let engine = Arc::clone(self);
+        let ended =
+            tokio::task::spawn_blocking(move || engine.shared.end_transaction(&*engine.consumer))
+                .await;
+        if let Err(err) = ended {
+            tracing::error!("committing the transaction failed: {err}");
+        }
+        if self
+            .shared
+            .transactions()
+            .is_some_and(Transactions::needs_rewind)
+        {
+            self.rewind(state).await;
+        }
+        drop(all);
+    }
+
+    /// After an abort, with the whole pool held: drops what waits outside the pool, seeks every
+    /// assigned partition back to its committed offset (the start, without one), forgets the
+    /// offsets fetched and resumes the partitions. When the broker cannot say, the flag stays and
+    /// the loop tries again.
+    async fn rewind(self: &Arc<Self>, state: &mut PollState) {
+        self.delayed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .abort_all();
+        self.shared.drop_waiting();
+        state.paused.clear();
+        let engine = Arc::clone(self);
+        let rewound = tokio::task::spawn_blocking(move || engine.seek_to_committed()).await;
+        match rewound {
+            Ok(Ok(partitions)) => {
+                tracing::info!(
+                    partitions,
+                    "rewound to the committed offsets after an abort"
+                );
+                if let Some(transactions) = self.shared.transactions() {
+                    transactions.rewound();
+                }
+            }
+            Ok(Err(err)) => {
+                tracing::warn!("rewinding to the committed offsets failed (trying again): {err}");
+                tokio::time::sleep(PROBE_DOWN).await;
+            }
+            Err(err) => tracing::error!("rewinding to the committed offsets failed: {err}"),
+        }
+    }
+
+    /// Seeks every assigned partition to its committed offset; returns how many. Blocks.
+    fn seek_to_committed(&self) -> rdkafka::error::KafkaResult<usize> {
+        let assignment = self.consumer.assignment()?;
+        *self.shared.tracker() = crate::consume::offsets::OffsetTracker::default();
+        if assignment.count() == 0 {
+            return Ok(0);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(assignment.clone(), PROBE_TIMEOUT)?;
+        let mut list = rdkafka::TopicPartitionList::new();
+        for e in committed.elements() {
+            let offset = match e.offset() {
+                Offset::Offset(offset) => Offset::Offset(offset),
+                // No committed offset: where `auto.offset.reset = earliest` started.
+                _ => Offset::Beginning,
+            };
+            list.add_partition_offset(e.topic(), e.partition(), offset)?;
+        }
+        let sought = self.consumer.seek_partitions(list, PROBE_TIMEOUT)?;
+        for e in sought.elements() {
+            e.error()?;
+        }
+        self.consumer.resume(&assignment)?;
+        Ok(assignment.count())
     }
 
     /// Asks the registry and the broker whether they answer: every [`PROBE_UP`] while they do,
@@ -353,6 +526,14 @@ impl Engine {
             }
         };
         self.shared.metrics.health.message_received();
+        if self
+            .shared
+            .transactions()
+            .is_some_and(Transactions::needs_rewind)
+        {
+            // Read again after the rewind.
+            return;
+        }
         let job = detach(&message, &mut state.topics);
         drop(message);
         self.shared
@@ -483,6 +664,13 @@ impl Engine {
             let Ok(permit) = engine.semaphore.clone().acquire_owned().await else {
                 return;
             };
+            if let Some(transactions) = engine.shared.transactions() {
+                if transactions.needs_rewind() {
+                    // An abort came meanwhile: the rewind reads the record again.
+                    return;
+                }
+                transactions.admitted();
+            }
             engine.shared.metrics.started();
             // No lane: a record sent to a retry topic gave up its key's order.
             engine.submit(None, job, permit, false);
@@ -490,6 +678,9 @@ impl Engine {
     }
 
     fn admit(self: &Arc<Self>, job: Job, permit: OwnedSemaphorePermit, inline: &mut Inline) {
+        if let Some(transactions) = self.shared.transactions() {
+            transactions.admitted();
+        }
         self.shared.metrics.started();
         if let Some(batches) = self.batches.as_ref().filter(|_| self.for_a_batch(&job)) {
             let lane = Lane::of_batch(&job.origin.topic, job.origin.partition);
@@ -548,25 +739,39 @@ impl Engine {
             });
     }
 
-    /// Waits (bounded) for in-flight messages, commits what finished and leaves the group.
-    async fn drain(&self) {
+    /// Waits (bounded) for in-flight messages, commits what finished (exactly once: commits the
+    /// open transaction, or aborts it when messages are still in flight; nothing when `fenced`)
+    /// and leaves the group.
+    async fn drain(self: &Arc<Self>, fenced: bool) {
         self.delayed
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .abort_all();
         let limit = self.config.shutdown_timeout;
         let all = u32::try_from(self.config.demand).unwrap_or(u32::MAX);
-        if tokio::time::timeout(limit, self.semaphore.acquire_many(all))
+        let finished = tokio::time::timeout(limit, self.semaphore.acquire_many(all))
             .await
-            .is_err()
-        {
+            .is_ok();
+        if !finished {
             tracing::warn!(
                 in_flight = self.shared.metrics.in_flight(),
                 "shutdown timeout ({limit:?}) passed with messages in flight; they are not committed and will be delivered again"
             );
         }
         self.shared.held().clear();
-        self.shared.commit(&*self.consumer, CommitMode::Sync, None);
+        if self.shared.transactions().is_none() {
+            self.shared.commit(&*self.consumer, CommitMode::Sync, None);
+        } else if !fenced {
+            let engine = Arc::clone(self);
+            let _ = tokio::task::spawn_blocking(move || {
+                if finished {
+                    engine.shared.end_transaction(&*engine.consumer);
+                } else if let Some(transactions) = engine.shared.transactions() {
+                    transactions.abort("shutdown timeout passed with messages in flight");
+                }
+            })
+            .await;
+        }
         self.consumer.unsubscribe();
         let stats = Stats::new(self.shared.metrics.clone());
         tracing::info!(

@@ -120,6 +120,11 @@ impl OffsetTracker {
         })
     }
 
+    /// Every partition with fetched offsets.
+    pub fn partitions(&self) -> impl Iterator<Item = (&str, i32)> {
+        self.states().map(|(tp, _)| tp)
+    }
+
     /// The number of fetched offsets of one partition not yet finished.
     pub fn unfinished_in(&self, topic: &str, partition: i32) -> usize {
         self.state(topic, partition).map_or(0, |s| s.unfinished)

@@ -149,8 +149,18 @@ pub struct Metrics {
     max_in_flight: AtomicUsize,
     unhandled: AtomicU64,
     rebalances: AtomicU64,
+    /// Transactions of `exactly_once` processing.
+    transactions: Mutex<TransactionCounters>,
     /// What readiness reports.
     pub health: Health,
+}
+
+/// Committed and aborted transactions, and how long committed ones were open.
+#[derive(Debug, Clone, Default)]
+struct TransactionCounters {
+    committed: u64,
+    aborted: u64,
+    duration: Histogram,
 }
 
 /// The label of an event name: without a `#<id>` suffix; `unknown` when empty.
@@ -229,6 +239,29 @@ impl Metrics {
         self.commits.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A transaction ended: committed (after `took` open) or aborted.
+    pub(crate) fn transaction(&self, committed: bool, took: Duration) {
+        let mut counters = self.transaction_counters();
+        if committed {
+            counters.committed += 1;
+            counters.duration.observe(took);
+        } else {
+            counters.aborted += 1;
+        }
+    }
+
+    /// Transactions committed and aborted so far.
+    pub(crate) fn transactions(&self) -> (u64, u64) {
+        let counters = self.transaction_counters();
+        (counters.committed, counters.aborted)
+    }
+
+    fn transaction_counters(&self) -> MutexGuard<'_, TransactionCounters> {
+        self.transactions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     pub(crate) fn set_lag(&self, topic: &str, partition: i32, lag: i64) {
         self.lag
             .lock()
@@ -270,6 +303,34 @@ impl Metrics {
             out,
             "kaufmann_commits_total {}",
             self.commits.load(Ordering::Relaxed)
+        );
+        let transactions = self.transaction_counters().clone();
+        header(
+            &mut out,
+            "kaufmann_transactions_total",
+            "Transactions of exactly-once processing, by how they ended.",
+            "counter",
+        );
+        for (outcome, count) in [
+            ("committed", transactions.committed),
+            ("aborted", transactions.aborted),
+        ] {
+            let _ = writeln!(
+                out,
+                "kaufmann_transactions_total{{outcome=\"{outcome}\"}} {count}"
+            );
+        }
+        header(
+            &mut out,
+            "kaufmann_transaction_duration_seconds",
+            "Time from a transaction's first message to its commit.",
+            "histogram",
+        );
+        write_histogram(
+            &mut out,
+            "kaufmann_transaction_duration_seconds",
+            "",
+            &transactions.duration,
         );
         header(
             &mut out,
@@ -365,23 +426,26 @@ fn render_histograms(out: &mut String, events: &BTreeMap<String, EventCounters>)
     for (name, help, histogram) in histograms {
         header(out, name, help, "histogram");
         for (event, c) in events {
-            let h = histogram(c);
-            let event = escape(event);
-            for (bound, count) in BUCKETS.iter().zip(h.counts) {
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{event=\"{event}\",le=\"{bound}\"}} {count}"
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{event=\"{event}\",le=\"+Inf\"}} {}",
-                h.count
-            );
-            let _ = writeln!(out, "{name}_sum{{event=\"{event}\"}} {}", h.sum);
-            let _ = writeln!(out, "{name}_count{{event=\"{event}\"}} {}", h.count);
+            let labels = format!("event=\"{}\",", escape(event));
+            write_histogram(out, name, &labels, histogram(c));
         }
     }
+}
+
+/// One histogram's series: `labels` (each followed by a comma) go before `le`.
+fn write_histogram(out: &mut String, name: &str, labels: &str, h: &Histogram) {
+    for (bound, count) in BUCKETS.iter().zip(h.counts) {
+        let _ = writeln!(out, "{name}_bucket{{{labels}le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{{labels}le=\"+Inf\"}} {}", h.count);
+    let plain = labels.trim_end_matches(',');
+    let braces = if plain.is_empty() {
+        String::new()
+    } else {
+        format!("{{{plain}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{braces} {}", h.count);
 }
 
 fn header(out: &mut String, name: &str, help: &str, kind: &str) {
@@ -415,6 +479,8 @@ mod tests {
         metrics.record("a.b", Outcome::DeadLettered);
         metrics.record("we\"ird", Outcome::Failed);
         metrics.committed();
+        metrics.transaction(true, Duration::from_millis(30));
+        metrics.transaction(false, Duration::from_millis(2));
         metrics.set_lag("t", 2, 17);
         let text = metrics.render();
         for line in [
@@ -423,6 +489,12 @@ mod tests {
             "kaufmann_messages_dead_lettered_total{event=\"a.b\"} 1",
             "kaufmann_messages_failed_total{event=\"we\\\"ird\"} 1",
             "kaufmann_commits_total 1",
+            "kaufmann_transactions_total{outcome=\"committed\"} 1",
+            "kaufmann_transactions_total{outcome=\"aborted\"} 1",
+            "kaufmann_transaction_duration_seconds_bucket{le=\"0.025\"} 0",
+            "kaufmann_transaction_duration_seconds_bucket{le=\"0.05\"} 1",
+            "kaufmann_transaction_duration_seconds_count 1",
+            "kaufmann_handler_duration_seconds_sum{event=\"a.b\"} 0.003",
             "kaufmann_consumer_lag{topic=\"t\",partition=\"2\"} 17",
             "kaufmann_handler_duration_seconds_bucket{event=\"a.b\",le=\"0.0025\"} 0",
             "kaufmann_handler_duration_seconds_bucket{event=\"a.b\",le=\"0.005\"} 1",

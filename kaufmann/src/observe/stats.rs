@@ -50,4 +50,13 @@ impl Stats {
     pub fn rebalances(&self) -> u64 {
         self.metrics.rebalances()
     }
+    /// Transactions committed (`exactly_once` processing).
+    pub fn transactions_committed(&self) -> u64 {
+        self.metrics.transactions().0
+    }
+    /// Transactions aborted (`exactly_once` processing): a failed commit, a rebalance that could
+    /// not commit, a fenced producer.
+    pub fn transactions_aborted(&self) -> u64 {
+        self.metrics.transactions().1
+    }
 }

@@ -127,9 +127,10 @@ impl Processor {
                     }
                 })
                 .collect();
+            let staging = self.stages.then(|| self.publisher.staging());
             // A batch's context is no one event's: what it publishes carries no callback id.
             let context = Context::new(
-                self.publisher.clone(),
+                staging.as_ref().unwrap_or(&self.publisher).clone(),
                 handler.event,
                 &Metadata::default(),
                 None,
@@ -143,7 +144,15 @@ impl Processor {
                 }
             }
             if let Some(run) = run {
-                let ran = self.run_guarded(run, policy.handler_timeout).await;
+                let mut ran = self.run_guarded(run, policy.handler_timeout).await;
+                // Staged events go out when the handler returned: `Ok`, or the failed events
+                // it named (what it published is its word for the others).
+                let kept = matches!(ran, Ok(Ok(()) | Err(Error::BatchFailed(_))));
+                if let (true, Some(staging)) = (kept, &staging) {
+                    if let Err(err) = staging.release().await {
+                        ran = Err(self.classify(err));
+                    }
+                }
                 self.failures_of(ran, &mut outcomes);
             }
             self.metrics.record(

@@ -14,7 +14,7 @@ use tracing::Instrument;
 
 use crate::codec::error_event;
 use crate::codec::format::{WireCodec, WriterRef};
-use crate::config::{Config, Unhandled};
+use crate::config::{Config, Processing, Unhandled};
 use crate::envelope::Metadata;
 use crate::error::{CodecError, Error, Result};
 use crate::observe::log_limit::LogLimit;
@@ -54,6 +54,9 @@ pub(crate) struct Processor {
     pub(crate) states: States,
     /// The warnings about messages no handler serves.
     unhandled_log: LogLimit,
+    /// Under `exactly_once`: what a handler attempt publishes is produced only when it succeeds
+    /// (a retried attempt's events are not in the transaction twice).
+    pub(crate) stages: bool,
 }
 
 impl Processor {
@@ -73,6 +76,7 @@ impl Processor {
             decoder: Decoder::new(registry, metrics),
             publisher,
             codec: config.wire_format.codec(),
+            stages: config.processing == Processing::ExactlyOnce,
             config,
             states,
             unhandled_log: LogLimit::new(UNHANDLED_LOG),
@@ -147,7 +151,14 @@ impl Processor {
                 tracing::Span::current().record("attempt", attempt);
             }
             let policy = self.config.error_policy(&meta.message_name);
-            let outcome = self.attempt(job, meta, trace, policy.handler_timeout).await;
+            let staging = self.stages.then(|| self.publisher.staging());
+            let publisher = staging.as_ref().unwrap_or(&self.publisher);
+            let mut outcome = self
+                .attempt(job, meta, trace, policy.handler_timeout, publisher)
+                .await;
+            if let (Ok(()), Some(staging)) = (&outcome, &staging) {
+                outcome = staging.release().await.map_err(|err| self.classify(err));
+            }
             if outcome.is_err() {
                 self.restore(job, meta);
             }
@@ -209,9 +220,11 @@ impl Processor {
         meta: &mut Metadata,
         trace: Option<&TraceParent>,
         limit: Duration,
+        publisher: &Publisher,
     ) -> Result<(), Failure> {
-        let mut run =
-            std::pin::pin!(AssertUnwindSafe(self.dispatch(job, meta, trace)).catch_unwind());
+        let mut run = std::pin::pin!(
+            AssertUnwindSafe(self.dispatch(job, meta, trace, publisher)).catch_unwind()
+        );
         let first = std::future::poll_fn(|cx| Poll::Ready(run.as_mut().poll(cx))).await;
         let finished = match first {
             Poll::Ready(finished) => finished,
@@ -240,6 +253,7 @@ impl Processor {
         job: &Job,
         known: &mut Metadata,
         trace: Option<&TraceParent>,
+        publisher: &Publisher,
     ) -> Result<(), Failure> {
         let value = job
             .value
@@ -271,7 +285,7 @@ impl Processor {
         // Built in a block: what the handler takes is not kept in this future while it runs.
         let running = {
             let context = Context::new(
-                self.publisher.clone(),
+                publisher.clone(),
                 handler.event,
                 known,
                 job.origin.key.clone(),

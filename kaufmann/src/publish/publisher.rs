@@ -30,6 +30,23 @@ const MAX_CACHED: usize = 10_000;
 #[derive(Clone)]
 pub struct Publisher {
     inner: Arc<PublisherInner>,
+    /// Under `exactly_once`, the records of one handler attempt: produced (into the open
+    /// transaction) only when the attempt succeeds, dropped when it fails.
+    stage: Option<Arc<Stage>>,
+}
+
+/// Records published by one handler attempt, not produced yet.
+#[derive(Default)]
+pub(crate) struct Stage(std::sync::Mutex<Vec<Staged>>);
+
+/// One staged record.
+struct Staged {
+    event: Option<String>,
+    topic: String,
+    partition: Option<i32>,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: rdkafka::message::OwnedHeaders,
 }
 
 struct PublisherInner {
@@ -220,7 +237,55 @@ impl Publisher {
                     .collect(),
                 send_timeout: Duration::from_secs(30),
             }),
+            stage: None,
         }
+    }
+
+    /// A publisher that keeps what it publishes until [`release`](Self::release): for one
+    /// handler attempt under `exactly_once`.
+    pub(crate) fn staging(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            stage: Some(Arc::default()),
+        }
+    }
+
+    /// Produces what this staging publisher kept, in order, and waits for every
+    /// acknowledgement (nothing for a publisher that does not stage).
+    pub(crate) async fn release(&self) -> Result<()> {
+        let Some(stage) = &self.stage else {
+            return Ok(());
+        };
+        let staged = std::mem::take(
+            &mut *stage
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let started = std::time::Instant::now();
+        // Every record is handed to the producer at the first poll, in order; then the
+        // acknowledgements are awaited together.
+        let sends = staged.iter().map(|r| {
+            self.deliver_now(
+                &r.topic,
+                r.partition,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.headers.clone(),
+            )
+        });
+        let results = futures::future::join_all(sends).await;
+        for (record, result) in staged.iter().zip(results) {
+            result.map_err(|source| {
+                Error::kafka(format!("publishing to topic `{}`", record.topic), source)
+            })?;
+            if let Some(event) = &record.event {
+                self.inner
+                    .metrics
+                    .record(event, Outcome::Published(started.elapsed()));
+            }
+        }
+        Ok(())
     }
 
     /// Publishes `value` to the default topic with fresh metadata; returns the metadata sent.
@@ -272,13 +337,44 @@ impl Publisher {
         value: Option<&[u8]>,
         headers: rdkafka::message::OwnedHeaders,
     ) -> Result<()> {
-        self.deliver(topic, None, key, value, headers)
+        self.deliver_now(topic, None, key, value, headers)
             .await
             .map_err(|source| Error::kafka(format!("producing to topic `{topic}`"), source))
     }
 
-    /// Produces one record (and waits for the broker's acknowledgement), or keeps it in memory.
+    /// Stages one record of `event` (a staging publisher), or produces it now; `true` when it was
+    /// staged.
     async fn deliver(
+        &self,
+        event: Option<&str>,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: rdkafka::message::OwnedHeaders,
+    ) -> std::result::Result<bool, rdkafka::error::KafkaError> {
+        if let Some(stage) = &self.stage {
+            stage
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(Staged {
+                    event: event.map(str::to_owned),
+                    topic: topic.to_owned(),
+                    partition,
+                    key: key.map(<[u8]>::to_vec),
+                    value: value.map(<[u8]>::to_vec),
+                    headers,
+                });
+            return Ok(true);
+        }
+        self.deliver_now(topic, partition, key, value, headers)
+            .await
+            .map(|()| false)
+    }
+
+    /// Produces one record (and waits for the broker's acknowledgement), or keeps it in memory.
+    async fn deliver_now(
         &self,
         topic: &str,
         partition: Option<i32>,
@@ -384,15 +480,27 @@ impl Publisher {
         };
         let key = key.as_deref();
         let started = std::time::Instant::now();
-        self.deliver(topic, route.partition, key, Some(&value), headers)
+        let staged = self
+            .deliver(
+                Some(event),
+                topic,
+                route.partition,
+                key,
+                Some(&value),
+                headers,
+            )
             .await
             .map_err(|source| {
                 Error::kafka(format!("publishing `{event}` to topic `{topic}`"), source)
             })?;
-        inner
-            .metrics
-            .record(event, Outcome::Published(started.elapsed()));
-        tracing::debug!(event, topic, message_id = %meta.message_id, "published");
+        if staged {
+            tracing::debug!(event, topic, message_id = %meta.message_id, "staged until the attempt succeeds");
+        } else {
+            inner
+                .metrics
+                .record(event, Outcome::Published(started.elapsed()));
+            tracing::debug!(event, topic, message_id = %meta.message_id, "published");
+        }
         Ok(meta)
     }
 

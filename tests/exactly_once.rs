@@ -1,0 +1,312 @@
+//! Exactly-once processing (`processing = "exactly_once"`) on the Apache Kafka broker, with
+//! service processes: SIGKILL at three points under load, and an instance paused (SIGSTOP) while
+//! another takes its partitions. Read with `read_committed`, the output topic holds exactly one
+//! output per input (the `test.copy` handler publishes one `test.copied` before it may fail), the
+//! failing inputs one error event and one dead letter each; the aborted attempts' records are in
+//! the log, invisible.
+
+#![allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_possible_wrap,
+    clippy::items_after_statements
+)]
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use kaufmann_tests::{create_topics, produce_events, unique, wait_for_commits, TestCopy};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Headers;
+use rdkafka::{Message, Offset, TopicPartitionList};
+
+use crate::process::{
+    registry_server, signal, wait_exit, wait_until, Service, Setup, LIMIT, ONE_AT_A_TIME,
+};
+
+const PARTITIONS: i32 = 4;
+
+/// Every 500th id fails every attempt (error event and dead letter); every 333rd other fails its
+/// first attempt after publishing (retried in place: under at-least-once it would publish twice).
+fn fails_of(id: i64) -> i32 {
+    if id % 500 == 0 {
+        -1
+    } else {
+        i32::from(id % 333 == 0)
+    }
+}
+
+/// What a topic holds, read to its end with one isolation level: the `message_name` header of
+/// every record, by key.
+struct Contents {
+    by_key: HashMap<String, Vec<String>>,
+    records: usize,
+}
+
+/// Reads every partition of `topic` from the beginning to its end (`read_committed`: to the last
+/// stable offset) with `isolation` (`read_committed` or `read_uncommitted`). Blocks.
+fn read_topic(brokers: &str, topic: &str, partitions: i32, isolation: &str) -> Contents {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", unique("eos-reader"))
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "true")
+        .set("isolation.level", isolation)
+        .create()
+        .unwrap();
+    let mut assignment = TopicPartitionList::new();
+    for p in 0..partitions {
+        assignment
+            .add_partition_offset(topic, p, Offset::Beginning)
+            .unwrap();
+    }
+    consumer.assign(&assignment).unwrap();
+    let mut at_end = std::collections::HashSet::new();
+    let mut contents = Contents {
+        by_key: HashMap::new(),
+        records: 0,
+    };
+    let started = Instant::now();
+    while at_end.len() < partitions as usize {
+        assert!(started.elapsed() < LIMIT, "reading {topic} took too long");
+        match consumer.poll(Duration::from_millis(500)) {
+            Some(Ok(message)) => {
+                at_end.remove(&message.partition());
+                let key = String::from_utf8_lossy(message.key().unwrap_or_default()).into_owned();
+                let name = message
+                    .headers()
+                    .and_then(|hs| {
+                        hs.iter()
+                            .find(|h| h.key == "message_name")
+                            .and_then(|h| h.value)
+                    })
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .unwrap_or_default();
+                contents.by_key.entry(key).or_default().push(name);
+                contents.records += 1;
+            }
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(p))) => {
+                at_end.insert(p);
+            }
+            Some(Err(err)) => panic!("reading {topic}: {err}"),
+            None => {}
+        }
+    }
+    contents
+}
+
+/// The sum of the high watermarks of `topic`'s partitions (records and transaction markers).
+fn written(probe: &BaseConsumer, topic: &str) -> i64 {
+    (0..PARTITIONS)
+        .map(|p| {
+            probe
+                .fetch_watermarks(topic, p, Duration::from_secs(10))
+                .map_or(0, |(_, high)| high)
+        })
+        .sum()
+}
+
+/// Checks the outputs of `count` inputs, read committed: one `test.copied` per input, one error
+/// event (and nothing else) per input that always fails, one dead letter each; returns how many
+/// records only an uncommitted read sees (the aborted attempts').
+fn assert_exactly_once(setup: &Setup, output: &str, count: i64) -> usize {
+    let committed = read_topic(&setup.brokers, output, PARTITIONS, "read_committed");
+    let everything = read_topic(&setup.brokers, output, PARTITIONS, "read_uncommitted");
+    let mut wrong = Vec::new();
+    for id in 0..count {
+        let expected = if fails_of(id) < 0 {
+            "event.error.test.copy"
+        } else {
+            "test.copied"
+        };
+        let found = committed
+            .by_key
+            .get(&id.to_string())
+            .cloned()
+            .unwrap_or_default();
+        if found != [expected] {
+            wrong.push((id, found));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {count} inputs have not exactly one output, read committed, e.g. {:?}",
+        wrong.len(),
+        &wrong[..wrong.len().min(5)]
+    );
+    assert_eq!(committed.records, count as usize, "no record beside them");
+    let dead = read_topic(
+        &setup.brokers,
+        &format!("{}.DLT", setup.topic),
+        1,
+        "read_committed",
+    );
+    let failing: Vec<String> = (0..count)
+        .filter(|id| fails_of(*id) < 0)
+        .map(|id| id.to_string())
+        .collect();
+    let mut dead_keys: Vec<String> = dead
+        .by_key
+        .iter()
+        .flat_map(|(key, names)| names.iter().map(move |_| key.clone()))
+        .collect();
+    dead_keys.sort_by_key(|k| k.parse::<i64>().unwrap_or(-1));
+    assert_eq!(dead_keys, failing, "one dead letter per failing input");
+    everything.records - committed.records
+}
+
+/// The environment of an exactly-once test service publishing to `output`.
+fn eos_env<'a>(output: &'a str, registry: &'a str, instance: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("KAUFMANN_PROCESSING", "exactly_once"),
+        ("KAUFMANN_DEFAULT_TOPIC", output),
+        ("KAUFMANN_INSTANCE_ID", instance),
+        ("KAUFMANN_REGISTRY_URL", registry),
+        ("KAUFMANN_MAX_RETRIES", "2"),
+        ("KAUFMANN_RETRY_BACKOFF_MS", "10"),
+        // The coordinator aborts a paused instance's transaction after 10 s.
+        ("KAUFMANN_LIBRDKAFKA_TRANSACTION_TIMEOUT_MS", "10000"),
+    ]
+}
+
+/// Creates the output topic and produces `count` `test.copy` inputs (keyed by id) through the
+/// local registry; returns the output topic and the inputs' end offsets.
+async fn prepare(
+    setup: &Setup,
+    registry: &str,
+    count: i64,
+    sleep_ms: i32,
+) -> (String, HashMap<i32, i64>) {
+    let output = unique("eos-out");
+    create_topics(&setup.brokers, &[(&output, PARTITIONS)]).await;
+    let run = unique("run");
+    let events = (0..count).map(|id| {
+        let event = TestCopy {
+            id,
+            run: run.clone(),
+            sleep_ms,
+            fails: fails_of(id),
+        };
+        (id.to_string(), event)
+    });
+    let ends = produce_events(&setup.brokers, &setup.topic, registry, events).await;
+    (output, ends)
+}
+
+/// Waits until the service group committed every input, then stops `services` with SIGTERM.
+async fn finish(setup: &Setup, ends: &HashMap<i32, i64>, services: Vec<Service>) {
+    let committed = wait_for_commits(
+        &setup.brokers,
+        &setup.group,
+        &setup.topic,
+        PARTITIONS,
+        ends,
+        LIMIT,
+    )
+    .await;
+    let expected: HashMap<i32, i64> = (0..PARTITIONS)
+        .map(|p| (p, ends.get(&p).copied().unwrap_or(0)))
+        .collect();
+    assert_eq!(committed, expected, "every input committed");
+    for mut service in services {
+        signal(&service, "TERM");
+        assert!(wait_exit(&mut service, Duration::from_secs(60))
+            .await
+            .success());
+    }
+}
+
+/// 20,000 inputs; the service is killed with SIGKILL at three random points under load and
+/// restarted (with the same instance id, so the restart fences the killed one's transaction):
+/// every input has exactly one output, read committed, and aborted outputs are in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_three_times_each_input_has_exactly_one_output() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    const COUNT: i64 = 20_000;
+    let Some(setup) = Setup::new("eos-kill", PARTITIONS, Vec::new()).await else {
+        return;
+    };
+    let registry = registry_server().await;
+    let url = registry.url();
+    let (output, ends) = prepare(&setup, &url, COUNT, 0).await;
+    let env = eos_env(&output, &url, "solo");
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.brokers)
+        .create()
+        .unwrap();
+    // Three kill points: 1,000 to 5,000 more output offsets written each time.
+    let mut seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap());
+    let mut kills = Vec::new();
+    for round in 0..3 {
+        let service = setup.spawn(&format!("killed-{round}"), &env);
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let target = written(&probe, &output) + 1_000 + (seed % 4_000) as i64;
+        wait_until("the service wrote up to the kill point", || {
+            written(&probe, &output) >= target
+        })
+        .await;
+        let mut service = service;
+        service.0.kill().unwrap();
+        service.0.wait().unwrap();
+        kills.push(target);
+    }
+    let last = setup.spawn("last", &env);
+    finish(&setup, &ends, vec![last]).await;
+    let aborted = assert_exactly_once(&setup, &output, COUNT);
+    assert!(
+        aborted > 0,
+        "the killed attempts' records are in the log, invisible to read_committed"
+    );
+    println!(
+        "exactly-once kill test: killed at output offsets {kills:?}; {COUNT} inputs, {COUNT} \
+         outputs read committed (0 missing, 0 duplicates), {aborted} aborted records in the log"
+    );
+}
+
+/// Two instances: the first is paused (SIGSTOP) under load, the second takes its partitions and
+/// goes on; the first, resumed, finds its transaction fenced and aborts it (it commits nothing
+/// of it); every input still has exactly one output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_instance_is_fenced_and_outputs_stay_exactly_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    const COUNT: i64 = 10_000;
+    let Some(setup) = Setup::new("eos-fence", PARTITIONS, Vec::new()).await else {
+        return;
+    };
+    let registry = registry_server().await;
+    let url = registry.url();
+    let (output, ends) = prepare(&setup, &url, COUNT, 20).await;
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.brokers)
+        .create()
+        .unwrap();
+    let first = setup.spawn("first", &eos_env(&output, &url, "first"));
+    wait_until("the first instance wrote 1,000", || {
+        written(&probe, &output) >= 1_000
+    })
+    .await;
+    signal(&first, "STOP");
+    let paused_at = written(&probe, &output);
+    let second = setup.spawn("second", &eos_env(&output, &url, "second"));
+    wait_until("the second instance took over and wrote 1,500 more", || {
+        written(&probe, &output) >= paused_at + 1_500
+    })
+    .await;
+    signal(&first, "CONT");
+    finish(&setup, &ends, vec![first, second]).await;
+    let log = std::fs::read_to_string(setup.file("first.log")).unwrap();
+    assert!(
+        log.contains("aborting the transaction")
+            && log.contains("rewound to the committed offsets"),
+        "the resumed first instance aborted its transaction and rewound:\n{log}"
+    );
+    let aborted = assert_exactly_once(&setup, &output, COUNT);
+    println!(
+        "exactly-once fencing test: first paused at {paused_at} output offsets, resumed after \
+         the second wrote 1,500 more; {COUNT} outputs read committed exactly once, {aborted} \
+         aborted records in the log"
+    );
+}
