@@ -73,6 +73,11 @@ impl Shared {
         consumer: &C,
     ) -> Option<Ended> {
         let transactions = self.transactions.as_ref()?;
+        if consumer.assignment_lost() {
+            // The group gave these partitions to another member (this one missed its session
+            // timeout): their work is that member's now, and committing it here would undo it.
+            return Some(transactions.abort("the group took this member's partitions away"));
+        }
         let positions = self.tracker().committable();
         let ended = transactions.commit(consumer.group_metadata(), &positions);
         if ended == Ended::Committed {
