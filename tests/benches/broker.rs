@@ -40,6 +40,10 @@ static SLEPT_NANOS: AtomicU64 = AtomicU64::new(0);
 static HANDLED: AtomicU64 = AtomicU64::new(0);
 static TARGET: AtomicU64 = AtomicU64::new(u64::MAX);
 static RECORD_LATENCY: AtomicBool = AtomicBool::new(false);
+/// Whether the handler publishes its event again (to the service's default topic).
+static PUBLISH: AtomicBool = AtomicBool::new(false);
+/// The transactions the last measured service committed.
+static LAST_TRANSACTIONS: AtomicU64 = AtomicU64::new(0);
 
 fn first_at() -> &'static Mutex<Option<Instant>> {
     static FIRST: OnceLock<Mutex<Option<Instant>>> = OnceLock::new();
@@ -62,9 +66,10 @@ fn now_us() -> i64 {
         .map_or(0, |d| d.as_micros() as i64)
 }
 
-/// The benchmark handler: optionally sleeps, optionally records the end-to-end latency.
+/// The benchmark handler: optionally sleeps, optionally records the end-to-end latency,
+/// optionally publishes the event again.
 #[kaufmann::given_event("bench.event")]
-async fn handle(event: Event<BenchEvent>) -> kaufmann::Result<()> {
+async fn handle(event: Event<BenchEvent>, ctx: kaufmann::Context) -> kaufmann::Result<()> {
     if RECORD_LATENCY.load(Ordering::Relaxed) {
         let took = now_us() - event.payload.sent_us;
         latencies().lock().unwrap().push(took.max(0) as u64);
@@ -74,6 +79,9 @@ async fn handle(event: Event<BenchEvent>) -> kaufmann::Result<()> {
         let started = Instant::now();
         tokio::time::sleep(Duration::from_millis(ms)).await;
         SLEPT_NANOS.fetch_add(started.elapsed().as_nanos() as u64, Ordering::Relaxed);
+    }
+    if PUBLISH.load(Ordering::Relaxed) {
+        ctx.publish(event.payload).await?;
     }
     let n = HANDLED.fetch_add(1, Ordering::SeqCst) + 1;
     if n == 1 {
@@ -248,13 +256,23 @@ async fn kaufmann_run(
     sleep_ms: u64,
     sample_rss: bool,
 ) -> (Duration, usize, u64) {
+    let config = service_config("bench", brokers, topic, registry_url);
+    configured_run(config, target, sleep_ms, sample_rss).await
+}
+
+/// [`kaufmann_run`] with the service's whole config.
+async fn configured_run(
+    config: kaufmann::Config,
+    target: u64,
+    sleep_ms: u64,
+    sample_rss: bool,
+) -> (Duration, usize, u64) {
     HANDLED.store(0, Ordering::SeqCst);
     SLEPT_NANOS.store(0, Ordering::SeqCst);
     SLEEP_MS.store(sleep_ms, Ordering::SeqCst);
     TARGET.store(target, Ordering::SeqCst);
     *first_at().lock().unwrap() = None;
     *done_at().lock().unwrap() = None;
-    let config = service_config("bench", brokers, topic, registry_url);
     let service = kaufmann_tests::start(config).await.unwrap();
     let mut peak_rss = 0;
     while done_at().lock().unwrap().is_none() {
@@ -268,6 +286,7 @@ async fn kaufmann_run(
         _ => Duration::ZERO,
     };
     let peak_in_flight = service.stats().max_in_flight();
+    LAST_TRANSACTIONS.store(service.stats().transactions_committed(), Ordering::SeqCst);
     SLEEP_MS.store(0, Ordering::SeqCst);
     service.shutdown().await.unwrap();
     (took, peak_in_flight, peak_rss)
@@ -529,6 +548,31 @@ fn main() {
         }
         let e = median(e);
 
+        say("F and G: Kaufmann, the handler publishes each event again, at least once (F) and exactly once (G), a run of each per round");
+        let fg_count = n.min(50_000);
+        let output = unique("bench-out");
+        create_topics(&brokers, &[(&output, PARTITIONS)]).await;
+        let (mut f, mut g, mut g_over_f, mut transactions) = (Vec::new(), Vec::new(), Vec::new(), 0_u64);
+        PUBLISH.store(true, Ordering::SeqCst);
+        for round in 1..=args.runs {
+            let mut rates = [0.0; 2];
+            for (slot, processing) in [kaufmann::Processing::AtLeastOnce, kaufmann::Processing::ExactlyOnce].into_iter().enumerate() {
+                let mut config = service_config("bench-publish", &brokers, &topic, &registry);
+                config.default_topic.clone_from(&output);
+                config.processing = processing;
+                config.instance_id = unique("bench");
+                let (took, _, _) = configured_run(config, fg_count, 0, false).await;
+                rates[slot] = rate(fg_count, took);
+            }
+            transactions = transactions.max(LAST_TRANSACTIONS.load(Ordering::SeqCst));
+            eprintln!("  round {round}: F {:.0}, G {:.0} msg/s (G / F {:.2})", rates[0], rates[1], rates[1] / rates[0]);
+            f.push(rates[0]);
+            g.push(rates[1]);
+            g_over_f.push(rates[1] / rates[0]);
+        }
+        PUBLISH.store(false, Ordering::SeqCst);
+        let (f, g, g_over_f) = (median(f), median(g), median(g_over_f));
+
         say("latency at a fixed produce rate");
         let (lat_rate, lat_count) = (2_000, 10_000);
         let (mut p50, mut p99) = (Vec::new(), Vec::new());
@@ -567,6 +611,8 @@ fn main() {
         table.push(("C. Kaufmann, no-op handler (decode, dispatch, commit)".into(), c, ratio(c, a)));
         table.push((format!("D. Kaufmann, 5 ms handler, demand 50 ({d_count} msgs)"), d, ratio(d, a)));
         table.push((format!("E. Kaufmann, 20 ms handler, demand 50 ({e_count} msgs)"), e, ratio(e, a)));
+        table.push((format!("F. Kaufmann, handler publishes each event, at least once ({fg_count} msgs)"), f, ratio(f, a)));
+        table.push((format!("G. F exactly once (transactions every 100 ms or 1,000 messages; up to {transactions} in a run)"), g, ratio(g, a)));
         for (peer, value, finished, _, _) in &peer_results {
             if let Some(v) = value {
                 let label = format!("{} ({finished} of {} runs finished)", peer.label, args.runs);
@@ -595,6 +641,7 @@ fn main() {
         let _ = writeln!(md, "| D in-flight peak | {d_peak} | <= 50 |");
         let _ = writeln!(md, "| E in-flight peak | {e_peak} | <= 50 |");
         let _ = writeln!(md, "| E peak RSS of the whole benchmark process (before E: {} MiB) | {} MiB | < 100 MB |", rss_before / 1024, e_rss / 1024);
+        let _ = writeln!(md, "| G / F, exactly once against at least once on the same data (median of the rounds' ratios; ratio of the medians {:.2}) | {g_over_f:.2} | >= 0.5 |", g / f);
         let _ = writeln!(md, "| end-to-end latency p50 / p99 at {lat_rate} msg/s ({lat_count} msgs, produce -> handler) | {p50:.1} ms / {p99:.1} ms | |");
         for (peer, value, _, note, c_over_peer) in &peer_results {
             let _ = match value {
