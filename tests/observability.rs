@@ -153,9 +153,31 @@ async fn the_lag_gauge_equals_the_real_lag_of_a_restarted_group() {
 }
 
 /// What the test tells the mock cluster's thread.
+#[derive(Clone, Copy, Debug)]
 enum Cut {
     Down,
     Up,
+}
+
+/// Asks the mock cluster's thread for `cut` and waits for its answer, asking again (five times,
+/// 200 ms apart) while librdkafka refuses it, so that one refused command names its error instead
+/// of ending the thread.
+fn ask(
+    cuts: &std::sync::mpsc::Sender<Cut>,
+    answers: &std::sync::mpsc::Receiver<Result<(), String>>,
+    cut: Cut,
+) {
+    let mut refusals = Vec::new();
+    for _ in 0..5 {
+        cuts.send(cut)
+            .expect("the mock cluster's thread is running");
+        match answers.recv().expect("the mock cluster's thread answers") {
+            Ok(()) => return,
+            Err(refused) => refusals.push(refused),
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!("the mock cluster refused {cut:?} five times: {refusals:?}");
 }
 
 /// A broker cut (librdkafka's mock cluster: the shared broker stays up for the other tests):
@@ -165,36 +187,59 @@ async fn readiness_follows_a_broker_cut() {
     let topic = unique("cut");
     let (servers_tx, servers_rx) = std::sync::mpsc::channel();
     let (cut_tx, cut_rx) = std::sync::mpsc::channel::<Cut>();
+    let (answer_tx, answer_rx) = std::sync::mpsc::channel();
     let cluster_topic = topic.clone();
     // The mock cluster's handle cannot leave its thread.
-    let cluster = std::thread::spawn(move || {
-        let cluster = rdkafka::mocking::MockCluster::new(1).unwrap();
+    let cluster = std::thread::spawn(move || -> Result<(), String> {
+        let cluster = rdkafka::mocking::MockCluster::new(1).map_err(|e| e.to_string())?;
         for topic in [cluster_topic.clone(), format!("{cluster_topic}.DLT")] {
-            cluster.create_topic(&topic, 1, 1).unwrap();
+            cluster
+                .create_topic(&topic, 1, 1)
+                .map_err(|e| format!("{topic}: {e}"))?;
         }
-        servers_tx.send(cluster.bootstrap_servers()).unwrap();
+        servers_tx
+            .send(cluster.bootstrap_servers())
+            .map_err(|e| e.to_string())?;
         for cut in cut_rx {
-            match cut {
-                Cut::Down => cluster.broker_down(1).unwrap(),
-                Cut::Up => cluster.broker_up(1).unwrap(),
+            let done = match cut {
+                Cut::Down => cluster.broker_down(1),
+                Cut::Up => cluster.broker_up(1),
+            };
+            let answer = done.map_err(|e| format!("{cut:?}: {e}"));
+            if answer_tx.send(answer).is_err() {
+                break;
             }
         }
+        Ok(())
     });
-    let servers = servers_rx.recv().unwrap();
+    let Ok(servers) = servers_rx.recv() else {
+        panic!("no mock cluster: {:?}", cluster.join());
+    };
     let mut config = test_config(&servers, &topic, &format!("mock://{}", unique("cut")));
     config.metrics_addr = Some("127.0.0.1:0".to_owned());
     let service = kaufmann_tests::start(config).await.unwrap();
     let metrics = service.metrics_addr().unwrap();
     readiness_becomes(metrics, 200, LIMIT).await;
 
-    cut_tx.send(Cut::Down).unwrap();
-    let body = readiness_becomes(metrics, 503, Duration::from_secs(30)).await;
-    assert!(body.contains("kafka broker unreachable"), "{body}");
+    ask(&cut_tx, &answer_rx, Cut::Down);
+    // The consumer's transport error may make readiness 503 first; the broker probe (every
+    // second) then names the broker.
+    let mut body = String::new();
+    let named = eventually(Duration::from_secs(30), || {
+        let (status, text) = get(metrics, "/health/ready");
+        body = text;
+        status == 503 && body.contains("kafka broker unreachable")
+    })
+    .await;
+    assert!(named, "readiness never named the broker: {body}");
     assert!(get(metrics, "/metrics").1.contains("kaufmann_broker_up 0"));
-    cut_tx.send(Cut::Up).unwrap();
+    ask(&cut_tx, &answer_rx, Cut::Up);
     readiness_becomes(metrics, 200, LIMIT).await;
     assert!(get(metrics, "/metrics").1.contains("kaufmann_broker_up 1"));
     service.shutdown().await.unwrap();
     drop(cut_tx);
-    cluster.join().unwrap();
+    let ended = cluster
+        .join()
+        .map_err(|_| "the mock cluster's thread panicked".to_owned());
+    assert_eq!(ended.and_then(|ended| ended), Ok(()));
 }
