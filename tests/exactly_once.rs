@@ -3,7 +3,7 @@
 //! another takes its partitions. Read with `read_committed`, the output topic holds exactly one
 //! output per input (the `test.copy` handler publishes one `test.copied` before it may fail), the
 //! failing inputs one error event and one dead letter each; the aborted attempts' records are in
-//! the log, invisible.
+//! the log, invisible. In process: key order and the `demand` bound hold under transactions.
 
 #![allow(
     clippy::cast_possible_truncation,
@@ -15,7 +15,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use kaufmann_tests::{create_topics, produce_events, unique, wait_for_commits, TestCopy};
+use kaufmann::{Ordering, Processing};
+use kaufmann_tests::{
+    broker, create_topics, observed, peak_concurrency, produce, produce_events, test_config,
+    topic_with_dead_letters, unique, wait_for_commits, work_records, TestCopy,
+};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
@@ -308,5 +312,59 @@ async fn a_paused_instance_is_fenced_and_outputs_stay_exactly_once() {
         "exactly-once fencing test: first paused at {paused_at} output offsets, resumed after \
          the second wrote 1,500 more; {COUNT} outputs read committed exactly once, {aborted} \
          aborted records in the log"
+    );
+}
+
+/// Under `exactly_once`, `key` ordering keeps each key's order and `demand` bounds the messages
+/// in flight, as at least once; the work is committed in many transactions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_order_and_demand_hold_under_transactions() {
+    let Some(brokers) = broker() else { return };
+    let topic = topic_with_dead_letters(&brokers, "eos-order", 2).await;
+    let registry = format!("mock://{}", unique("eos-order"));
+    let ends = produce(&brokers, &topic, &registry, work_records(2_000, 8, 1)).await;
+    let mut config = test_config(&brokers, &topic, &registry);
+    config.ordering = Ordering::Key;
+    config.processing = Processing::ExactlyOnce;
+    config.instance_id = unique("order");
+    config.demand = 6;
+    let group = config.group_id.clone();
+    let service = kaufmann_tests::start(config).await.unwrap();
+    let done = kaufmann_tests::eventually(LIMIT, || service.stats().handled() >= 2_000).await;
+    let committed = wait_for_commits(&brokers, &group, &topic, 2, &ends, LIMIT).await;
+    let (stats, transactions) = (
+        service.stats().clone(),
+        service.stats().transactions_committed(),
+    );
+    service.shutdown().await.unwrap();
+    assert!(done, "not every message was handled");
+    assert_eq!(
+        committed,
+        (0..2)
+            .map(|p| (p, ends.get(&p).copied().unwrap_or(0)))
+            .collect(),
+        "every offset committed in the transactions"
+    );
+    let mut by_lane: HashMap<String, Vec<i64>> = HashMap::new();
+    for o in observed(&topic) {
+        by_lane.entry(o.lane).or_default().push(o.seq);
+    }
+    assert_eq!(by_lane.len(), 8);
+    for (lane, seqs) in &by_lane {
+        assert_eq!(seqs, &(0..250).collect::<Vec<_>>(), "order of {lane}");
+    }
+    let peak = peak_concurrency(&topic);
+    assert!(peak > 1, "keys never ran in parallel (peak {peak})");
+    assert!(
+        stats.max_in_flight() <= 6,
+        "in flight {}",
+        stats.max_in_flight()
+    );
+    assert!(transactions > 5, "{transactions} transactions");
+    assert_eq!(stats.transactions_aborted(), 0);
+    println!(
+        "exactly-once order test: 2,000 messages in {transactions} transactions, in-flight peak \
+         {}, key order kept",
+        stats.max_in_flight()
     );
 }
