@@ -8,9 +8,9 @@ use kaufmann::wire::dead_letter;
 use kaufmann::Ordering;
 use kaufmann_cli::registry_server::LocalRegistry;
 use kaufmann_tests::{
-    broker, high_watermarks, http_get, observed, peak_concurrency, produce, produce_with,
-    read_dead_letters, readiness_becomes, test_config, topic_with_dead_letters, unique,
-    wait_for_commits, work_items, work_records, Record,
+    assert_each_key_in_order, broker, high_watermarks, http_get, observed, peak_concurrency,
+    produce, produce_with, read_dead_letters, readiness_becomes, test_config,
+    topic_with_dead_letters, unique, wait_for_commits, work_items, work_records, Record,
 };
 
 const LIMIT: Duration = Duration::from_secs(180);
@@ -73,16 +73,7 @@ async fn key_mode_keeps_each_keys_order_and_runs_keys_in_parallel() {
     service.shutdown().await.unwrap();
     assert!(done, "not every message was handled");
 
-    let mut by_lane: HashMap<String, Vec<i64>> = HashMap::new();
-    for o in observed(&topic) {
-        by_lane.entry(o.lane).or_default().push(o.seq);
-    }
-    assert_eq!(by_lane.len(), 8);
-    for (lane, seqs) in &by_lane {
-        assert_eq!(seqs, &(0..250).collect::<Vec<_>>(), "order of {lane}");
-    }
-    let peak = peak_concurrency(&topic);
-    assert!(peak > 1, "keys never ran in parallel (peak {peak})");
+    let peak = assert_each_key_in_order(&topic, 8, 250);
     assert!(
         peak <= 8,
         "two messages of one key ran at once (peak {peak} > 8 keys)"

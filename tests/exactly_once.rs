@@ -17,13 +17,14 @@ use std::time::{Duration, Instant};
 
 use kaufmann::{Ordering, Processing};
 use kaufmann_tests::{
-    broker, create_topics, observed, peak_concurrency, produce, produce_events, test_config,
-    topic_with_dead_letters, unique, wait_for_commits, work_records, TestCopy,
+    assert_each_key_in_order, assign_from_beginning, broker, create_topics, produce,
+    produce_events, test_config, topic_with_dead_letters, unique, wait_for_commits, work_records,
+    TestCopy,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
-use rdkafka::{Message, Offset, TopicPartitionList};
+use rdkafka::Message;
 
 use crate::process::{
     registry_server, signal, wait_exit, wait_until, Service, Setup, LIMIT, ONE_AT_A_TIME,
@@ -59,13 +60,7 @@ fn read_topic(brokers: &str, topic: &str, partitions: i32, isolation: &str) -> C
         .set("isolation.level", isolation)
         .create()
         .unwrap();
-    let mut assignment = TopicPartitionList::new();
-    for p in 0..partitions {
-        assignment
-            .add_partition_offset(topic, p, Offset::Beginning)
-            .unwrap();
-    }
-    consumer.assign(&assignment).unwrap();
+    assign_from_beginning(&consumer, topic, partitions);
     let mut at_end = std::collections::HashSet::new();
     let mut contents = Contents {
         by_key: HashMap::new(),
@@ -345,16 +340,7 @@ async fn key_order_and_demand_hold_under_transactions() {
             .collect(),
         "every offset committed in the transactions"
     );
-    let mut by_lane: HashMap<String, Vec<i64>> = HashMap::new();
-    for o in observed(&topic) {
-        by_lane.entry(o.lane).or_default().push(o.seq);
-    }
-    assert_eq!(by_lane.len(), 8);
-    for (lane, seqs) in &by_lane {
-        assert_eq!(seqs, &(0..250).collect::<Vec<_>>(), "order of {lane}");
-    }
-    let peak = peak_concurrency(&topic);
-    assert!(peak > 1, "keys never ran in parallel (peak {peak})");
+    assert_each_key_in_order(&topic, 8, 250);
     assert!(
         stats.max_in_flight() <= 6,
         "in flight {}",

@@ -16,7 +16,7 @@ use kaufmann::{Event, EventSchema, Metadata, State};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 
@@ -170,6 +170,16 @@ pub fn reader(brokers: &str, topic: &str, partitions: i32, group_prefix: &str) -
         .set("enable.auto.commit", "false")
         .create()
         .unwrap();
+    assign_from_beginning(&consumer, topic, partitions);
+    consumer
+}
+
+/// Assigns `consumer` every partition of `topic` (0..`partitions`) from the beginning.
+pub fn assign_from_beginning<C: Consumer<X>, X: ConsumerContext>(
+    consumer: &C,
+    topic: &str,
+    partitions: i32,
+) {
     let mut assignment = TopicPartitionList::new();
     for p in 0..partitions {
         assignment
@@ -177,7 +187,6 @@ pub fn reader(brokers: &str, topic: &str, partitions: i32, group_prefix: &str) -
             .unwrap();
     }
     consumer.assign(&assignment).unwrap();
-    consumer
 }
 
 /// Queues `record` on `producer`, waiting while librdkafka's queue is full.
@@ -248,6 +257,22 @@ pub fn peak_concurrency(topic: &str) -> usize {
         .unwrap()
         .get(topic)
         .map_or(0, |(_, peak)| *peak)
+}
+
+/// Asserts that the handler finished each of `keys` keys' `per_key` messages of `topic` in order
+/// (the `work_records` sequence) and that keys ran in parallel; the concurrency peak.
+pub fn assert_each_key_in_order(topic: &str, keys: usize, per_key: i64) -> usize {
+    let mut by_lane: HashMap<String, Vec<i64>> = HashMap::new();
+    for o in observed(topic) {
+        by_lane.entry(o.lane).or_default().push(o.seq);
+    }
+    assert_eq!(by_lane.len(), keys);
+    for (lane, seqs) in &by_lane {
+        assert_eq!(seqs, &(0..per_key).collect::<Vec<_>>(), "order of {lane}");
+    }
+    let peak = peak_concurrency(topic);
+    assert!(peak > 1, "keys never ran in parallel (peak {peak})");
+    peak
 }
 
 /// Handles `test.work`: fails the first `fail_times` attempts (every attempt when -1), sleeps
