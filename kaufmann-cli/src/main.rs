@@ -1,5 +1,5 @@
 //! The `kaufmann` command: registers a schemas folder in a registry, checks compatibility before a
-//! deploy, lists what is registered, and serves a local development registry.
+//! deploy, lists what is registered, serves a local development registry and writes new services.
 
 // The doc comments of the argument types are the `--help` text, where backticks would show.
 #![allow(clippy::doc_markdown)]
@@ -15,6 +15,7 @@ use kaufmann::registry::{memory_scope, SchemaRegistry, SubjectStrategy};
 use kaufmann::Config;
 use kaufmann::EmbeddedBroker;
 use kaufmann_cli::folder::{read_folder, FolderSchema};
+use kaufmann_cli::new;
 use kaufmann_cli::registry_server::{LocalRegistry, ServerTls};
 
 /// Kaufmann's command line: schemas and the local registry.
@@ -33,6 +34,20 @@ enum Command {
     /// The local development registry.
     #[command(subcommand)]
     Registry(RegistryCommand),
+    /// Write a new service crate into DIR: a command schema and the event its handler publishes,
+    /// the handler, `run!()`, a test on the test bus and a README. It builds and passes its test
+    /// as written.
+    New {
+        /// The folder to create (it may exist if empty); its name is the crate's.
+        dir: PathBuf,
+        /// The crate name, when the folder's name is not the one wanted.
+        #[arg(long)]
+        name: Option<String>,
+        /// The kaufmann crate to depend on by path: its folder or your clone of the repository
+        /// (default: the one this command was built from).
+        #[arg(long)]
+        kaufmann_path: Option<PathBuf>,
+    },
     /// Run the local development stack until Ctrl-C: the embedded broker (librdkafka's mock
     /// cluster) and the local registry on 127.0.0.1, with the schemas folder registered.
     Dev {
@@ -125,6 +140,11 @@ async fn main() -> ExitCode {
             registry_addr,
             topics,
         } => dev(&dir, &registry_addr, topics).await,
+        Command::New {
+            dir,
+            name,
+            kaufmann_path,
+        } => new_service(&dir, name.as_deref(), kaufmann_path),
     };
     match result {
         Ok(code) => code,
@@ -392,6 +412,32 @@ async fn dev(dir: &Path, registry_addr: &str, topics: Vec<String>) -> Result<Exi
     wait_for_signal().await?;
     server.stop().await;
     drop(broker);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn new_service(
+    dir: &Path,
+    name: Option<&str>,
+    kaufmann_path: Option<PathBuf>,
+) -> Result<ExitCode, Failure> {
+    let name = new::crate_name(dir, name).map_err(|e| e.to_string())?;
+    let kaufmann =
+        kaufmann_path.unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../kaufmann"));
+    let kaufmann = new::kaufmann_crate(&kaufmann).map_err(|e| e.to_string())?;
+    let written = new::write_service(dir, &name, &kaufmann).map_err(|e| e.to_string())?;
+    println!(
+        "created the service `{name}` in {} (kaufmann from {}):",
+        dir.display(),
+        kaufmann.display()
+    );
+    for path in &written {
+        println!("  {}", path.display());
+    }
+    println!(
+        "\nnext:\n  cd {}\n  cargo test   # the handler on the test bus\n  cargo run    # the \
+         service on the embedded broker; Ctrl-C stops it",
+        dir.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -182,6 +182,7 @@ fn every_command_has_help_and_errors_exit_2() {
         &["schemas", "list", "--help"],
         &["registry", "serve", "--help"],
         &["dev", "--help"],
+        &["new", "--help"],
     ] {
         let output = kaufmann(&dir, args);
         assert!(output.status.success(), "{args:?}");
@@ -298,4 +299,71 @@ async fn dev_serves_a_broker_and_a_registry_with_the_schemas_until_sigterm() {
         "dev exits cleanly on SIGTERM"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `kaufmann new` writes the files the README's quickstart shows (the quickstart itself builds
+/// and tests them, `scripts/check-quickstart`), never into a folder with files, and refuses bad
+/// names and a path that is not the kaufmann crate with exit 2, naming the fix.
+#[test]
+fn new_writes_the_quickstarts_files_and_refuses_what_it_cannot_do() {
+    let dir = std::env::temp_dir().join(format!("kaufmann-cli-new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let output = kaufmann(&dir, &["new", "hello-kaufmann"]);
+    assert!(output.status.success(), "{:?}", text(&output));
+    let service = dir.join("hello-kaufmann");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let mut shown = Vec::new();
+    for block in readme.split("<!-- new:file ").skip(1) {
+        let (path, rest) = block.split_once(" -->\n```").unwrap();
+        let body = rest.split_once('\n').unwrap().1;
+        let body = &body[..body.find("```").unwrap()];
+        let written = std::fs::read_to_string(service.join(path)).unwrap();
+        assert_eq!(
+            written, body,
+            "{path}: the README shows another file than `new` writes"
+        );
+        shown.push(path.to_owned());
+    }
+    let expected: Vec<&str> = kaufmann_cli::new::TEMPLATE
+        .iter()
+        .map(|(path, _)| *path)
+        .filter(|path| !["Cargo.toml", ".gitignore", "README.md"].contains(path))
+        .collect();
+    assert_eq!(
+        shown, expected,
+        "the README shows every source file, in order"
+    );
+    let manifest = std::fs::read_to_string(service.join("Cargo.toml")).unwrap();
+    let kaufmann_crate = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../kaufmann")
+        .canonicalize()
+        .unwrap();
+    assert!(manifest.contains(&format!("path = \"{}\"", kaufmann_crate.display())));
+    assert!(manifest.contains("name = \"hello-kaufmann\""));
+
+    for (args, says) in [
+        (&["new", "hello-kaufmann"][..], "is not empty"),
+        (&["new", "9lives"], "--name"),
+        (&["new", "tokio"], "is reserved"),
+        (&["new", "other", "--kaufmann-path", "/"], "--kaufmann-path"),
+    ] {
+        let output = kaufmann(&dir, args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        assert!(
+            text(&output).1.contains(says),
+            "{args:?}: {:?}",
+            text(&output)
+        );
+    }
+    assert!(!dir.join("other").exists(), "a refused `new` wrote nothing");
+    let output = kaufmann(&dir, &["new", "services/9lives", "--name", "nine-lives"]);
+    assert!(output.status.success(), "{:?}", text(&output));
+    assert!(
+        std::fs::read_to_string(dir.join("services/9lives/src/main.rs"))
+            .unwrap()
+            .contains("use nine_lives as _;")
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,0 +1,3 @@
+use {{lib}} as _; // links the library's handlers into the binary
+
+kaufmann::run!();
