@@ -5,7 +5,8 @@
 //! cargo run --example user_service
 //! ```
 //!
-//! With `KAUFMANN_BROKERS` set it joins that Kafka cluster and seeds nothing. A service with
+//! With `KAUFMANN_BROKERS` set it joins that Kafka cluster and seeds nothing. With `--asyncapi` it
+//! prints its AsyncAPI document and exits. A service with
 //! nothing to seed needs only `kaufmann::run!(state = Users::default());` as its `main`.
 
 // The handlers live in the sample's library; this links them into the binary.
@@ -18,6 +19,10 @@ async fn main() -> std::process::ExitCode {
 
 async fn run() -> kaufmann::Result<()> {
     let config = kaufmann::Config::from_env()?;
+    // `--asyncapi` prints the service's AsyncAPI document (`run!()` does this by itself).
+    if let Some(printed) = kaufmann::asyncapi::print_if_asked(&config, env!("CARGO_PKG_VERSION")) {
+        return printed;
+    }
     kaufmann::init_logging_as(config.log_format);
     let service = kaufmann::Service::builder(config)
         .state(Users::default())

@@ -2,6 +2,7 @@
 //! once per file): one module per concern, each saying what it shows. `cargo test -p
 //! kaufmann-tests --test suite -- <module>::` runs one of them.
 
+mod asyncapi;
 mod avro_types;
 mod contract;
 mod end_to_end;

@@ -1,13 +1,13 @@
 //! The test bus beyond the sample: feeding published events back into the handlers (chains),
 //! the `kaufmann_ex` wire format, buses that share nothing while running in parallel, batches
 //! given to a batch handler, and `exactly_once` processing (what a failed attempt published is
-//! never seen).
+//! never seen), and the warning about events a handler publishes without declaring them.
 
 use kaufmann::testing::TestBus;
 use kaufmann::wire::dead_letter;
 use kaufmann::{Processing, WireFormat};
 use kaufmann_tests::{
-    batch_record, unique, TestBatch, TestCopied, TestCopy, TestPing, TestPong, TestRelay,
+    batch_record, unique, TestBatch, TestCopied, TestCopy, TestPing, TestPong, TestRelay, TestShout,
 };
 
 /// A batch given to a batch handler arrives whole; the one event it names as failed is retried
@@ -139,4 +139,34 @@ async fn buses_running_in_parallel_share_nothing() {
     for run in runs {
         run.await.unwrap();
     }
+}
+
+/// A handler that publishes an event its `publishes = [..]` does not list is named, once, by
+/// `undeclared_publishes` (and a warning on standard error); declared events and error events
+/// are not.
+#[tokio::test]
+async fn an_event_published_without_being_declared_is_reported() {
+    let bus = TestBus::new();
+    bus.given_event(TestShout { id: 1 }).await;
+    bus.given_event(TestShout { id: 2 }).await;
+    assert_eq!(bus.then_event::<TestCopied>().await.payload.id, 1);
+    let undeclared = bus.undeclared_publishes();
+    assert_eq!(undeclared.len(), 1, "{undeclared:?}");
+    assert!(undeclared[0].0.starts_with("shout ("), "{undeclared:?}");
+    assert_eq!(undeclared[0].1, "test.copied");
+
+    let declared = TestBus::new();
+    declared
+        .given_event(TestCopy {
+            run: unique("declared"),
+            id: 1,
+            sleep_ms: 0,
+            fails: -1,
+        })
+        .await;
+    assert!(
+        declared.undeclared_publishes().is_empty(),
+        "test.copy declares test.copied; its error event is the framework's: {:?}",
+        declared.undeclared_publishes()
+    );
 }

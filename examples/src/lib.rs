@@ -32,7 +32,7 @@ impl Users {
 }
 
 /// Creates a user from `command.user.create` and announces it as `event.user.created`.
-#[kaufmann::given_event("command.user.create")]
+#[kaufmann::given_event("command.user.create", publishes = ["event.user.created"])]
 pub async fn create_user(
     event: Event<CommandUserCreate>,
     State(users): State<Users>,
@@ -58,7 +58,7 @@ pub async fn create_user(
 }
 
 /// Renames a user from `command.user.rename` and announces it as `event.user.renamed`.
-#[kaufmann::given_event("command.user.rename")]
+#[kaufmann::given_event("command.user.rename", publishes = ["event.user.renamed"])]
 pub async fn rename_user(
     event: Event<CommandUserRename>,
     State(users): State<Users>,
@@ -86,7 +86,7 @@ pub async fn rename_user(
 }
 
 /// Answers `query.req.user.get` with `query.res.user.get` on the caller's callback topic.
-#[kaufmann::given_event("query.req.user.get")]
+#[kaufmann::given_event("query.req.user.get", publishes = ["query.res.user.get"])]
 pub async fn get_user(
     event: Event<QueryReqUserGet>,
     State(users): State<Users>,

@@ -40,6 +40,7 @@
 //! Kafka), with `codec` (bytes <-> values), `registry`, `observe` (metrics, health) and `config`
 //! beside them, and `service` wiring them together. Only what a service author touches is public.
 
+pub mod asyncapi;
 mod codec;
 pub mod config;
 mod consume;
@@ -133,6 +134,9 @@ pub fn exit_code(result: Result<()>) -> std::process::ExitCode {
 /// kaufmann::run!();
 /// ```
 ///
+/// Started with `--asyncapi`, the binary prints its AsyncAPI document instead
+/// ([`asyncapi::document`]) and exits without connecting.
+///
 /// Handlers that take application state (`State<T>`) get it from `state = <expression>` entries,
 /// one per value, each evaluated once at start-up, after the configuration is read and logging is
 /// on. An expression may `.await` and use `?` on any error, which stops the service before it
@@ -150,14 +154,14 @@ pub fn exit_code(result: Result<()>) -> std::process::ExitCode {
 macro_rules! run {
     () => {
         fn main() -> ::std::process::ExitCode {
-            $crate::__private::run_main(|| async {
+            $crate::__private::run_main(::core::env!("CARGO_PKG_VERSION"), || async {
                 ::core::result::Result::Ok($crate::States::new())
             })
         }
     };
     ($(state = $state:expr),+ $(,)?) => {
         fn main() -> ::std::process::ExitCode {
-            $crate::__private::run_main(|| async {
+            $crate::__private::run_main(::core::env!("CARGO_PKG_VERSION"), || async {
                 let mut states = $crate::States::new();
                 $(
                     states.insert($crate::__private::made_state(
@@ -184,6 +188,7 @@ macro_rules! run {
 /// Not public API: paths used by the code the macros generate.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::asyncapi::KnownEvent;
     pub use crate::codec::conv;
     pub use crate::codec::schema::{canonical_once, parse_validated};
     pub use crate::future::BoxFuture;
@@ -222,8 +227,9 @@ pub mod __private {
     }
 
     /// The body of the `main` that `run!()` expands to: `states` makes the application state
-    /// once the configuration is read and logging is on.
-    pub fn run_main<F, Fut>(states: F) -> std::process::ExitCode
+    /// once the configuration is read and logging is on. Started with `--asyncapi`, it prints
+    /// the service's AsyncAPI document (`version`: the binary crate's) and exits instead.
+    pub fn run_main<F, Fut>(version: &str, states: F) -> std::process::ExitCode
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = crate::Result<crate::States>>,
@@ -235,6 +241,9 @@ pub mod __private {
                 return std::process::ExitCode::FAILURE;
             }
         };
+        if let Some(printed) = crate::asyncapi::print_if_asked(&config, version) {
+            return crate::exit_code(printed);
+        }
         crate::init_logging_as(config.log_format);
         // The revoke callback waits for in-flight work on the polling thread: keep at least one
         // other worker thread for the handlers.

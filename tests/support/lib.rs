@@ -427,10 +427,20 @@ fn copy_attempts() -> &'static Mutex<HashMap<(String, i64), i32>> {
     ATTEMPTS.get_or_init(Mutex::default)
 }
 
+/// Handles `test.shout`: publishes a `test.copied` without declaring it in `publishes`, for the
+/// test bus's warning about undeclared events.
+#[kaufmann::given_event("test.shout")]
+pub async fn shout(event: Event<TestShout>, ctx: kaufmann::Context) -> kaufmann::Result<()> {
+    ctx.publish(TestCopied {
+        id: event.payload.id,
+    })
+    .await
+}
+
 /// Handles `test.copy`: sleeps `sleep_ms`, publishes `test.copied` with its id (keyed like it), then fails the
 /// first `fails` attempts (every one when -1): an attempt publishes before it fails, so under
 /// `exactly_once` only a successful attempt's event may be seen.
-#[kaufmann::given_event("test.copy")]
+#[kaufmann::given_event("test.copy", publishes = ["test.copied"])]
 pub async fn copy(event: Event<TestCopy>, ctx: kaufmann::Context) -> kaufmann::Result<()> {
     let c = event.payload;
     tokio::time::sleep(Duration::from_millis(
@@ -511,7 +521,7 @@ pub async fn batch(events: Vec<Event<TestBatch>>) -> kaufmann::Result<()> {
 }
 
 /// Handles `test.ping`: answers on the caller's callback topic with `test.pong`.
-#[kaufmann::given_event("test.ping")]
+#[kaufmann::given_event("test.ping", publishes = ["test.pong"])]
 pub async fn ping(event: Event<TestPing>, ctx: kaufmann::Context) -> kaufmann::Result<()> {
     ctx.reply(TestPong {
         text: format!("pong: {}", event.payload.text),
@@ -520,7 +530,7 @@ pub async fn ping(event: Event<TestPing>, ctx: kaufmann::Context) -> kaufmann::R
 }
 
 /// Handles `test.relay`: publishes the next link, with one hop less, until none are left.
-#[kaufmann::given_event("test.relay")]
+#[kaufmann::given_event("test.relay", publishes = ["test.relay"])]
 pub async fn relay(event: Event<TestRelay>, ctx: kaufmann::Context) -> kaufmann::Result<()> {
     let hops = event.payload.hops;
     if hops > 0 {

@@ -10,6 +10,7 @@ use super::Handler;
 pub fn expand(handler: &Handler) -> TokenStream {
     let Handler {
         event,
+        publishes,
         func,
         payload,
         arguments,
@@ -26,6 +27,17 @@ pub fn expand(handler: &Handler) -> TokenStream {
             ::core::panic!("{}", message.as_str())
         };
     };
+    // Each declared published event must be in the payload's schemas folder; the error is on
+    // its name in `publishes`.
+    let publishes_checks = publishes.iter().map(|published| {
+        quote_spanned! {published.span()=>
+            const _: () = if let ::core::option::Option::Some(message) =
+                &::kaufmann::__private::unknown_event(#published, #schema::SIBLINGS)
+            {
+                ::core::panic!("{}", message.as_str())
+            };
+        }
+    });
     let payload_check = quote_spanned! {span=>
         const _: () = if let ::core::option::Option::Some(message) =
             &::kaufmann::__private::wrong_payload(#event, #schema::EVENT_NAME, #schema::SIBLINGS)
@@ -89,6 +101,7 @@ pub fn expand(handler: &Handler) -> TokenStream {
             }
 
             #event_check
+            #(#publishes_checks)*
             #payload_check
 
             #entry
@@ -97,9 +110,10 @@ pub fn expand(handler: &Handler) -> TokenStream {
 
             ::kaufmann::__private::inventory::submit! {
                 #register(
-                    #event, #name_str, ::core::file!(), ::core::line!(), __kaufmann_entry,
+                    (#event, #name_str, ::core::file!(), ::core::line!()), __kaufmann_entry,
                     <#payload as ::kaufmann::EventSchema>::canonical_form,
                     __KAUFMANN_NEEDS,
+                    &[#(#publishes),*],
                 )
             }
         };

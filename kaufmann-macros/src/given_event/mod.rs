@@ -8,6 +8,8 @@ use quote::ToTokens;
 /// The accepted handler, reduced to what the expansion needs.
 pub struct Handler {
     pub event: syn::LitStr,
+    /// The events `publishes = [..]` declares the handler publishes.
+    pub publishes: Vec<syn::LitStr>,
     pub func: syn::ItemFn,
     /// `T` in the first argument's `Event<T>`.
     pub payload: syn::Type,
@@ -46,7 +48,8 @@ pub fn expand(args: &TokenStream, item: TokenStream, batch: bool) -> TokenStream
 
 // Accepted syntax:
 //     #[given_event("event.name")]
-fn parse_args(args: &TokenStream) -> syn::Result<syn::LitStr> {
+//     #[given_event("event.name", publishes = ["event.a", "event.b"])]
+fn parse_args(args: &TokenStream) -> syn::Result<(syn::LitStr, Vec<syn::LitStr>)> {
     use syn::parse::Parser;
     const USAGE: &str =
         "expected the event name as one string literal: #[given_event(\"command.user.create\")]";
@@ -68,34 +71,90 @@ fn parse_args(args: &TokenStream) -> syn::Result<syn::LitStr> {
         Some(other) => return Err(syn::Error::new_spanned(other, USAGE)),
         None => return Err(syn::Error::new_spanned(args, USAGE)),
     };
-    if let Some(extra) = parts.next() {
-        let err = match extra {
-            syn::Expr::Lit(syn::ExprLit {
-                lit: syn::Lit::Str(second),
-                ..
-            }) => syn::Error::new_spanned(
-                second,
-                format!(
-                    "one handler serves one event, and `{}` is a second event name: write a handler for each",
-                    second.value()
-                ),
-            ),
-            syn::Expr::Assign(assign) => syn::Error::new_spanned(
-                &assign.left,
-                format!(
-                    "unknown argument `{}`: #[given_event] takes only the event name; per-event settings \
-                     (retries, timeout, dead-letter topic) go in the `[events.\"{}\"]` section of kaufmann.toml",
-                    assign.left.to_token_stream(),
-                    event.value()
-                ),
-            ),
-            other => syn::Error::new_spanned(
-                other,
-                "unexpected argument: #[given_event] takes only the event name",
-            ),
-        };
-        return Err(err);
+    check_name(&event)?;
+    let mut publishes = None;
+    for extra in parts {
+        match extra {
+            syn::Expr::Assign(assign) if is_ident(&assign.left, "publishes") => {
+                if publishes.is_some() {
+                    return Err(syn::Error::new_spanned(
+                        &assign.left,
+                        "`publishes` is given twice: list every event in one `publishes = [..]`",
+                    ));
+                }
+                publishes = Some(published_events(&assign.right)?);
+            }
+            other => return Err(unexpected_argument(other, &event)),
+        }
     }
+    Ok((event, publishes.unwrap_or_default()))
+}
+
+/// Whether `expr` is the bare identifier `name`.
+fn is_ident(expr: &syn::Expr, name: &str) -> bool {
+    matches!(expr, syn::Expr::Path(path) if path.path.is_ident(name))
+}
+
+/// The event names of `publishes = ["event.a", ..]`, each checked.
+fn published_events(list: &syn::Expr) -> syn::Result<Vec<syn::LitStr>> {
+    const USAGE: &str = "`publishes` takes a list of event names: \
+                         publishes = [\"event.user.created\", \"event.user.renamed\"]";
+    let syn::Expr::Array(array) = list else {
+        return Err(syn::Error::new_spanned(list, USAGE));
+    };
+    let mut events: Vec<syn::LitStr> = Vec::new();
+    for element in &array.elems {
+        let syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(event),
+            ..
+        }) = element
+        else {
+            return Err(syn::Error::new_spanned(element, USAGE));
+        };
+        check_name(event)?;
+        if events.iter().any(|seen| seen.value() == event.value()) {
+            return Err(syn::Error::new_spanned(
+                event,
+                format!("`{}` is listed twice in `publishes`", event.value()),
+            ));
+        }
+        events.push(event.clone());
+    }
+    Ok(events)
+}
+
+/// The error for an argument after the event name that is not `publishes = [..]`.
+fn unexpected_argument(extra: &syn::Expr, event: &syn::LitStr) -> syn::Error {
+    match extra {
+        syn::Expr::Lit(syn::ExprLit {
+            lit: syn::Lit::Str(second),
+            ..
+        }) => syn::Error::new_spanned(
+            second,
+            format!(
+                "one handler serves one event, and `{}` is a second event name: write a handler for each",
+                second.value()
+            ),
+        ),
+        syn::Expr::Assign(assign) => syn::Error::new_spanned(
+            &assign.left,
+            format!(
+                "unknown argument `{}`: #[given_event] takes the event name and `publishes = [..]`; \
+                 per-event settings (retries, timeout, dead-letter topic) go in the \
+                 `[events.\"{}\"]` section of kaufmann.toml",
+                assign.left.to_token_stream(),
+                event.value()
+            ),
+        ),
+        other => syn::Error::new_spanned(
+            other,
+            "unexpected argument: #[given_event] takes the event name and `publishes = [..]`",
+        ),
+    }
+}
+
+/// Refuses a malformed event name, on its literal.
+fn check_name(event: &syn::LitStr) -> syn::Result<()> {
     let name = event.value();
     let valid = !name.is_empty()
         && name
@@ -106,11 +165,11 @@ fn parse_args(args: &TokenStream) -> syn::Result<syn::LitStr> {
         && !name.contains("..");
     if !valid {
         return Err(syn::Error::new_spanned(
-            &event,
+            event,
             "event names are dotted words of letters, digits, `_` and `-`, such as `command.user.create`",
         ));
     }
-    Ok(event)
+    Ok(())
 }
 
 fn validate(args: &TokenStream, func: &syn::ItemFn, batch: bool) -> syn::Result<Handler> {
@@ -119,7 +178,10 @@ fn validate(args: &TokenStream, func: &syn::ItemFn, batch: bool) -> syn::Result<
         Some(all) => all.combine(err),
         None => errors = Some(err),
     };
-    let event = parse_args(args).map_err(&mut push).ok();
+    let (event, publishes) = match parse_args(args).map_err(&mut push) {
+        Ok((event, publishes)) => (Some(event), publishes),
+        Err(()) => (None, Vec::new()),
+    };
     let sig = &func.sig;
     if sig.asyncness.is_none() {
         push(syn::Error::new_spanned(
@@ -181,6 +243,7 @@ fn validate(args: &TokenStream, func: &syn::ItemFn, batch: bool) -> syn::Result<
     match (errors, event, payload) {
         (None, Some(event), Some(payload)) => Ok(Handler {
             event,
+            publishes,
             func: func.clone(),
             payload,
             arguments,

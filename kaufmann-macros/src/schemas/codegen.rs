@@ -75,6 +75,12 @@ impl<'a> Generator<'a> {
                     ::kaufmann::__private::canonical_once(&CELL, Self::schema())
                 }
             }
+            ::kaufmann::__private::inventory::submit! {
+                ::kaufmann::__private::KnownEvent::new(
+                    #event,
+                    <#ident as ::kaufmann::EventSchema>::SCHEMA_JSON,
+                )
+            }
         });
     }
 

@@ -107,42 +107,43 @@ pub struct HandlerRegistration {
     /// The state type each of the handler's arguments after the event asks for (`None`: the
     /// context).
     pub needs: &'static [Option<StateNeed>],
+    /// The events the handler declares it publishes (`publishes = [..]`), checked at compile
+    /// time against its schemas folder.
+    pub publishes: &'static [&'static str],
 }
 
 impl HandlerRegistration {
-    /// Records a handler; `#[given_event]` calls this with `file!()` and `line!()`.
+    /// Records a handler: its event, function name, `file!()` and `line!()`; `#[given_event]`
+    /// calls this.
     pub const fn new(
-        event: &'static str,
-        name: &'static str,
-        file: &'static str,
-        line: u32,
+        (event, name, file, line): (&'static str, &'static str, &'static str, u32),
         call: HandlerFn,
         reader_canonical: fn() -> &'static str,
         needs: &'static [Option<StateNeed>],
+        publishes: &'static [&'static str],
     ) -> Self {
         Self::of(
             (event, name, file, line),
             Call::One(call),
             reader_canonical,
-            needs,
+            (needs, publishes),
         )
     }
 
-    /// Records a batch handler; `#[given_events]` calls this with `file!()` and `line!()`.
+    /// Records a batch handler, as [`new`](Self::new) records a handler; `#[given_events]` calls
+    /// this.
     pub const fn batch(
-        event: &'static str,
-        name: &'static str,
-        file: &'static str,
-        line: u32,
+        (event, name, file, line): (&'static str, &'static str, &'static str, u32),
         call: BatchFn,
         reader_canonical: fn() -> &'static str,
         needs: &'static [Option<StateNeed>],
+        publishes: &'static [&'static str],
     ) -> Self {
         Self::of(
             (event, name, file, line),
             Call::Batch(call),
             reader_canonical,
-            needs,
+            (needs, publishes),
         )
     }
 
@@ -150,7 +151,7 @@ impl HandlerRegistration {
         (event, name, file, line): (&'static str, &'static str, &'static str, u32),
         call: Call,
         reader_canonical: fn() -> &'static str,
-        needs: &'static [Option<StateNeed>],
+        (needs, publishes): (&'static [Option<StateNeed>], &'static [&'static str]),
     ) -> Self {
         Self {
             event,
@@ -160,6 +161,7 @@ impl HandlerRegistration {
             call,
             reader_canonical,
             needs,
+            publishes,
         }
     }
 
@@ -342,11 +344,11 @@ mod tests {
     }
 
     static A: HandlerRegistration =
-        HandlerRegistration::new("e.one", "a", "src/a.rs", 3, noop, reader, &[]);
+        HandlerRegistration::new(("e.one", "a", "src/a.rs", 3), noop, reader, &[], &[]);
     static B: HandlerRegistration =
-        HandlerRegistration::new("e.two", "b", "src/b.rs", 9, noop, reader, &[]);
+        HandlerRegistration::new(("e.two", "b", "src/b.rs", 9), noop, reader, &[], &[]);
     static C: HandlerRegistration =
-        HandlerRegistration::new("e.one", "c", "src/c.rs", 1, noop, reader, &[]);
+        HandlerRegistration::new(("e.one", "c", "src/c.rs", 1), noop, reader, &[], &[]);
 
     #[test]
     fn a_duplicate_event_names_both_handlers() {

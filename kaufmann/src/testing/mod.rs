@@ -110,6 +110,8 @@ pub struct TestBus {
     timeout: Duration,
     quiet: Duration,
     feed_back: bool,
+    /// (handler, event) pairs a handler published without declaring them, in the order seen.
+    undeclared: Mutex<Vec<(String, String)>>,
 }
 
 impl Debug for TestBus {
@@ -179,6 +181,7 @@ impl TestBus {
             timeout: Duration::from_secs(1),
             quiet: Duration::from_millis(20),
             feed_back: false,
+            undeclared: Mutex::default(),
         }
     }
 
@@ -258,7 +261,7 @@ impl TestBus {
         let headers = meta.to_headers();
         let headers = RecordHeaders::from_pairs(headers.iter().map(|h| (h.key, h.value)));
         let job = self.job(None, Some(bytes), headers);
-        self.run(job).await;
+        self.run(event, job).await;
     }
 
     /// Gives a batch handler `values` as one batch (in order), encoded as a service publishes
@@ -273,7 +276,9 @@ impl TestBus {
             metas.push(meta);
             jobs.push(job);
         }
+        let before = self.records().len();
         self.processor.process_batch(&jobs).await;
+        self.note_undeclared(T::EVENT_NAME, &self.records()[before..]);
         metas
     }
 
@@ -299,7 +304,7 @@ impl TestBus {
     async fn give<T: EventSchema>(&self, value: T, options: PublishOptions) -> Metadata {
         self.check_states(T::EVENT_NAME);
         let (meta, job) = self.encode(value, options).await;
-        self.run(job).await;
+        self.run(T::EVENT_NAME, job).await;
         meta
     }
 
@@ -316,10 +321,11 @@ impl TestBus {
         }
     }
 
-    /// Processes `job`, then (feeding back) every event the handlers published meanwhile.
-    async fn run(&self, job: Job) {
+    /// Processes `job` (a message of `event`), then (feeding back) every event the handlers
+    /// published meanwhile.
+    async fn run(&self, event: &str, job: Job) {
         let mut seen = self.records().len();
-        self.processor.process(&job).await;
+        self.process_one(event, &job).await;
         if !self.feed_back {
             return;
         }
@@ -335,12 +341,57 @@ impl TestBus {
                         record.value.clone(),
                         sent_headers(record),
                     );
-                    self.processor.process(&job).await;
+                    self.process_one(name(record), &job).await;
                 }
             }
             seen = records.len();
         }
         panic!("the handlers went on publishing after 100 rounds of feeding back: a loop?");
+    }
+
+    /// Processes `job`, a message of `event`, noting what its handler published undeclared.
+    async fn process_one(&self, event: &str, job: &Job) {
+        let before = self.records().len();
+        self.processor.process(job).await;
+        self.note_undeclared(event, &self.records()[before..]);
+    }
+
+    /// Warns (once per handler and event) about each event in `published` that the handler of
+    /// `event` does not declare in `publishes = [..]`: the AsyncAPI document would miss it.
+    fn note_undeclared(&self, event: &str, published: &[SentRecord]) {
+        let Some(handler) = self.processor.handlers().get(event) else {
+            return;
+        };
+        for record in published.iter().filter(|r| is_event(r)) {
+            let sent = name(record);
+            if sent.starts_with(ERROR_EVENT_PREFIX) || handler.publishes.contains(&sent) {
+                continue;
+            }
+            let pair = (handler.describe(), sent.to_owned());
+            let mut undeclared = self
+                .undeclared
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if !undeclared.contains(&pair) {
+                eprintln!(
+                    "warning: handler {} published `{sent}`, which it does not declare: add it \
+                     to `publishes = [..]` in its #[given_event] so that the service's AsyncAPI \
+                     document lists it",
+                    pair.0
+                );
+                undeclared.push(pair);
+            }
+        }
+    }
+
+    /// Each (handler, event) where a handler published an event it does not declare in
+    /// `publishes = [..]` (as `name (file:line)` and the event name), in the order first seen.
+    /// Error events are the framework's and never counted.
+    pub fn undeclared_publishes(&self) -> Vec<(String, String)> {
+        self.undeclared
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Everything published so far (events, error events and dead letters), in order.
@@ -592,6 +643,9 @@ fn name(record: &SentRecord) -> &str {
 fn sent_headers(record: &SentRecord) -> RecordHeaders {
     RecordHeaders::from_pairs(record.header_pairs())
 }
+
+/// The name of every error event starts with this.
+const ERROR_EVENT_PREFIX: &str = "event.error.";
 
 /// An event (not a dead letter).
 fn is_event(record: &SentRecord) -> bool {
