@@ -79,19 +79,19 @@ pub fn print_if_asked(config: &Config, version: &str) -> Option<Result<()>> {
     }))
 }
 
-/// The channels of the document, by id: each with its address and messages (by event).
+/// The channels of the document, by topic (a channel's id is its topic: topic names are
+/// letters, digits, `.`, `_` and `-`): the messages of each, by event.
 #[derive(Default)]
 struct Channels(BTreeMap<String, BTreeMap<String, Value>>);
 
 impl Channels {
     /// The channel of `topic` (its id), holding `event`'s message.
     fn carry(&mut self, topic: &str, event: &str) -> String {
-        let id = channel_id(topic);
         self.0.entry(topic.to_owned()).or_default().insert(
             event.to_owned(),
             json!({ "$ref": format!("#/components/messages/{event}") }),
         );
-        id
+        topic.to_owned()
     }
 
     fn into_value(self) -> Value {
@@ -100,19 +100,12 @@ impl Channels {
             .into_iter()
             .map(|(topic, messages)| {
                 let messages: Map<String, Value> = messages.into_iter().collect();
-                (
-                    channel_id(&topic),
-                    json!({ "address": topic, "messages": messages }),
-                )
+                let channel = json!({ "address": topic, "messages": messages });
+                (topic, channel)
             })
             .collect();
         Value::Object(channels)
     }
-}
-
-/// A channel's id: its topic (topic names are already letters, digits, `.`, `_` and `-`).
-fn channel_id(topic: &str) -> String {
-    topic.to_owned()
 }
 
 /// A reference to `event`'s message in `channel`.
