@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use kaufmann::config::EventRoute;
+use kaufmann::config::{ErrorPolicy, EventRoute};
 use kaufmann::Config;
 use kaufmann_tests::from_test_stack;
 use serde_json::Value;
@@ -126,13 +126,14 @@ fn the_samples_document_lists_every_handler_schema_and_topic_and_passes_the_pars
     };
     assert_eq!(
         summary,
-        serde_json::json!({"channels": 1, "operations": 6, "messages": 6})
+        serde_json::json!({"channels": 2, "operations": 12, "messages": 9})
     );
 }
 
 /// This binary's handlers (the test support's and the sample's) on two consumed topics, with
-/// `test.copied` routed to a topic of its own: a receive operation per handler and topic, the
-/// routed event's send operation on its topic, and a document the parser accepts.
+/// `test.copied` routed to a topic of its own and `test.copy` sending no error event and no dead
+/// letter: a receive operation per handler and topic, the routed event's send operation on its
+/// topic, failures as configured, and a document the parser accepts.
 #[test]
 fn a_document_of_two_topics_and_a_route_passes_the_parser() {
     let mut config = Config::new("asyncapi-test");
@@ -140,6 +141,10 @@ fn a_document_of_two_topics_and_a_route_passes_the_parser() {
     let mut route = EventRoute::default();
     route.topic = Some("copies".to_owned());
     config.event_routes.insert("test.copied".to_owned(), route);
+    let mut quiet = ErrorPolicy::default();
+    quiet.error_events = false;
+    quiet.dead_letter_topic = None;
+    config.event_errors.insert("test.copy".to_owned(), quiet);
     let text = kaufmann::asyncapi::document(&config, "1.2.3").unwrap();
     let document: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(document["info"]["version"], "1.2.3");
@@ -160,10 +165,18 @@ fn a_document_of_two_topics_and_a_route_passes_the_parser() {
         !operations.contains_key("send.test.shout"),
         "only declared events are sent"
     );
+    assert!(!operations.contains_key("send.event.error.test.copy"));
+    assert!(!operations
+        .keys()
+        .any(|id| id.starts_with("dead-letter.test.copy.")));
+    let dead = &operations["dead-letter.test.work.from.queries"];
+    assert_eq!(dead["channel"]["$ref"], "#/channels/queries.DLT");
+    assert!(operations.contains_key("send.event.error.test.work"));
     let Some(summary) = validate(&text, "routed-asyncapi") else {
         return;
     };
-    // The two consumed topics, `copies`, and the default topic the other declared events go to.
-    assert_eq!(summary["channels"], 4, "{summary}");
+    // The two consumed topics and their dead-letter topics, `copies`, and the default topic the
+    // other declared events and the error events go to.
+    assert_eq!(summary["channels"], 6, "{summary}");
     assert!(document["channels"]["rapids"]["messages"]["test.pong"].is_object());
 }

@@ -1,7 +1,7 @@
 //! The service as an AsyncAPI 3.0 document, built from the binary's handler table: a channel per
 //! topic, a `receive` operation per handler and consumed topic, a `send` operation per event the
-//! handlers declare they publish (`publishes = [..]`), and each event's Avro schema as its
-//! message's payload. A service made with `run!()` prints it when started with `--asyncapi`.
+//! handlers declare they publish (`publishes = [..]`), per error event and per dead-letter topic,
+//! and each event's Avro schema as its message's payload. A service made with `run!()` prints it when started with `--asyncapi`.
 //!
 //! ```no_run
 //! let config = kaufmann::Config::from_env()?;
@@ -14,6 +14,7 @@ use std::io::Write;
 
 use serde_json::{json, Map, Value};
 
+use crate::codec::error_event;
 use crate::codec::format::WireFormat;
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -161,6 +162,13 @@ fn build(
         for published in handler.publishes {
             publishers.entry(published).or_default().push(handler);
         }
+        failures(
+            config,
+            handler,
+            &mut channels,
+            &mut operations,
+            &mut messages,
+        )?;
     }
     for (event, by) in publishers {
         let schema = schemas.get(event).ok_or_else(|| {
@@ -208,6 +216,68 @@ fn build(
         "operations": operations,
         "components": { "messages": messages },
     }))
+}
+
+/// What the service sends when `handler` fails for good: its error event (to the default topic)
+/// and the message itself, unchanged, to each consumed topic's dead-letter topic, as the
+/// handler's event's error policy says.
+fn failures(
+    config: &Config,
+    handler: &HandlerRegistration,
+    channels: &mut Channels,
+    operations: &mut Map<String, Value>,
+    messages: &mut Map<String, Value>,
+) -> Result<()> {
+    let policy = config.error_policy(handler.event);
+    if policy.error_events {
+        let error_event = error_event::name(handler.event);
+        let (_, error_schema) = config.wire_format.codec().error_event_schema();
+        messages.insert(
+            error_event.clone(),
+            message(config, &error_event, error_schema)?,
+        );
+        let channel = channels.carry(&config.default_topic, &error_event);
+        operations.insert(
+            format!("send.{error_event}"),
+            json!({
+                "action": "send",
+                "channel": { "$ref": format!("#/channels/{channel}") },
+                "summary": format!(
+                    "when {} fails for good (after its retries); also to the event's callback \
+                     topic",
+                    handler.describe()
+                ),
+                "messages": [message_ref(&channel, &error_event)],
+            }),
+        );
+    }
+    for topic in &config.topics {
+        let Some(dead) = policy.dead_letter_for(topic) else {
+            continue;
+        };
+        let channel = channels.carry(&dead, handler.event);
+        let id = if config.topics.len() == 1 {
+            format!("dead-letter.{}", handler.event)
+        } else {
+            format!("dead-letter.{}.from.{topic}", handler.event)
+        };
+        // The consumed event's own message: a dead letter is the record as it was read.
+        operations.insert(
+            id,
+            json!({
+                "action": "send",
+                "channel": { "$ref": format!("#/channels/{channel}") },
+                "summary": format!(
+                    "the `{}` record as read from `{topic}`, with error headers, when {} fails \
+                     for good",
+                    handler.event,
+                    handler.describe()
+                ),
+                "messages": [message_ref(&channel, handler.event)],
+            }),
+        );
+    }
+    Ok(())
 }
 
 fn wire_name(format: WireFormat) -> &'static str {
