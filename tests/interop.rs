@@ -27,9 +27,16 @@ fn confluent_python() -> Option<PathBuf> {
 }
 
 async fn peer(python: &Path, args: &[&str]) -> String {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/confluent_peer.py");
+    run_peer(python, "confluent_peer.py", args).await
+}
+
+/// Runs `peers/<script>` with `args`; its standard output.
+async fn run_peer(python: &Path, script: &str, args: &[&str]) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("peers")
+        .join(script);
     let output = tokio::process::Command::new(python)
-        .arg(script)
+        .arg(path)
         .args(args)
         .output()
         .await
@@ -37,7 +44,7 @@ async fn peer(python: &Path, args: &[&str]) -> String {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "confluent peer {args:?} failed:\n{stdout}\n{}",
+        "peer {script:?} {args:?} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
@@ -186,6 +193,55 @@ async fn kaufmann_to_python(
         assert_eq!(message["headers"]["message_name"], "test.work");
         assert_eq!(message["headers"]["emitter_service"], "engine-test");
     }
+}
+
+/// A service in the `json` wire format on the broker, with no registry, and Python's own `json`
+/// module on the other side: Python writes 1,000 `test.echo` requests in `KaufmannEx`'s JSON
+/// shape (`{"meta", "payload"}`, a string, a double, a boolean, an optional, an array, a map, an
+/// enum, a timestamp with an offset, a decimal and base64 bytes), the service answers each on the
+/// callback topic the request names, and Python reads every answer with `json.loads` and compares
+/// it, field by field, with the request (and its `callback_id` with the request's id).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn python_json_requests_are_answered_by_a_json_service_on_the_broker() {
+    const COUNT: usize = 1_000;
+    let Some(brokers) = broker() else { return };
+    let Some(python) = confluent_python() else {
+        return;
+    };
+    let inbound = topic_with_dead_letters(&brokers, "json-in", 2).await;
+    let replies = unique("json-replies");
+    create_topics(&brokers, &[(&replies, 2)]).await;
+    let count = COUNT.to_string();
+    let common = ["--brokers", brokers.as_str(), "--count", count.as_str()];
+    let produce = [
+        &common[..],
+        &["--topic", &inbound, "--reply-topic", &replies],
+    ]
+    .concat();
+    run_peer(
+        &python,
+        "json_peer.py",
+        &[&["produce"][..], &produce].concat(),
+    )
+    .await;
+    // No registry: a registry URL that answers nothing would fail any request made to it.
+    let mut config = test_config(&brokers, &inbound, "http://127.0.0.1:9");
+    config.wire_format = kaufmann::WireFormat::Json;
+    let service = kaufmann_tests::start(config).await.unwrap();
+    let group = unique("json-check");
+    let check = [
+        &common[..],
+        &["--topic", &replies, "--partitions", "2", "--group", &group],
+    ]
+    .concat();
+    let report = run_peer(&python, "json_peer.py", &[&["check"][..], &check].concat()).await;
+    let (handled, failed) = (service.stats().handled(), service.stats().failed());
+    service.shutdown().await.unwrap();
+    let report: serde_json::Value = serde_json::from_str(report.trim()).unwrap();
+    assert_eq!(report["mismatches"], serde_json::json!([]), "{report}");
+    assert_eq!(report["distinct"], COUNT, "{report}");
+    assert_eq!(report["seen"], COUNT, "each answered once: {report}");
+    assert_eq!((handled, failed), (COUNT as u64, 0), "(handled, failed)");
 }
 
 /// Confluent's serializer with each of its subject name strategies (`TopicNameStrategy`,

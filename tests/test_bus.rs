@@ -110,19 +110,63 @@ async fn exactly_once_publishes_only_what_successful_attempts_published() {
 
 #[tokio::test]
 async fn the_bus_speaks_the_configured_wire_format() {
-    let mut config = kaufmann::Config::new("kex");
-    config.wire_format = WireFormat::KaufmannEx;
+    for format in [WireFormat::KaufmannEx, WireFormat::Json] {
+        let mut config = kaufmann::Config::new("kex");
+        config.wire_format = format;
+        let bus = TestBus::with_config(config);
+        bus.given_request(TestPing { text: "a".into() }).await;
+        let reply = bus.then_reply::<TestPong>().await;
+        assert_eq!(reply.payload.text, "pong: a");
+        assert_eq!(reply.key.as_deref(), Some(&b"test.pong"[..]));
+        // An event without a callback topic cannot be answered: error event, then dead letter.
+        bus.given_event(TestPing { text: "b".into() }).await;
+        let error = bus.then_error_event("test.ping").await;
+        assert!(
+            error.error.contains("no callback topic"),
+            "{format:?}: {error:?}"
+        );
+        bus.then_dead_letter().await;
+        bus.then_no_event().await;
+    }
+}
+
+/// Under `json` every value is JSON text `{"meta", "payload"}`; values that are not, or whose
+/// payload does not read as the event's schema, are dead-lettered with the reason, and the
+/// service goes on.
+#[tokio::test]
+async fn json_values_are_json_and_bad_ones_are_dead_lettered() {
+    let mut config = kaufmann::Config::new("json");
+    config.wire_format = WireFormat::Json;
     let bus = TestBus::with_config(config);
-    bus.given_request(TestPing { text: "a".into() }).await;
-    let reply = bus.then_reply::<TestPong>().await;
-    assert_eq!(reply.payload.text, "pong: a");
-    assert_eq!(reply.key.as_deref(), Some(&b"test.pong"[..]));
-    // An event without a callback topic cannot be answered: error event, then dead letter.
-    bus.given_event(TestPing { text: "b".into() }).await;
-    let error = bus.then_error_event("test.ping").await;
-    assert!(error.error.contains("no callback topic"), "{error:?}");
-    bus.then_dead_letter().await;
-    bus.then_no_event().await;
+    bus.given_request(TestPing { text: "ä".into() }).await;
+    bus.then_reply::<TestPong>().await;
+    let record = bus.records().pop().unwrap();
+    let json: serde_json::Value = serde_json::from_slice(record.value.as_deref().unwrap()).unwrap();
+    assert_eq!(json["payload"], serde_json::json!({"text": "pong: ä"}));
+    assert_eq!(json["meta"]["message_name"], "test.pong");
+    let deep = vec![b'['; 100_000];
+    for (bad, says) in [
+        (&b"\x00\x00\x00\x00\x01"[..], "not JSON"),
+        (b"[1, 2]", "not an object"),
+        (br#"{"meta": {}, "payload": {"text": 3}}"#, "text"),
+        (br#"{"payload": {}}"#, "missing"),
+        (&deep[..], "not JSON"),
+    ] {
+        bus.given_raw("test.ping", bad.to_vec()).await;
+        let dead = bus.then_dead_letter().await;
+        let error = dead
+            .header(kaufmann::wire::dead_letter::ERROR)
+            .unwrap_or_default();
+        assert!(error.contains(says), "{says}: {error}");
+    }
+    bus.given_request(TestPing {
+        text: "still here".into(),
+    })
+    .await;
+    assert_eq!(
+        bus.then_reply::<TestPong>().await.payload.text,
+        "pong: still here"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -24,11 +24,12 @@ use fixture::{ComAcmeFixtureEverything, ComAcmeFixtureTree};
 pub type Target = fn(&[u8]);
 
 /// Every target: its name (the folder of its corpus) and what it runs.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("generated_reader", generated_reader),
     ("confluent_framing", confluent_framing),
     ("kaufmann_ex", kaufmann_ex),
     ("metadata_headers", metadata_headers),
+    ("json", json),
 ];
 
 /// The readers `schemas!` generates, without a schema in between.
@@ -69,6 +70,13 @@ fn kaufmann_ex_writer() -> &'static Schema {
 /// `KaufmannEx`'s wire format: the union `[event_metadata, event]` around a fixture payload.
 pub fn kaufmann_ex(data: &[u8]) {
     let _ = kaufmann::wire::kaufmann_ex::decode::<ComAcmeFixtureTree>(kaufmann_ex_writer(), data);
+}
+
+/// The `json` wire format: any of its shapes around a fixture payload, mapped by the fixture's
+/// schema (every Avro type, recursion).
+pub fn json(data: &[u8]) {
+    let _ = kaufmann::wire::json::decode::<ComAcmeFixtureEverything>(data);
+    let _ = kaufmann::wire::json::decode::<ComAcmeFixtureTree>(data);
 }
 
 /// Header pairs from `data`: `[name length][name][value length][value]`, repeated; a value

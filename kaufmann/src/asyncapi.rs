@@ -16,6 +16,7 @@ use serde_json::{json, Map, Value};
 
 use crate::codec::error_event;
 use crate::codec::format::WireFormat;
+pub use crate::codec::schema::KnownEvent;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::process::handler::{HandlerRegistration, HandlerTable};
@@ -28,25 +29,6 @@ const AVRO_FORMAT: &str = "application/vnd.apache.avro+json;version=1.9.0";
 
 /// The version of AsyncAPI's Kafka bindings used.
 const KAFKA_BINDING: &str = "0.5.0";
-
-/// An event `schemas!` generated a type for, with its schema text: how the document finds the
-/// schema of an event a handler publishes.
-#[derive(Debug)]
-pub struct KnownEvent {
-    /// The event name.
-    pub event: &'static str,
-    /// The schema text (`EventSchema::SCHEMA_JSON`).
-    pub schema_json: &'static str,
-}
-
-impl KnownEvent {
-    /// Records an event; `schemas!` calls this for each event of its folder.
-    pub const fn new(event: &'static str, schema_json: &'static str) -> Self {
-        Self { event, schema_json }
-    }
-}
-
-inventory::collect!(KnownEvent);
 
 /// The AsyncAPI 3.0 document (pretty JSON) of the handlers of this binary, configured by
 /// `config` (topics, group, routes, wire format), with `version` as the API's version.
@@ -211,7 +193,7 @@ fn build(
                 wire_name(config.wire_format)
             ),
         },
-        "defaultContentType": "avro/binary",
+        "defaultContentType": content_type(config.wire_format),
         "channels": channels.into_value(),
         "operations": operations,
         "components": { "messages": messages },
@@ -286,6 +268,15 @@ fn wire_name(format: WireFormat) -> &'static str {
             "Confluent (magic byte, schema id, Avro body; metadata in headers)"
         }
         WireFormat::KaufmannEx => "KaufmannEx",
+        WireFormat::Json => "json (`{\"meta\": .., \"payload\": ..}`, the payload the JSON mapping of its Avro schema)",
+    }
+}
+
+/// The content type of messages in `format`.
+fn content_type(format: WireFormat) -> &'static str {
+    match format {
+        WireFormat::Json => "application/json",
+        _ => "avro/binary",
     }
 }
 
@@ -297,7 +288,7 @@ fn message(config: &Config, event: &str, schema_json: &str) -> Result<Value> {
     let mut message = json!({
         "name": event,
         "title": event,
-        "contentType": "avro/binary",
+        "contentType": content_type(config.wire_format),
         "payload": { "schemaFormat": AVRO_FORMAT, "schema": schema },
     });
     if config.wire_format == WireFormat::Confluent {

@@ -228,6 +228,12 @@ pub enum CodecError {
         "a kaufmann_ex message carries its event name as the Kafka key, and this one has none"
     )]
     NoEventKey,
+    /// A `json` message that names no event.
+    #[error(
+        "a json message names its event in `meta.message_name`, the `message_name` header or \
+         the Kafka key, and this one does in none"
+    )]
+    Unnamed,
     /// The message has no value at all.
     #[error("message has no value (tombstone); Kaufmann events always carry a payload")]
     NoPayload,

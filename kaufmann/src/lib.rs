@@ -76,13 +76,14 @@ pub use publish::trace::TraceParent;
 pub use service::{RunningService, Service, ServiceBuilder};
 
 /// What Kaufmann writes on the wire, for services and tools that read it without Kaufmann: the
-/// Confluent framing and the Avro body, the `kaufmann_ex` layout, the headers of a dead-lettered
+/// Confluent framing and the Avro body, the `kaufmann_ex` and `json` layouts, the headers of a dead-lettered
 /// record and of one sent to a retry topic, and the payload of an error event.
 pub mod wire {
     pub use crate::codec::error_event::{
         name as error_event_name, KAUFMANN_EX_SCHEMA as KAUFMANN_EX_ERROR_SCHEMA,
         SCHEMA as ERROR_EVENT_SCHEMA,
     };
+    pub use crate::codec::json;
     pub use crate::codec::kaufmann_ex;
     pub use crate::codec::schema::wire as confluent;
     pub use crate::codec::schema::{decode_body, encode_body};

@@ -163,17 +163,10 @@ impl ServiceBuilder {
         required.extend(retry_topics.iter().cloned());
         check_topics(&consumer, &shared, &brokers, &required).await?;
         metrics.health.broker.set_up();
-        let topics: Vec<&str> = config
-            .topics
-            .iter()
-            .chain(&retry_topics)
-            .map(String::as_str)
-            .collect();
-        consumer
-            .subscribe(&topics)
-            .map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))?;
-
-        registry.ping().await?;
+        subscribe(&consumer, &config.topics, &retry_topics)?;
+        if config.wire_format.codec().registers() {
+            registry.ping().await?;
+        }
         metrics.health.registry.set_up();
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let metrics_addr = match &config.metrics_addr {
@@ -225,6 +218,18 @@ fn transactional_producer(config: &Config, brokers: &str) -> Result<Option<Futur
 
 /// Starts the embedded mock cluster with `topics` when no broker is configured, and points
 /// `config` at it.
+/// Subscribes the consumer to the service's topics and their retry topics.
+fn subscribe(consumer: &EngineConsumer, topics: &[String], retry_topics: &[String]) -> Result<()> {
+    let topics: Vec<&str> = topics
+        .iter()
+        .chain(retry_topics)
+        .map(String::as_str)
+        .collect();
+    consumer
+        .subscribe(&topics)
+        .map_err(|e| Error::kafka(format!("subscribing to {topics:?}"), e))
+}
+
 fn start_embedded(config: &mut Config, mut topics: Vec<String>) -> Result<Option<EmbeddedBroker>> {
     if config.brokers.is_some() {
         return Ok(None);

@@ -529,6 +529,14 @@ pub async fn ping(event: Event<TestPing>, ctx: kaufmann::Context) -> kaufmann::R
     .await
 }
 
+/// Handles `test.echo`: answers it (to its callback topic) with itself, `hops` one more.
+#[kaufmann::given_event("test.echo", publishes = ["test.echo"])]
+pub async fn echo(event: Event<TestEcho>, ctx: kaufmann::Context) -> kaufmann::Result<()> {
+    let mut echo = event.payload;
+    echo.hops += 1;
+    ctx.reply(echo).await
+}
+
 /// Handles `test.relay`: publishes the next link, with one hop less, until none are left.
 #[kaufmann::given_event("test.relay", publishes = ["test.relay"])]
 pub async fn relay(event: Event<TestRelay>, ctx: kaufmann::Context) -> kaufmann::Result<()> {

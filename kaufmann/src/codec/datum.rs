@@ -86,7 +86,7 @@ struct Resolver<'a, 'w, 'r> {
 }
 
 /// Follows a named reference.
-fn named<'s>(
+pub(crate) fn named<'s>(
     schema: &'s Schema,
     names: &HashMap<Name, &'s Schema>,
 ) -> Result<&'s Schema, AvroError> {
@@ -279,31 +279,48 @@ impl<'w, 'r> Resolver<'_, 'w, 'r> {
 
     /// The reader field's default, for a field the writer does not have.
     fn default(&self, field: &'r RecordField) -> Result<Value, AvroError> {
-        let json = field.default.clone().ok_or_else(|| {
-            AvroError::new("the writer has no such field and the reader no default")
-        })?;
-        let value = Value::try_from(json).map_err(|e| AvroError::new(e.to_string()))?;
-        let schema = named(&field.schema, self.reader)?;
-        // A union's default is of its first branch.
-        let (schema, union) = match schema {
-            Schema::Union(union) => (
-                union
-                    .variants()
-                    .first()
-                    .ok_or_else(|| AvroError::new("an empty union"))?,
-                true,
-            ),
-            other => (other, false),
-        };
-        let value = value
-            .resolve_with_names(schema, self.reader)
-            .map_err(|e| AvroError::new(e.to_string()))?;
-        Ok(if union {
-            Value::Union(0, Box::new(value))
-        } else {
-            value
-        })
+        if field.default.is_none() {
+            return Err(AvroError::new(
+                "the writer has no such field and the reader no default",
+            ));
+        }
+        field_default(field, self.reader)
     }
+}
+
+/// The value of `field`'s default (`names`: the named types of its schema).
+///
+/// # Errors
+/// When the field has no default, or its default does not fit its schema.
+pub(crate) fn field_default<'s>(
+    field: &'s RecordField,
+    names: &HashMap<Name, &'s Schema>,
+) -> Result<Value, AvroError> {
+    let json = field
+        .default
+        .clone()
+        .ok_or_else(|| AvroError::new("the field has no default"))?;
+    let value = Value::try_from(json).map_err(|e| AvroError::new(e.to_string()))?;
+    let schema = named(&field.schema, names)?;
+    // A union's default is of its first branch.
+    let (schema, union) = match schema {
+        Schema::Union(union) => (
+            union
+                .variants()
+                .first()
+                .ok_or_else(|| AvroError::new("an empty union"))?,
+            true,
+        ),
+        other => (other, false),
+    };
+    let value = value
+        .resolve_with_names(schema, names)
+        .map_err(|e| AvroError::new(e.to_string()))?;
+    Ok(if union {
+        Value::Union(0, Box::new(value))
+    } else {
+        value
+    })
 }
 
 /// The stack apache-avro's reader may take for one level of nesting (a record, the union and the

@@ -1,5 +1,5 @@
-//! One codec type per wire format: everything that differs between the `confluent` and the
-//! `kaufmann_ex` layouts (the writer schema and its subject, the bytes of a value, the default key,
+//! One codec type per wire format: everything that differs between the `confluent`, `kaufmann_ex`
+//! and `json` layouts (the writer schema and its subject, the bytes of a value, the default key,
 //! where an incoming value's writer schema is found, what its body carries, the error event's
 //! payload) is a method of [`WireCodec`], so that no other file branches on the format.
 
@@ -9,8 +9,8 @@ use apache_avro::types::Value;
 use apache_avro::Schema;
 
 use crate::codec::error_event::{self, Failed};
-use crate::codec::kaufmann_ex;
 use crate::codec::schema::wire;
+use crate::codec::{json, kaufmann_ex};
 use crate::envelope::Metadata;
 use crate::error::CodecError;
 
@@ -24,6 +24,9 @@ pub enum WireFormat {
     /// `KaufmannEx`'s layout (see [`crate::codec::kaufmann_ex`]): raw Avro of `[event_metadata,
     /// {meta, payload}]`, the event name as the key, the event name as the subject.
     KaufmannEx,
+    /// JSON text `{"meta": {..}, "payload": {..}}` as `KaufmannEx`'s JSON transcoder writes it
+    /// (see [`crate::wire::json`]), the payload mapped from the event's Avro schema; no registry.
+    Json,
 }
 
 impl WireFormat {
@@ -32,6 +35,7 @@ impl WireFormat {
         match self {
             Self::Confluent => &Confluent,
             Self::KaufmannEx => &KaufmannEx,
+            Self::Json => &Json,
         }
     }
 }
@@ -43,6 +47,8 @@ pub(crate) enum WriterRef<'a> {
     Id(u32),
     /// The latest version of a subject the key names.
     Latest(&'a str),
+    /// Nowhere: the value is read with the schema of the event it names (the handler's own).
+    Reader,
 }
 
 /// The part of encoding and decoding that depends on the wire format.
@@ -80,6 +86,25 @@ pub(crate) trait WireCodec: Send + Sync {
         key: Option<&'a [u8]>,
         value: &[u8],
     ) -> Result<WriterRef<'a>, CodecError>;
+
+    /// Whether writer schemas are registered (their ids are in the values).
+    fn registers(&self) -> bool {
+        true
+    }
+
+    /// For values whose writer is [`WriterRef::Reader`]: completes `known` (the metadata from the
+    /// headers) with what the body carries, the event name included, and reads the payload with
+    /// `schema_of` that event (`None`: no schema, the event is served by no handler here).
+    fn read_unframed<'s>(
+        &self,
+        key: Option<&str>,
+        value: &[u8],
+        known: &mut Metadata,
+        schema_of: &dyn Fn(&str) -> Option<&'s Schema>,
+    ) -> Result<Option<Value>, CodecError> {
+        let _ = (key, value, known, schema_of);
+        Ok(None)
+    }
 
     /// Reads what the body of an incoming value carries besides the payload into `known` (the
     /// metadata from the headers), and the payload's value when the format decodes it whole
@@ -274,5 +299,104 @@ impl WireCodec for KaufmannEx {
 
     fn error_event_value(&self, failed: &Failed<'_>) -> Value {
         error_event::kaufmann_ex_value(failed)
+    }
+}
+
+/// JSON text as `KaufmannEx`'s JSON transcoder writes it; the key names the event as under
+/// `kaufmann_ex`; no registry.
+struct Json;
+
+impl WireCodec for Json {
+    fn wire_schema(&self, _: &str, _: &str) -> Result<Option<Schema>, CodecError> {
+        Ok(None)
+    }
+
+    fn own_subject<'a>(&self, _: &'a str) -> Option<&'a str> {
+        None
+    }
+
+    fn registers(&self) -> bool {
+        false
+    }
+
+    fn encode(
+        &self,
+        event: &str,
+        _: u32,
+        writer: &Schema,
+        meta: &Metadata,
+        value: Value,
+    ) -> Result<Vec<u8>, CodecError> {
+        json::encode_value(event, writer, meta, &value)
+    }
+
+    fn default_key<'a>(
+        &self,
+        event: &'a str,
+        field_key: Option<Vec<u8>>,
+        inherited: Option<&'a [u8]>,
+    ) -> Option<Cow<'a, [u8]>> {
+        KaufmannEx.default_key(event, field_key, inherited)
+    }
+
+    fn writer_of<'a>(&self, _: Option<&'a [u8]>, _: &[u8]) -> Result<WriterRef<'a>, CodecError> {
+        Ok(WriterRef::Reader)
+    }
+
+    fn read_unframed<'s>(
+        &self,
+        key: Option<&str>,
+        value: &[u8],
+        known: &mut Metadata,
+        schema_of: &dyn Fn(&str) -> Option<&'s Schema>,
+    ) -> Result<Option<Value>, CodecError> {
+        let mut parsed = json::Parsed::from_bytes(value)
+            .map_err(|e| CodecError::shape("decode", key.unwrap_or_default(), None)(e))?;
+        parsed.complete(key, known);
+        let event = known.message_name.as_str();
+        if event.is_empty() {
+            return Err(CodecError::Unnamed);
+        }
+        let Some(schema) = schema_of(event) else {
+            return Ok(None);
+        };
+        json::read_value(schema, &parsed.payload)
+            .map(Some)
+            .map_err(CodecError::shape("decode", event, None))
+    }
+
+    fn read(
+        &self,
+        _: &str,
+        _: &Schema,
+        _: &[u8],
+        _: &mut Metadata,
+    ) -> Result<Option<Value>, CodecError> {
+        Ok(None)
+    }
+
+    #[cfg(feature = "testing")]
+    fn decode_value(
+        &self,
+        key: &str,
+        _: &Schema,
+        reader: &Schema,
+        value: &[u8],
+    ) -> Result<Value, CodecError> {
+        let parsed =
+            json::Parsed::from_bytes(value).map_err(CodecError::shape("decode", key, None))?;
+        json::read_value(reader, &parsed.payload).map_err(CodecError::shape("decode", key, None))
+    }
+
+    fn event_takes_metadata(&self) -> bool {
+        false
+    }
+
+    fn error_event_schema(&self) -> (&'static Schema, &'static str) {
+        error_event::schema()
+    }
+
+    fn error_event_value(&self, failed: &Failed<'_>) -> Value {
+        error_event::value(failed)
     }
 }

@@ -29,6 +29,26 @@ pub trait EventSchema: AvroValue + Send + 'static {
     fn canonical_form() -> &'static str;
 }
 
+/// An event `schemas!` generated a type for, with its schema text: how the AsyncAPI document
+/// finds the schema of an event a handler publishes, and the `json` format the schema of the
+/// event a message names.
+#[derive(Debug)]
+pub struct KnownEvent {
+    /// The event name.
+    pub event: &'static str,
+    /// The schema text (`EventSchema::SCHEMA_JSON`).
+    pub schema_json: &'static str,
+}
+
+impl KnownEvent {
+    /// Records an event; `schemas!` calls this for each event of its folder.
+    pub const fn new(event: &'static str, schema_json: &'static str) -> Self {
+        Self { event, schema_json }
+    }
+}
+
+inventory::collect!(KnownEvent);
+
 /// Parses a schema text that `schemas!` already validated at compile time.
 ///
 /// Not public API.

@@ -325,11 +325,12 @@ const KEYS: &[(&str, Set)] = &[
             c.wire_format = match string(raw)?.as_str() {
                 "confluent" => WireFormat::Confluent,
                 "kaufmann_ex" => WireFormat::KaufmannEx,
+                "json" => WireFormat::Json,
                 _ => {
                     return Err(invalid(
                         &raw.origin,
                         &display(raw),
-                        "`confluent` or `kaufmann_ex`",
+                        "`confluent`, `kaufmann_ex` or `json`",
                     ))
                 }
             };

@@ -652,7 +652,7 @@ mod tests {
             (
                 "KAUFMANN_WIRE_FORMAT",
                 "avro",
-                "`confluent` or `kaufmann_ex`",
+                "`confluent`, `kaufmann_ex` or `json`",
             ),
             ("KAUFMANN_SUBJECT_STRATEGY", "name", "`event`, `topic`"),
             ("KAUFMANN_ERROR_EVENTS", "yes", "`true` or `false`"),

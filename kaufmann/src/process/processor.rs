@@ -14,9 +14,11 @@ use tracing::Instrument;
 
 use crate::codec::error_event;
 use crate::codec::format::{WireCodec, WriterRef};
+use crate::codec::schema::KnownEvent;
 use crate::config::{Config, Processing, Unhandled};
 use crate::envelope::Metadata;
 use crate::error::{CodecError, Error, Result};
+use crate::fast_map::FastMap;
 use crate::observe::log_limit::LogLimit;
 use crate::observe::metrics::{Metrics, Outcome};
 use crate::process::dead_letter::dead_letter_headers;
@@ -34,8 +36,8 @@ use crate::registry::{RegisteredSchema, SchemaRegistry};
 /// The least time between two warnings about messages no handler serves.
 const UNHANDLED_LOG: Duration = Duration::from_secs(10);
 
-/// A message's writer schema, schema id (0 for `kaufmann_ex`) and, for `kaufmann_ex`, its decoded
-/// payload.
+/// A message's writer schema (under `json`, the handler's own), schema id (0 for `kaufmann_ex` and
+/// `json`) and, for `kaufmann_ex` and `json`, its decoded payload.
 pub(crate) type Writer = (
     Arc<RegisteredSchema>,
     u32,
@@ -54,6 +56,8 @@ pub(crate) struct Processor {
     pub(crate) states: States,
     /// The warnings about messages no handler serves.
     unhandled_log: LogLimit,
+    /// Under `json` (values that name no writer schema): the schema of each handled event.
+    readers: FastMap<&'static str, Arc<RegisteredSchema>>,
     /// Under `exactly_once`: what a handler attempt publishes is produced only when it succeeds
     /// (a retried attempt's events are not in the transaction twice).
     pub(crate) stages: bool,
@@ -70,12 +74,19 @@ impl Processor {
     ) -> Self {
         // The depth limit holds for every decoder of the process, generated readers included.
         crate::codec::depth::set_max_depth(config.max_nesting_depth);
+        let codec = config.wire_format.codec();
+        let readers = if codec.registers() {
+            FastMap::default()
+        } else {
+            reader_schemas(&handlers)
+        };
         Self {
             metrics: metrics.clone(),
             handlers,
+            readers,
             decoder: Decoder::new(registry, metrics),
             publisher,
-            codec: config.wire_format.codec(),
+            codec,
             stages: config.processing == Processing::ExactlyOnce,
             config,
             states,
@@ -204,7 +215,7 @@ impl Processor {
             .and_then(|value| self.codec.writer_of(job.origin.key.as_deref(), value).ok())
             .and_then(|writer| match writer {
                 WriterRef::Id(id) => self.decoder.cached(id),
-                WriterRef::Latest(_) => None,
+                WriterRef::Latest(_) | WriterRef::Reader => None,
             });
         if let Some(writer) = writer {
             route(&writer, &job.origin.topic, &self.handlers, meta);
@@ -397,6 +408,7 @@ impl Processor {
         let (writer, schema_id) = match self.codec.writer_of(key, value).map_err(decode)? {
             WriterRef::Id(id) => (self.decoder.writer(id).await?, id),
             WriterRef::Latest(subject) => (self.decoder.latest(subject).await?, 0),
+            WriterRef::Reader => return self.unframed(key, value, known),
         };
         // (`writer_of` found the key to be UTF-8 when the format reads it.)
         let key = key
@@ -408,6 +420,32 @@ impl Processor {
             .map_err(decode)?;
         route(&writer, &job.origin.topic, &self.handlers, known);
         Ok((writer, schema_id, payload))
+    }
+
+    /// A value that names no writer schema (`json`): read with the schema of the event it names,
+    /// when a handler serves it.
+    fn unframed(
+        &self,
+        key: Option<&[u8]>,
+        value: &[u8],
+        known: &mut Metadata,
+    ) -> Result<Writer, Failure> {
+        let key = key.and_then(|k| std::str::from_utf8(k).ok());
+        let schema_of = |event: &str| self.readers.get(event).map(|r| &*r.schema);
+        let payload = self
+            .codec
+            .read_unframed(key, value, known, &schema_of)
+            .map_err(|e| permanent("decode", &e))?;
+        let writer = match self.readers.get(known.message_name.as_str()) {
+            Some(reader) => Arc::clone(reader),
+            // No handler serves the event: the writer only names it in the warning.
+            None => Arc::new(RegisteredSchema::new(
+                0,
+                known.message_name.clone(),
+                Arc::new(apache_avro::Schema::Null),
+            )),
+        };
+        Ok((writer, 0, payload))
     }
 
     /// The last resort: the next retry topic, when the failure may pass and the policy names
@@ -533,6 +571,25 @@ impl Processor {
 /// named for it, which `schemas!` enforces); else the event its subject names under each subject
 /// strategy (`<event>-value`, `<record>`, `<topic>-<record>`), when a handler serves that one;
 /// else the record's full name (or the subject) as it is, which no handler serves.
+/// The schema of each handler's event, from the events `schemas!` generated (the one with the
+/// handler's canonical form, when two folders define the event).
+fn reader_schemas(handlers: &HandlerTable) -> FastMap<&'static str, Arc<RegisteredSchema>> {
+    let mut readers = FastMap::default();
+    for known in inventory::iter::<KnownEvent> {
+        let Some(handler) = handlers.get(known.event) else {
+            continue;
+        };
+        let Ok(schema) = apache_avro::Schema::parse_str(known.schema_json) else {
+            continue;
+        };
+        let reader = RegisteredSchema::new(0, known.event, Arc::new(schema));
+        if handler.reads_as_written(&reader.canonical) || !readers.contains_key(known.event) {
+            readers.insert(known.event, Arc::new(reader));
+        }
+    }
+    readers
+}
+
 fn route(writer: &RegisteredSchema, topic: &str, handlers: &HandlerTable, meta: &mut Metadata) {
     if !meta.message_name.is_empty() {
         return;

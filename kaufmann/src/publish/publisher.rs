@@ -533,7 +533,11 @@ impl Publisher {
             || Cow::Owned(inner.strategy.subject(event, topic, schema)),
             Cow::Borrowed,
         );
-        let id = inner.registry.register(&subject, &writer).await?;
+        let id = if inner.codec.registers() {
+            inner.registry.register(&subject, &writer).await?
+        } else {
+            0
+        };
         inner
             .writers
             .insert(key.into_owned(), (id, Arc::clone(&writer)));

@@ -623,6 +623,7 @@ impl TestBus {
         let writer = match codec.writer_of(key, &bytes).unwrap_or_else(|e| fail(&e)) {
             WriterRef::Id(id) => self.registry.schema_by_id(id).await.map(|w| w.schema),
             WriterRef::Latest(subject) => self.registry.latest(subject).await.map(|w| w.schema),
+            WriterRef::Reader => Ok(std::sync::Arc::new(apache_avro::Schema::Null)),
         }
         .unwrap_or_else(|e| fail(&e));
         let reader = apache_avro::Schema::parse_str(payload_json).unwrap_or_else(|e| fail(&e));
