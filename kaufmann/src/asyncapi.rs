@@ -117,11 +117,7 @@ fn build(
         );
         for topic in &config.topics {
             let channel = channels.carry(topic, handler.event);
-            let id = if config.topics.len() == 1 {
-                format!("receive.{}", handler.event)
-            } else {
-                format!("receive.{}.from.{topic}", handler.event)
-            };
+            let id = operation_id(config, "receive", handler.event, topic);
             let kind = if handler.is_batch() {
                 "batch handler"
             } else {
@@ -200,6 +196,16 @@ fn build(
     }))
 }
 
+/// The id of the `kind` operation of `event` on a consumed `topic`: `<kind>.<event>`, with
+/// `.from.<topic>` when the service consumes more than one topic.
+fn operation_id(config: &Config, kind: &str, event: &str, topic: &str) -> String {
+    if config.topics.len() == 1 {
+        format!("{kind}.{event}")
+    } else {
+        format!("{kind}.{event}.from.{topic}")
+    }
+}
+
 /// What the service sends when `handler` fails for good: its error event (to the default topic)
 /// and the message itself, unchanged, to each consumed topic's dead-letter topic, as the
 /// handler's event's error policy says.
@@ -238,11 +244,7 @@ fn failures(
             continue;
         };
         let channel = channels.carry(&dead, handler.event);
-        let id = if config.topics.len() == 1 {
-            format!("dead-letter.{}", handler.event)
-        } else {
-            format!("dead-letter.{}.from.{topic}", handler.event)
-        };
+        let id = operation_id(config, "dead-letter", handler.event, topic);
         // The consumed event's own message: a dead letter is the record as it was read.
         operations.insert(
             id,

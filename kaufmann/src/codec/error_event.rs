@@ -37,9 +37,12 @@ pub const KAUFMANN_EX_SCHEMA: &str = r#"{
   ]
 }"#;
 
+/// What the name of every error event starts with.
+pub(crate) const PREFIX: &str = "event.error.";
+
 /// The name of the error event for `event`.
 pub fn name(event: &str) -> String {
-    format!("event.error.{event}")
+    format!("{PREFIX}{event}")
 }
 
 /// What failed, for the error event.
