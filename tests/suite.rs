@@ -18,6 +18,7 @@ mod sample;
 mod sample_broker;
 mod sample_bus;
 mod structure;
+mod telemetry;
 mod test_bus;
 mod ui;
 mod wire_formats;

@@ -104,21 +104,39 @@ pub fn init_logging() {
 
 /// Logs in `format` to standard output, filtered by `RUST_LOG` (default `info`). `run!()` calls
 /// it with the configured `log_format`.
+///
+/// With the `otel` feature, and `OTEL_EXPORTER_OTLP_ENDPOINT` (or
+/// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) set, the spans are also exported over OTLP (HTTP,
+/// protobuf), configured by the standard `OTEL_*` variables; the service name is
+/// `OTEL_SERVICE_NAME`, else `KAUFMANN_SERVICE_NAME`. [`exit_code`] exports what is left.
 pub fn init_logging_as(format: LogFormat) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    let _ = if format == LogFormat::Json {
-        builder.json().try_init()
+    let fmt = tracing_subscriber::fmt::layer();
+    let fmt = if format == LogFormat::Json {
+        fmt.json().boxed()
     } else {
         let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-        builder.with_ansi(ansi).try_init()
+        fmt.with_ansi(ansi).boxed()
     };
+    #[cfg(feature = "otel")]
+    let export = observe::otel::layer();
+    #[cfg(not(feature = "otel"))]
+    let export: Option<tracing_subscriber::layer::Identity> = None;
+    let _ = tracing_subscriber::registry()
+        .with(fmt.with_filter(filter))
+        .with(export)
+        .try_init();
 }
 
 /// The exit code for a service's result: success, or the error printed to standard error (and
 /// logged) and failure. For a service with its own `main`; `run!()` uses it.
 pub fn exit_code(result: Result<()>) -> std::process::ExitCode {
+    #[cfg(feature = "otel")]
+    observe::otel::shutdown();
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {

@@ -5,5 +5,7 @@
 pub(crate) mod health;
 pub(crate) mod log_limit;
 pub(crate) mod metrics;
+#[cfg(feature = "otel")]
+pub(crate) mod otel;
 pub(crate) mod server;
 pub(crate) mod stats;

@@ -145,6 +145,8 @@ impl Processor {
         );
         if let (Some(trace), false) = (trace, span.is_disabled()) {
             span.record("trace_id", trace.trace_id_hex());
+            #[cfg(feature = "otel")]
+            crate::observe::otel::adopt(&span, (trace.trace_id, trace.span_id, trace.flags));
         }
         self.process_traced(job, &mut meta, trace.as_ref())
             .instrument(span)

@@ -30,13 +30,15 @@ impl TraceParent {
         }
     }
 
-    /// The context for an event published while handling `self`'s event: same trace, new span.
+    /// The context for an event published while handling `self`'s event: same trace, new span
+    /// (with the `otel` feature exporting, the current span's own id).
     #[must_use]
     pub fn child(&self) -> Self {
-        Self {
-            span_id: new_span_id(),
-            ..*self
-        }
+        #[cfg(feature = "otel")]
+        let span_id = crate::observe::otel::current_span_id().unwrap_or_else(new_span_id);
+        #[cfg(not(feature = "otel"))]
+        let span_id = new_span_id();
+        Self { span_id, ..*self }
     }
 
     /// Parses a header value; `None` for anything that is not a valid version-00 traceparent.
