@@ -6,13 +6,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus};
+use std::process::{Command, ExitStatus};
 use std::time::{Duration, Instant};
 
 use kaufmann_cli::registry_server::LocalRegistry;
 use kaufmann_tests::{
     broker, committed, from_test_stack, high_watermarks, hostile, produce, read_dead_letters,
-    topic_with_dead_letters, unique, work_items, work_records, Record, SecuredBroker,
+    service_command, topic_with_dead_letters, unique, work_items, work_records, Record,
+    SecuredBroker,
 };
 
 pub(crate) const LIMIT: Duration = Duration::from_secs(120);
@@ -21,16 +22,7 @@ pub(crate) const LIMIT: Duration = Duration::from_secs(120);
 pub(crate) static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A service process that is killed if the test ends without stopping it.
-pub(crate) struct Service(pub(crate) Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
+pub(crate) use kaufmann_tests::Running as Service;
 
 /// One line of a handled file: id, partition, offset.
 type Handled = (i64, i32, i64);
@@ -77,12 +69,8 @@ impl Setup {
 
     /// [`spawn`](Self::spawn) with another build of the test service.
     fn spawn_binary(&self, binary: &str, handled_file: &str, extra: &[(&str, &str)]) -> Service {
-        let mut command = Command::new(binary);
-        for (key, _) in std::env::vars() {
-            if key.starts_with("KAUFMANN_") {
-                command.env_remove(key);
-            }
-        }
+        let log = self.file(&format!("{handled_file}.log"));
+        let mut command = service_command(binary, &log);
         command
             .env("KAUFMANN_BROKERS", &self.brokers)
             .env("KAUFMANN_TOPICS", &self.topic)
@@ -107,8 +95,6 @@ impl Setup {
         for (key, value) in extra {
             command.env(key, value);
         }
-        let log = std::fs::File::create(self.file(&format!("{handled_file}.log"))).unwrap();
-        command.stderr(log.try_clone().unwrap()).stdout(log);
         Service(command.spawn().unwrap())
     }
 }

@@ -250,8 +250,9 @@ pub enum CodecError {
         #[source]
         source: Box<apache_avro::Error>,
     },
-    /// The value does not have the shape of its schema (see [`crate::codec::avro`]).
-    #[error("avro {action} failed for `{event}` (schema id {schema_id:?}): {source}")]
+    /// The value does not have the shape of its schema (see [`crate::codec::avro`]; for `json`,
+    /// [`crate::wire::json`]).
+    #[error("{action} failed for `{event}` (schema id {schema_id:?}): {source}")]
     Shape {
         /// `encode` or `decode`.
         action: &'static str,

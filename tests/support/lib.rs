@@ -7,6 +7,8 @@ pub mod hostile;
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -42,6 +44,32 @@ pub fn from_test_stack(var: &str) -> Option<String> {
             None
         }
     }
+}
+
+/// A child process, killed (if it still runs) when the test ends, however it ends.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A command running `binary` (a service) with none of this process's `KAUFMANN_*` and `OTEL_*`
+/// variables, its standard output and error written to `log`.
+pub fn service_command(binary: &str, log: &Path) -> Command {
+    let mut command = Command::new(binary);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("KAUFMANN_") || key.starts_with("OTEL_") {
+            command.env_remove(key);
+        }
+    }
+    let out = std::fs::File::create(log).unwrap();
+    command.stderr(out.try_clone().unwrap()).stdout(out);
+    command
 }
 
 /// The test broker's bootstrap address ([`from_test_stack`]).

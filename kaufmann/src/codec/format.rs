@@ -55,11 +55,17 @@ pub(crate) enum WriterRef<'a> {
 pub(crate) trait WireCodec: Send + Sync {
     /// The schema an outgoing `event` is written with, when it is not the event's own
     /// (`payload_json` its payload schema).
-    fn wire_schema(&self, event: &str, payload_json: &str) -> Result<Option<Schema>, CodecError>;
+    fn wire_schema(&self, event: &str, payload_json: &str) -> Result<Option<Schema>, CodecError> {
+        let _ = (event, payload_json);
+        Ok(None)
+    }
 
     /// The subject the writer schema of `event` is registered under, when the format fixes it
     /// (else the configured subject strategy names it).
-    fn own_subject<'a>(&self, event: &'a str) -> Option<&'a str>;
+    fn own_subject<'a>(&self, event: &'a str) -> Option<&'a str> {
+        let _ = event;
+        None
+    }
 
     /// The bytes of an outgoing value, written with `writer` (registered as `schema_id`).
     fn encode(
@@ -133,24 +139,20 @@ pub(crate) trait WireCodec: Send + Sync {
     fn event_takes_metadata(&self) -> bool;
 
     /// The payload schema of an error event (parsed once) and its text.
-    fn error_event_schema(&self) -> (&'static Schema, &'static str);
+    fn error_event_schema(&self) -> (&'static Schema, &'static str) {
+        error_event::schema()
+    }
 
     /// The payload value of an error event.
-    fn error_event_value(&self, failed: &Failed<'_>) -> Value;
+    fn error_event_value(&self, failed: &Failed<'_>) -> Value {
+        error_event::value(failed)
+    }
 }
 
 /// Confluent framing (magic byte, schema id, Avro body); metadata in Kafka headers.
 struct Confluent;
 
 impl WireCodec for Confluent {
-    fn wire_schema(&self, _: &str, _: &str) -> Result<Option<Schema>, CodecError> {
-        Ok(None)
-    }
-
-    fn own_subject<'a>(&self, _: &'a str) -> Option<&'a str> {
-        None
-    }
-
     fn encode(
         &self,
         event: &str,
@@ -208,14 +210,6 @@ impl WireCodec for Confluent {
 
     fn event_takes_metadata(&self) -> bool {
         true
-    }
-
-    fn error_event_schema(&self) -> (&'static Schema, &'static str) {
-        error_event::schema()
-    }
-
-    fn error_event_value(&self, failed: &Failed<'_>) -> Value {
-        error_event::value(failed)
     }
 }
 
@@ -307,14 +301,6 @@ impl WireCodec for KaufmannEx {
 struct Json;
 
 impl WireCodec for Json {
-    fn wire_schema(&self, _: &str, _: &str) -> Result<Option<Schema>, CodecError> {
-        Ok(None)
-    }
-
-    fn own_subject<'a>(&self, _: &'a str) -> Option<&'a str> {
-        None
-    }
-
     fn registers(&self) -> bool {
         false
     }
@@ -350,8 +336,11 @@ impl WireCodec for Json {
         known: &mut Metadata,
         schema_of: &dyn Fn(&str) -> Option<&'s Schema>,
     ) -> Result<Option<Value>, CodecError> {
-        let mut parsed = json::Parsed::from_bytes(value)
-            .map_err(|e| CodecError::shape("decode", key.unwrap_or_default(), None)(e))?;
+        let mut parsed = json::Parsed::from_bytes(value).map_err(CodecError::shape(
+            "decode",
+            key.unwrap_or_default(),
+            None,
+        ))?;
         parsed.complete(key, known);
         let event = known.message_name.as_str();
         if event.is_empty() {
@@ -390,13 +379,5 @@ impl WireCodec for Json {
 
     fn event_takes_metadata(&self) -> bool {
         false
-    }
-
-    fn error_event_schema(&self) -> (&'static Schema, &'static str) {
-        error_event::schema()
-    }
-
-    fn error_event_value(&self, failed: &Failed<'_>) -> Value {
-        error_event::value(failed)
     }
 }

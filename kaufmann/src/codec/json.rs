@@ -147,10 +147,27 @@ pub fn read_value(schema: &Schema, json: &Json) -> Result<Value, AvroError> {
     .read(schema, json, 0)
 }
 
+/// The named types of `schema`, for its references (`Schema::Ref`): most schemas have none, and
+/// are not walked twice or copied for them.
 fn names_of(schema: &Schema) -> Result<Names<'_>, AvroError> {
+    if !refers(schema) {
+        return Ok(Names::new());
+    }
     let resolved =
         ResolvedSchema::try_from(schema).map_err(|e| AvroError::new(format!("the schema: {e}")))?;
     Ok(resolved.get_names().clone())
+}
+
+/// Whether `schema` refers to a named type by name anywhere in it.
+fn refers(schema: &Schema) -> bool {
+    match schema {
+        Schema::Ref { .. } => true,
+        Schema::Record(record) => record.fields.iter().any(|f| refers(&f.schema)),
+        Schema::Array(array) => refers(&array.items),
+        Schema::Map(map) => refers(&map.types),
+        Schema::Union(union) => union.variants().iter().any(refers),
+        _ => false,
+    }
 }
 
 /// A `json` value as it arrived: the metadata its body carries (when it does) and its payload.
