@@ -3,30 +3,22 @@
 //! exporter logging every span it receives). A command goes through two service processes on
 //! the broker, each answering with the next event, and every span of the chain reaches the
 //! Collector under the command's one trace id, from both services, each service's span the child
-//! of the span that sent it its event.
+//! of the span that sent it its event. The services' metrics reach it too: each counted the one
+//! message it handled, and timed it.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use kaufmann::wire::json;
 use kaufmann::{EventSchema, Metadata, TraceParent};
 use kaufmann_tests::{
-    broker, create_topics, eventually, from_test_stack, topic_with_dead_letters, unique, TestRelay,
+    broker, create_topics, eventually, from_test_stack, service_command, topic_with_dead_letters,
+    unique, Running, TestRelay,
 };
 use rdkafka::message::Header;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::ClientConfig;
-
-/// Kills the process when the test ends, however it ends.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -44,6 +36,7 @@ fn collector(binary: &str, dir: &Path, port: u16, log: &Path) -> Running {
             "receivers:\n  otlp:\n    protocols:\n      http:\n        endpoint: 127.0.0.1:{port}\n\
              exporters:\n  debug:\n    verbosity: detailed\n\
              service:\n  telemetry:\n    metrics:\n      level: none\n  pipelines:\n    traces:\n\
+             \x20     receivers: [otlp]\n      exporters: [debug]\n    metrics:\n\
              \x20     receivers: [otlp]\n      exporters: [debug]\n"
         ),
     )
@@ -62,15 +55,8 @@ fn collector(binary: &str, dir: &Path, port: u16, log: &Path) -> Running {
 
 /// A relay service process named `name`, reading `from` and publishing to `to`.
 fn relay(brokers: &str, name: &str, from: &str, to: &str, otlp: &str, log: &Path) -> Running {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_test-service"));
-    for (key, _) in std::env::vars() {
-        if key.starts_with("KAUFMANN_") || key.starts_with("OTEL_") {
-            command.env_remove(key);
-        }
-    }
-    let out = std::fs::File::create(log).unwrap();
     Running(
-        command
+        service_command(env!("CARGO_BIN_EXE_test-service"), log)
             .env("KAUFMANN_BROKERS", brokers)
             .env("KAUFMANN_TOPICS", from)
             .env("KAUFMANN_DEFAULT_TOPIC", to)
@@ -80,10 +66,9 @@ fn relay(brokers: &str, name: &str, from: &str, to: &str, otlp: &str, log: &Path
             .env("KAUFMANN_REGISTRY_URL", format!("mock://{name}"))
             .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
             .env("OTEL_BSP_SCHEDULE_DELAY", "200")
+            .env("OTEL_METRIC_EXPORT_INTERVAL", "300")
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
             .spawn()
             .unwrap(),
     )
@@ -109,6 +94,34 @@ fn spans_of(log: &str, trace: &str) -> Vec<(String, String, String)> {
             if let Some((_, parent)) = current.take().filter(|(id, _)| id == trace) {
                 found.push((service.clone(), field(line).unwrap_or_default(), parent));
             }
+        }
+    }
+    found
+}
+
+/// The largest value of `metric` (a sum's value, a histogram's count) for `event` from `service`
+/// in the Collector's log.
+fn metric_of(log: &str, service: &str, metric: &str, event: &str) -> Option<u64> {
+    let (mut from, mut name, mut label) = (String::new(), String::new(), String::new());
+    let mut found = None;
+    let value = |line: &str| {
+        line.split_once(':')
+            .and_then(|(_, v)| v.trim().parse().ok())
+    };
+    for line in log.lines() {
+        let line = line.trim();
+        if let Some(found) = line.strip_prefix("-> service.name: Str(") {
+            found.trim_end_matches(')').clone_into(&mut from);
+        } else if let Some(found) = line.strip_prefix("-> Name: ") {
+            found.clone_into(&mut name);
+            label.clear();
+        } else if let Some(found) = line.strip_prefix("-> event: Str(") {
+            found.trim_end_matches(')').clone_into(&mut label);
+        } else if line.starts_with("Value:") || line.starts_with("Count:") {
+            if from == service && name == metric && label == event {
+                found = found.max(value(line));
+            }
+            label.clear();
         }
     }
     found
@@ -193,5 +206,31 @@ async fn a_command_through_two_services_is_one_trace_in_the_collector() {
         logs()
     );
     assert_eq!(second_span.2, first_span.1, "{}", logs());
+
+    // Each service's metrics: its one message counted and timed.
+    let expected = |log: &str| {
+        [&one, &two].iter().all(|service| {
+            metric_of(
+                log,
+                service,
+                "kaufmann_messages_handled",
+                TestRelay::EVENT_NAME,
+            ) == Some(1)
+                && metric_of(
+                    log,
+                    service,
+                    "kaufmann_messages_consumed",
+                    TestRelay::EVENT_NAME,
+                ) == Some(1)
+                && metric_of(
+                    log,
+                    service,
+                    "kaufmann_handler_duration",
+                    TestRelay::EVENT_NAME,
+                ) == Some(1)
+        })
+    };
+    let counted = eventually(Duration::from_secs(60), || expected(&read())).await;
+    assert!(counted, "the metrics did not arrive:\n{}", read());
     let _ = std::fs::remove_dir_all(&dir);
 }

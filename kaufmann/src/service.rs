@@ -112,6 +112,8 @@ impl ServiceBuilder {
             .create()
             .map_err(|e| Error::kafka("creating the producer", e))?;
         let metrics = Arc::new(Metrics::default());
+        #[cfg(feature = "otel")]
+        crate::observe::otel::export_metrics(&metrics);
         let stats = Stats::new(metrics.clone());
         let transactional = transactional_producer(&config, &brokers)?;
         let transactions = transactional

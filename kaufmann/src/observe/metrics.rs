@@ -6,13 +6,15 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(feature = "otel")]
+use std::sync::OnceLock;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::observe::health::Health;
 
 /// Upper bounds (seconds) of the latency histogram buckets.
-const BUCKETS: [f64; 12] = [
+pub(crate) const BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
@@ -78,12 +80,28 @@ impl EventCounters {
 }
 
 /// A per-event counter: metric name, help text and how to read it.
-type CounterColumn = (&'static str, &'static str, fn(&EventCounters) -> u64);
-/// A per-event histogram: metric name, help text and how to read it.
-type HistogramColumn = (&'static str, &'static str, fn(&EventCounters) -> &Histogram);
+pub(crate) type CounterColumn = (&'static str, &'static str, fn(&EventCounters) -> u64);
+/// A metric with one value for the service: name, help text, kind and how to read it.
+pub(crate) type ScalarColumn = (&'static str, &'static str, Kind, fn(&Metrics) -> u64);
+
+/// Whether a metric only grows or goes up and down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Counter => "counter",
+            Self::Gauge => "gauge",
+        }
+    }
+}
 
 /// The per-event counters `/metrics` shows.
-const COUNTERS: [CounterColumn; 8] = [
+pub(crate) const COUNTERS: [CounterColumn; 8] = [
     (
         "kaufmann_messages_consumed_total",
         "Messages taken from the consumer.",
@@ -126,6 +144,103 @@ const COUNTERS: [CounterColumn; 8] = [
     ),
 ];
 
+/// The metrics with one value for the service.
+pub(crate) const SCALARS: [ScalarColumn; 8] = [
+    (
+        "kaufmann_in_flight",
+        "Messages in the pool now.",
+        Kind::Gauge,
+        |m| u64::try_from(m.in_flight()).unwrap_or(u64::MAX),
+    ),
+    (
+        "kaufmann_commits_total",
+        "Successful offset commits.",
+        Kind::Counter,
+        |m| m.commits.load(Ordering::Relaxed),
+    ),
+    (
+        "kaufmann_rebalances_total",
+        "Partition assignments and revocations.",
+        Kind::Counter,
+        Metrics::rebalances,
+    ),
+    (
+        "kaufmann_unhandled_total",
+        "Messages no handler serves (committed or dead-lettered by the unhandled policy).",
+        Kind::Counter,
+        Metrics::unhandled,
+    ),
+    (
+        "kaufmann_registry_up",
+        "1 while the schema registry answers.",
+        Kind::Gauge,
+        |m| u64::from(m.health.registry.is_up()),
+    ),
+    (
+        "kaufmann_broker_up",
+        "1 while the Kafka broker answers.",
+        Kind::Gauge,
+        |m| u64::from(m.health.broker.is_up()),
+    ),
+    (
+        "kaufmann_ready",
+        "1 while /health/ready answers 200.",
+        Kind::Gauge,
+        |m| u64::from(m.health.ready()),
+    ),
+    (
+        "kaufmann_consumer_errors_total",
+        "Errors librdkafka reported in place of a message.",
+        Kind::Counter,
+        |m| m.health.consumer_errors(),
+    ),
+];
+
+/// The transactions counter, by outcome.
+pub(crate) const TRANSACTIONS: (&str, &str) = (
+    "kaufmann_transactions_total",
+    "Transactions of exactly-once processing, by how they ended.",
+);
+/// The histogram of transaction durations.
+pub(crate) const TRANSACTION_DURATION: (&str, &str) = (
+    "kaufmann_transaction_duration_seconds",
+    "Time from a transaction's first message to its commit.",
+);
+/// The consumer lag gauge, by topic and partition.
+pub(crate) const LAG: (&str, &str) = (
+    "kaufmann_consumer_lag",
+    "Messages behind the end of the partition.",
+);
+
+/// The per-event histograms.
+pub(crate) const HISTOGRAMS: [(&str, &str); 3] = [
+    (
+        "kaufmann_handler_duration_seconds",
+        "Handler run time of successful attempts.",
+    ),
+    (
+        "kaufmann_publish_duration_seconds",
+        "Time from publish to the broker's acknowledgement.",
+    ),
+    (
+        "kaufmann_batch_duration_seconds",
+        "Run time of a batch handler over one batch.",
+    ),
+];
+
+#[cfg(feature = "otel")]
+impl Outcome {
+    /// The per-event histogram this outcome is measured in ([`HISTOGRAMS`] index), with the time.
+    pub(crate) fn timed(self) -> Option<(usize, Duration)> {
+        match self {
+            Self::Handled(took) => Some((0, took)),
+            Self::Published(took) => Some((1, took)),
+            Self::Batch(_, took) => Some((2, took)),
+            Self::Consumed | Self::Retried | Self::Failed | Self::DeadLettered => None,
+        }
+    }
+}
+
 /// What happened to one message, for [`Metrics::record`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Outcome {
@@ -153,6 +268,9 @@ pub struct Metrics {
     transactions: Mutex<TransactionCounters>,
     /// What readiness reports.
     pub health: Health,
+    /// The histograms exported over OTLP, when they are.
+    #[cfg(feature = "otel")]
+    pub(crate) exported: OnceLock<crate::observe::otel::Histograms>,
 }
 
 /// Committed and aborted transactions, and how long committed ones were open.
@@ -178,7 +296,8 @@ impl Metrics {
         self.events.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(crate) fn record(&self, event: &str, outcome: Outcome) {
+    /// Counts an outcome in its event's counters.
+    fn count(&self, event: &str, outcome: Outcome) {
         let mut events = self.events();
         // One search when the event is known (every message but each event's first): a known
         // name is its own label (labels hold no `#`), so it needs no search for a `#`.
@@ -191,6 +310,35 @@ impl Metrics {
             Some(counters) => counters.count(outcome),
             None => events.entry(label.to_owned()).or_default().count(outcome),
         }
+    }
+
+    /// Counts what happened to a message of `event`, in `/metrics` and, when they are exported,
+    /// in the OTLP histograms.
+    pub(crate) fn record(&self, event: &str, outcome: Outcome) {
+        self.count(event, outcome);
+        #[cfg(feature = "otel")]
+        if let (Some(histograms), Some((index, took))) = (self.exported.get(), outcome.timed()) {
+            histograms.event(index, event_label(event), took);
+        }
+    }
+
+    /// Each event's counters (its label and a copy of them).
+    #[cfg(feature = "otel")]
+    pub(crate) fn per_event(&self) -> Vec<(String, EventCounters)> {
+        self.events()
+            .iter()
+            .map(|(event, counters)| (event.clone(), counters.clone()))
+            .collect()
+    }
+
+    /// The consumer lag of each partition.
+    pub(crate) fn lags(&self) -> Vec<((String, i32), i64)> {
+        self.lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|(at, lag)| (at.clone(), *lag))
+            .collect()
     }
 
     /// A message was admitted to the pool.
@@ -248,6 +396,11 @@ impl Metrics {
         } else {
             counters.aborted += 1;
         }
+        drop(counters);
+        #[cfg(feature = "otel")]
+        if let (Some(histograms), true) = (self.exported.get(), committed) {
+            histograms.transaction(took);
+        }
     }
 
     /// Transactions committed and aborted so far.
@@ -286,83 +439,29 @@ impl Metrics {
                 let _ = writeln!(out, "{name}{{event=\"{}\"}} {}", escape(event), value(c));
             }
         }
-        header(
-            &mut out,
-            "kaufmann_in_flight",
-            "Messages in the pool now.",
-            "gauge",
-        );
-        let _ = writeln!(out, "kaufmann_in_flight {}", self.in_flight());
-        header(
-            &mut out,
-            "kaufmann_commits_total",
-            "Successful offset commits.",
-            "counter",
-        );
-        let _ = writeln!(
-            out,
-            "kaufmann_commits_total {}",
-            self.commits.load(Ordering::Relaxed)
-        );
+        for (name, help, kind, value) in SCALARS {
+            header(&mut out, name, help, kind.name());
+            let _ = writeln!(out, "{name} {}", value(self));
+        }
         let transactions = self.transaction_counters().clone();
-        header(
-            &mut out,
-            "kaufmann_transactions_total",
-            "Transactions of exactly-once processing, by how they ended.",
-            "counter",
-        );
+        let (name, help) = TRANSACTIONS;
+        header(&mut out, name, help, "counter");
         for (outcome, count) in [
             ("committed", transactions.committed),
             ("aborted", transactions.aborted),
         ] {
-            let _ = writeln!(
-                out,
-                "kaufmann_transactions_total{{outcome=\"{outcome}\"}} {count}"
-            );
+            let _ = writeln!(out, "{name}{{outcome=\"{outcome}\"}} {count}");
         }
-        header(
-            &mut out,
-            "kaufmann_transaction_duration_seconds",
-            "Time from a transaction's first message to its commit.",
-            "histogram",
-        );
-        write_histogram(
-            &mut out,
-            "kaufmann_transaction_duration_seconds",
-            "",
-            &transactions.duration,
-        );
-        header(
-            &mut out,
-            "kaufmann_rebalances_total",
-            "Partition assignments and revocations.",
-            "counter",
-        );
-        let _ = writeln!(out, "kaufmann_rebalances_total {}", self.rebalances());
-        header(
-            &mut out,
-            "kaufmann_unhandled_total",
-            "Messages no handler serves (committed or dead-lettered by the unhandled policy).",
-            "counter",
-        );
-        let _ = writeln!(out, "kaufmann_unhandled_total {}", self.unhandled());
-        render_health(&mut out, &self.health);
-        header(
-            &mut out,
-            "kaufmann_consumer_lag",
-            "Messages behind the end of the partition.",
-            "gauge",
-        );
-        for ((topic, partition), lag) in self
-            .lag
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
+        let (name, help) = TRANSACTION_DURATION;
+        header(&mut out, name, help, "histogram");
+        write_histogram(&mut out, name, "", &transactions.duration);
+        let (name, help) = LAG;
+        header(&mut out, name, help, "gauge");
+        for ((topic, partition), lag) in self.lags() {
             let _ = writeln!(
                 out,
-                "kaufmann_consumer_lag{{topic=\"{}\",partition=\"{partition}\"}} {lag}",
-                escape(topic)
+                "{name}{{topic=\"{}\",partition=\"{partition}\"}} {lag}",
+                escape(&topic)
             );
         }
         render_histograms(&mut out, &events);
@@ -370,60 +469,10 @@ impl Metrics {
     }
 }
 
-fn render_health(out: &mut String, health: &Health) {
-    let gauges = [
-        (
-            "kaufmann_registry_up",
-            "1 while the schema registry answers.",
-            u64::from(health.registry.is_up()),
-        ),
-        (
-            "kaufmann_broker_up",
-            "1 while the Kafka broker answers.",
-            u64::from(health.broker.is_up()),
-        ),
-        (
-            "kaufmann_ready",
-            "1 while /health/ready answers 200.",
-            u64::from(health.ready()),
-        ),
-    ];
-    for (name, help, value) in gauges {
-        header(out, name, help, "gauge");
-        let _ = writeln!(out, "{name} {value}");
-    }
-    header(
-        out,
-        "kaufmann_consumer_errors_total",
-        "Errors librdkafka reported in place of a message.",
-        "counter",
-    );
-    let _ = writeln!(
-        out,
-        "kaufmann_consumer_errors_total {}",
-        health.consumer_errors()
-    );
-}
-
 fn render_histograms(out: &mut String, events: &BTreeMap<String, EventCounters>) {
-    let histograms: [HistogramColumn; 3] = [
-        (
-            "kaufmann_handler_duration_seconds",
-            "Handler run time of successful attempts.",
-            |c| &c.handler,
-        ),
-        (
-            "kaufmann_publish_duration_seconds",
-            "Time from publish to the broker's acknowledgement.",
-            |c| &c.publish,
-        ),
-        (
-            "kaufmann_batch_duration_seconds",
-            "Run time of a batch handler over one batch.",
-            |c| &c.batch,
-        ),
-    ];
-    for (name, help, histogram) in histograms {
+    let columns: [fn(&EventCounters) -> &Histogram; 3] =
+        [|c| &c.handler, |c| &c.publish, |c| &c.batch];
+    for ((name, help), histogram) in HISTOGRAMS.into_iter().zip(columns) {
         header(out, name, help, "histogram");
         for (event, c) in events {
             let labels = format!("event=\"{}\",", escape(event));
