@@ -268,9 +268,18 @@ pub struct Metrics {
     transactions: Mutex<TransactionCounters>,
     /// What readiness reports.
     pub health: Health,
-    /// The histograms exported over OTLP, when they are.
+    /// Where times go besides these histograms (OTLP's, under `otel`), when they do.
     #[cfg(feature = "otel")]
-    pub(crate) exported: OnceLock<crate::observe::otel::Histograms>,
+    pub(crate) exported: OnceLock<Box<dyn TimeSink>>,
+}
+
+/// Histograms kept outside [`Metrics`], fed as it records (the OTLP export's).
+#[cfg(feature = "otel")]
+pub(crate) trait TimeSink: Send + Sync + std::fmt::Debug {
+    /// A time of the `index`th of [`HISTOGRAMS`], for `event` (its label).
+    fn event(&self, index: usize, event: &str, took: Duration);
+    /// A committed transaction's time.
+    fn transaction(&self, took: Duration);
 }
 
 /// Committed and aborted transactions, and how long committed ones were open.

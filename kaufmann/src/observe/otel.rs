@@ -30,7 +30,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
 
 use crate::observe::metrics::{
-    Kind, Metrics, BUCKETS, COUNTERS, HISTOGRAMS, LAG, SCALARS, TRANSACTIONS, TRANSACTION_DURATION,
+    Kind, Metrics, TimeSink, BUCKETS, COUNTERS, HISTOGRAMS, LAG, SCALARS, TRANSACTIONS,
+    TRANSACTION_DURATION,
 };
 
 /// The provider spans are exported through, when one was set up.
@@ -117,7 +118,7 @@ pub(crate) fn export_metrics(metrics: &Arc<Metrics>) {
         events: HISTOGRAMS.map(|(name, help)| histogram(&meter, name, help)),
         transaction: histogram(&meter, TRANSACTION_DURATION.0, TRANSACTION_DURATION.1),
     };
-    if metrics.exported.set(histograms).is_err() || METERS.set(provider).is_err() {
+    if metrics.exported.set(Box::new(histograms)).is_err() || METERS.set(provider).is_err() {
         eprintln!("kaufmann: OpenTelemetry metrics are exported once per process");
     }
 }
@@ -214,15 +215,14 @@ fn histogram(meter: &Meter, name: &'static str, help: &'static str) -> Histogram
 
 /// The exported histograms, recorded into as [`Metrics`] records.
 #[derive(Debug)]
-pub(crate) struct Histograms {
+struct Histograms {
     /// In the order of [`HISTOGRAMS`].
     events: [Histogram<f64>; 3],
     transaction: Histogram<f64>,
 }
 
-impl Histograms {
-    /// A time of the `index`th per-event histogram, for `event` (its label).
-    pub(crate) fn event(&self, index: usize, event: &str, took: Duration) {
+impl TimeSink for Histograms {
+    fn event(&self, index: usize, event: &str, took: Duration) {
         if let Some(histogram) = self.events.get(index) {
             histogram.record(
                 took.as_secs_f64(),
@@ -231,8 +231,7 @@ impl Histograms {
         }
     }
 
-    /// A committed transaction's time.
-    pub(crate) fn transaction(&self, took: Duration) {
+    fn transaction(&self, took: Duration) {
         self.transaction.record(took.as_secs_f64(), &[]);
     }
 }
