@@ -9,14 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use apache_avro::Schema;
 use clap::{Args, Parser, Subcommand};
 use kaufmann::error::RegistryError;
-use kaufmann::registry::{memory_scope, SchemaRegistry, SubjectStrategy};
+use kaufmann::registry::{
+    memory_scope, Compatibility, SchemaRegistry, SubjectStrategy, SubjectVersion,
+};
 use kaufmann::Config;
 use kaufmann::EmbeddedBroker;
 use kaufmann_cli::folder::{read_folder, FolderSchema};
-use kaufmann_cli::new;
 use kaufmann_cli::registry_server::{LocalRegistry, ServerTls};
+use kaufmann_cli::{lock, new};
+use kaufmann_schema_folder::lock::{path_of, Lock, Standing};
 
 /// Kaufmann's command line: schemas and the local registry.
 #[derive(Parser)]
@@ -66,11 +70,17 @@ enum Command {
 #[derive(Subcommand)]
 enum SchemasCommand {
     /// Register every schema of the folder (idempotent) and print subject, version, id and
-    /// whether it is new.
+    /// whether it is new. With a schemas.lock, each event's locked versions are registered first,
+    /// in order, at the event's level, so that a fresh registry gets the same version history.
     Migrate(SchemasArgs),
     /// Test each schema against the registry's latest version of its subject; exit 1 naming every
-    /// incompatible subject and why (for CI, before a deploy).
-    Check(SchemasArgs),
+    /// incompatible subject and why (for CI, before a deploy). With --against REV, test the
+    /// folder against the same folder at a git revision instead (no registry).
+    Check(CheckArgs),
+    /// Record each changed schema of the folder in its schemas.lock (beside the folder) as its
+    /// event's next version, when it keeps the event's compatibility level; exit 1 naming the
+    /// event, field and rule of every break, writing nothing.
+    Lock(LockArgs),
     /// List the folder's schemas with their subjects and what the registry has for them.
     List(SchemasArgs),
 }
@@ -110,6 +120,31 @@ struct SchemasArgs {
     /// The topic for the topic strategies (default: the config's `default_topic`).
     #[arg(long)]
     topic: Option<String>,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    schemas: SchemasArgs,
+    /// Compare with the folder (and its schemas.lock) at this git revision, read with `git
+    /// show`, instead of a registry: for CI on pull requests (`--against origin/main`).
+    #[arg(long)]
+    against: Option<String>,
+}
+
+#[derive(Args)]
+struct LockArgs {
+    /// The folder of `.avsc` files; its lock is `<folder>.lock`.
+    #[arg(long, default_value = "schemas")]
+    dir: PathBuf,
+    /// Record this event's breaking change on purpose (a forced version: later versions are
+    /// checked against it, not the ones before). Repeat for several events.
+    #[arg(long, value_name = "EVENT")]
+    force: Vec<String>,
+    /// Set an event's compatibility level (BACKWARD, FORWARD, FULL, their _TRANSITIVE forms or
+    /// NONE; new events keep BACKWARD). Repeat for several events.
+    #[arg(long, value_name = "EVENT=LEVEL", value_parser = lock::level_arg)]
+    level: Vec<(String, Compatibility)>,
 }
 
 /// What a command reports when it cannot do its work (exit code 2).
@@ -155,10 +190,12 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The folder's schemas, each with its subject, and the registry to compare them with.
+/// The folder's schemas, each with its subject, the registry to compare them with, and the
+/// folder's lock (empty when it has none).
 struct Plan {
     registry: Arc<dyn SchemaRegistry>,
     schemas: Vec<(String, FolderSchema)>,
+    lock: Lock,
 }
 
 fn plan(args: &SchemasArgs) -> Result<Plan, Failure> {
@@ -185,7 +222,15 @@ fn plan(args: &SchemasArgs) -> Result<Plan, Failure> {
         .into_iter()
         .map(|s| (strategy.subject(&s.event, &topic, &s.schema), s))
         .collect();
-    Ok(Plan { registry, schemas })
+    let lock_path = path_of(&args.dir);
+    let lock = Lock::read(&lock_path, &lock_path.display().to_string())
+        .map_err(|e| e.join("\n"))?
+        .unwrap_or_default();
+    Ok(Plan {
+        registry,
+        schemas,
+        lock,
+    })
 }
 
 /// One progress line, rewritten in place, when standard error is a terminal.
@@ -224,9 +269,46 @@ fn table(header: [&str; 4], rows: &[[String; 4]]) {
 async fn schemas(command: SchemasCommand) -> Result<ExitCode, Failure> {
     match command {
         SchemasCommand::Migrate(args) => migrate(&plan(&args)?).await,
-        SchemasCommand::Check(args) => check(&plan(&args)?).await,
+        SchemasCommand::Check(CheckArgs {
+            schemas,
+            against: Some(rev),
+        }) => Ok(judged(&lock::check_against(&schemas.dir, &rev)?, "check")),
+        SchemasCommand::Check(CheckArgs { schemas, .. }) => check(&plan(&schemas)?).await,
+        SchemasCommand::Lock(args) => {
+            let options = lock::LockOptions {
+                force: args.force,
+                levels: args.level,
+            };
+            Ok(judged(&lock::lock(&args.dir, &options)?, "lock"))
+        }
         SchemasCommand::List(args) => list(&plan(&args)?).await,
     }
+}
+
+/// The table of a `lock` or `check --against`, and its refusals; exit 1 when there are any.
+fn judged(judged: &lock::Judged, command: &str) -> ExitCode {
+    table(
+        ["event", "compatibility", "versions", "result"],
+        &judged.rows,
+    );
+    if judged.refused.is_empty() {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!();
+    for refusal in &judged.refused {
+        eprintln!("  - {refusal}");
+    }
+    let written = if command == "lock" {
+        "; the lock was not written"
+    } else {
+        ""
+    };
+    eprintln!(
+        "\n{} breaking change(s){written}: give new fields defaults, keep removed ones' defaults, \
+         or record a deliberate break with `kaufmann schemas lock --force EVENT`",
+        judged.refused.len()
+    );
+    ExitCode::from(1)
 }
 
 async fn migrate(plan: &Plan) -> Result<ExitCode, Failure> {
@@ -234,34 +316,77 @@ async fn migrate(plan: &Plan) -> Result<ExitCode, Failure> {
     for (index, (subject, file)) in plan.schemas.iter().enumerate() {
         progress(index, plan.schemas.len(), subject);
         let failed = |e: RegistryError| format!("{}: {e}", file.file);
-        // Already there: nothing to register. Otherwise register, then ask for its version.
-        let (found, status) = match plan.registry.lookup(subject, &file.schema).await {
-            Ok(found) => (found, "unchanged"),
-            Err(
-                RegistryError::SubjectNotFound { .. } | RegistryError::SchemaNotInSubject { .. },
-            ) => {
-                plan.registry
-                    .register(subject, &file.schema)
-                    .await
-                    .map_err(failed)?;
-                let found = plan
-                    .registry
-                    .lookup(subject, &file.schema)
-                    .await
-                    .map_err(failed)?;
-                (found, "new")
+        // The locked history first, in order, at the event's level; a forced version under NONE.
+        if let Some(locked) = plan.lock.events.get(&file.event) {
+            let set = |level| plan.registry.set_compatibility(Some(subject), level);
+            if plan.registry.compatibility(Some(subject)).await.ok() != Some(locked.level) {
+                set(locked.level).await.map_err(failed)?;
             }
-            Err(err) => return Err(failed(err)),
-        };
-        rows.push([
-            subject.clone(),
-            found.version.to_string(),
-            found.id.to_string(),
-            status.to_owned(),
-        ]);
+            for version in &locked.versions {
+                let registered = if version.forced {
+                    registered(plan, subject, &version.schema).await
+                } else {
+                    None
+                };
+                let row = match registered {
+                    Some(row) => row,
+                    None if version.forced => {
+                        set(Compatibility::None).await.map_err(failed)?;
+                        let row = register_once(plan, subject, &version.schema).await;
+                        set(locked.level).await.map_err(failed)?;
+                        row.map_err(failed)?
+                    }
+                    None => register_once(plan, subject, &version.schema)
+                        .await
+                        .map_err(failed)?,
+                };
+                rows.push(row);
+            }
+            if locked.standing(&file.schema) == Standing::Locked {
+                continue;
+            }
+        }
+        rows.push(
+            register_once(plan, subject, &file.schema)
+                .await
+                .map_err(failed)?,
+        );
     }
     table(["subject", "version", "id", "status"], &rows);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The row of `schema` when `subject` has it already.
+async fn registered(plan: &Plan, subject: &str, schema: &Schema) -> Option<[String; 4]> {
+    let found = plan.registry.lookup(subject, schema).await.ok()?;
+    Some(version_row(&found, "unchanged"))
+}
+
+/// Registers `schema` under `subject` unless it is there already (then it is `unchanged`), and
+/// returns its row (subject, version, id, status).
+async fn register_once(
+    plan: &Plan,
+    subject: &str,
+    schema: &Schema,
+) -> Result<[String; 4], RegistryError> {
+    match plan.registry.lookup(subject, schema).await {
+        Ok(found) => return Ok(version_row(&found, "unchanged")),
+        Err(RegistryError::SubjectNotFound { .. } | RegistryError::SchemaNotInSubject { .. }) => {}
+        Err(err) => return Err(err),
+    }
+    plan.registry.register(subject, schema).await?;
+    let found = plan.registry.lookup(subject, schema).await?;
+    Ok(version_row(&found, "new"))
+}
+
+/// A row of `migrate`'s table.
+fn version_row(found: &SubjectVersion, status: &str) -> [String; 4] {
+    [
+        found.subject.clone(),
+        found.version.to_string(),
+        found.id.to_string(),
+        status.to_owned(),
+    ]
 }
 
 async fn check(plan: &Plan) -> Result<ExitCode, Failure> {

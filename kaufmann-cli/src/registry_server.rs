@@ -542,7 +542,7 @@ async fn set_config(shared: &Shared, subject: Option<&str>, body: &[u8]) -> Resp
         .unwrap_or_default();
     let level = match name.parse::<Compatibility>() {
         Ok(level) => level,
-        Err(err) => return refuse_error(&err),
+        Err(err) => return refuse_error(&err.into()),
     };
     respond(
         shared.registry.set_compatibility(subject, level).await,

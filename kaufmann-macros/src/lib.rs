@@ -8,13 +8,12 @@ mod schemas;
 use proc_macro::TokenStream;
 
 /// Generates one typed Rust item per Avro named type of every `.avsc` file in a folder (relative to
-/// the crate's `Cargo.toml`), and a `kaufmann::EventSchema` impl per file (event = file name).
+/// the crate's `Cargo.toml`), and a `kaufmann::EventSchema` impl per file (event = file name);
+/// checks the folder against its `schemas.lock` when it has one.
 #[proc_macro]
 pub fn schemas(input: TokenStream) -> TokenStream {
-    let dir = syn::parse_macro_input!(input as syn::LitStr);
-    schemas::expand(&dir)
-        .unwrap_or_else(syn::Error::into_compile_error)
-        .into()
+    let args = syn::parse_macro_input!(input as schemas::SchemasArgs);
+    schemas::expand(&args).into()
 }
 
 /// Registers an `async fn(Event<T>, Context) -> kaufmann::Result<()>` as the handler of an event.

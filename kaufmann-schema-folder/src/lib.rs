@@ -1,8 +1,15 @@
-//! Reading a folder of `.avsc` files: one schema per event, named types shared across files.
+//! Reading a folder of `.avsc` files: one schema per event, named types shared across files; the
+//! compatibility levels ([`compatibility`]) and the folder's `schemas.lock` ([`lock`]).
 //!
-//! Shared by `kaufmann-macros` (for `schemas!`, at build time) and `kaufmann-cli` (for the
-//! `kaufmann schemas` commands, at run time), so that both read a folder by the same rules. It
-//! uses only `std`, `serde_json` and `apache_avro`.
+//! Shared by `kaufmann` (the levels, for its registries), `kaufmann-macros` (for `schemas!`, at
+//! build time) and `kaufmann-cli` (for the `kaufmann schemas` commands, at run time), so that all
+//! read a folder and judge a change by the same rules. It uses only `std`, `serde_json`,
+//! `thiserror` and `apache_avro`.
+
+pub mod compatibility;
+pub mod lock;
+
+pub use compatibility::Compatibility;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -1,37 +1,77 @@
-//! `schemas!("dir")`, in three stages: load (every `.avsc` file of the folder, read and parsed by
-//! `kaufmann-schema-folder`), model (every name and every refusal, `model`) and expand (tokens
-//! only, `codegen`).
+//! `schemas!("dir")`, in four stages: args (`args`), load (every `.avsc` file of the folder, read
+//! and parsed by `kaufmann-schema-folder`), model (every name and every refusal, `model`), the
+//! check against the folder's `schemas.lock` (`lock`) and expand (tokens only, `codegen`).
 
+mod args;
 mod codegen;
+mod lock;
 mod model;
 
 use kaufmann_schema_folder as folder;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use quote::quote;
 
+pub use args::SchemasArgs;
 pub use folder::SchemaFile;
 
 /// Every problem of the folder is reported at once: one error each, on the folder's literal,
-/// each naming its file.
-pub fn expand(dir: &syn::LitStr) -> syn::Result<TokenStream> {
+/// each naming its file. When only the lock refuses, the types are generated still, so that the
+/// lock's errors come alone.
+pub fn expand(args: &SchemasArgs) -> TokenStream {
+    let dir = &args.dir;
     let root = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(PathBuf::new, PathBuf::from);
-    load_all(&root.join(dir.value()), &dir.value()).map_err(|messages| {
-        let mut errors = messages.iter().map(|msg| syn::Error::new_spanned(dir, msg));
-        let mut all = errors
-            .next()
-            .unwrap_or_else(|| syn::Error::new_spanned(dir, "invalid schemas folder"));
+    let (generated, errors) = load_checked(
+        &root.join(dir.value()),
+        &dir.value(),
+        args.strict,
+        dir.span(),
+    );
+    let mut out = generated.unwrap_or_default();
+    let mut errors = errors.iter().map(|msg| syn::Error::new_spanned(dir, msg));
+    if let Some(mut all) = errors.next() {
         for error in errors {
             all.combine(error);
         }
-        all
-    })
+        out.extend(all.into_compile_error());
+    }
+    out
 }
 
-/// Loads and generates, with the problems of every file.
-pub fn load_all(folder: &std::path::Path, shown: &str) -> Result<TokenStream, Vec<String>> {
+/// Loads, checks against the lock and generates: the items (when the folder generates) and every
+/// problem found.
+fn load_checked(
+    folder: &Path,
+    shown: &str,
+    strict: bool,
+    span: Span,
+) -> (Option<TokenStream>, Vec<String>) {
+    let (files, schemas, texts) = match folder::read_all(folder, shown) {
+        Ok(parsed) => parsed,
+        Err(errors) => return (None, errors),
+    };
+    let checked = lock::check(folder, shown, &files, &schemas, strict);
+    let mut errors = checked.errors;
+    match generate_parsed(&files, &schemas, &texts) {
+        Err(more) => {
+            errors.extend(more);
+            (None, errors)
+        }
+        Ok(mut out) => {
+            if let Some(path) = checked.path {
+                out.extend(quote! { const _: &[u8] = ::core::include_bytes!(#path); });
+            }
+            out.extend(lock::warnings(&checked.notes, span));
+            (Some(out), errors)
+        }
+    }
+}
+
+/// Loads and generates, with the problems of every file (the lock aside).
+#[cfg(test)]
+pub fn load_all(folder: &Path, shown: &str) -> Result<TokenStream, Vec<String>> {
     let (files, schemas, texts) = folder::read_all(folder, shown)?;
     generate_parsed(&files, &schemas, &texts)
 }

@@ -560,7 +560,7 @@ impl SchemaRegistry for HttpRegistry {
             .as_str()
             .or_else(|| answer["compatibility"].as_str())
             .unwrap_or_default();
-        level.parse()
+        Ok(level.parse()?)
     }
 
     async fn set_compatibility(

@@ -73,7 +73,13 @@ impl MemoryRegistry {
         version: u32,
     ) -> Result<CompatibilityReport, RegistryError> {
         let against = self.subject_version(subject, version)?;
-        let messages = self.state().level(subject).check(schema, &[against.schema]);
+        let messages = self
+            .state()
+            .level(subject)
+            .breaks(schema, &[(version, &against.schema)])
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>();
         Ok(CompatibilityReport {
             compatible: messages.is_empty(),
             messages,

@@ -12,7 +12,6 @@ mod memory;
 
 use std::collections::HashMap;
 use std::fmt;
-use std::str::FromStr;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use apache_avro::Schema;
@@ -83,110 +82,13 @@ pub struct CompatibilityReport {
     pub messages: Vec<String>,
 }
 
-/// A compatibility level, as Confluent's registry names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compatibility {
-    /// A new schema reads data written with the latest one (the default).
-    #[default]
-    Backward,
-    /// A new schema reads data written with every earlier one.
-    BackwardTransitive,
-    /// The latest schema reads data written with a new one.
-    Forward,
-    /// Every earlier schema reads data written with a new one.
-    ForwardTransitive,
-    /// Backward and forward against the latest schema.
-    Full,
-    /// Backward and forward against every earlier schema.
-    FullTransitive,
-    /// No checks.
-    None,
-}
+/// A compatibility level, as Confluent's registry names them (the rules of each are those of
+/// `kaufmann schemas lock` and `schemas!` too).
+pub use kaufmann_schema_folder::compatibility::{Compatibility, UnknownLevel};
 
-impl Compatibility {
-    const NAMES: [(&'static str, Self); 7] = [
-        ("BACKWARD", Self::Backward),
-        ("BACKWARD_TRANSITIVE", Self::BackwardTransitive),
-        ("FORWARD", Self::Forward),
-        ("FORWARD_TRANSITIVE", Self::ForwardTransitive),
-        ("FULL", Self::Full),
-        ("FULL_TRANSITIVE", Self::FullTransitive),
-        ("NONE", Self::None),
-    ];
-
-    /// The name Confluent's REST API uses (`BACKWARD`, `FULL_TRANSITIVE`, ...).
-    pub fn name(self) -> &'static str {
-        Self::NAMES
-            .iter()
-            .find(|(_, level)| *level == self)
-            .map_or("NONE", |(name, _)| name)
-    }
-
-    /// Checks `new` against the subject's earlier schemas (oldest first) at this level; returns
-    /// why it does not fit, empty when it does.
-    pub fn check(self, new: &Schema, earlier: &[Arc<Schema>]) -> Vec<String> {
-        let (backward, forward, transitive) = match self {
-            Self::Backward => (true, false, false),
-            Self::BackwardTransitive => (true, false, true),
-            Self::Forward => (false, true, false),
-            Self::ForwardTransitive => (false, true, true),
-            Self::Full => (true, true, false),
-            Self::FullTransitive => (true, true, true),
-            Self::None => return Vec::new(),
-        };
-        let first = if transitive {
-            0
-        } else {
-            earlier.len().saturating_sub(1)
-        };
-        let mut messages = Vec::new();
-        for (index, old) in earlier.iter().enumerate().skip(first) {
-            let checks = [
-                (
-                    backward,
-                    old.as_ref(),
-                    new,
-                    "the new schema cannot read data written with",
-                ),
-                (
-                    forward,
-                    new,
-                    old.as_ref(),
-                    "data written with the new schema cannot be read by",
-                ),
-            ];
-            for (on, writer, reader, what) in checks {
-                if !on {
-                    continue;
-                }
-                if let Err(err) =
-                    apache_avro::schema_compatibility::SchemaCompatibility::can_read(writer, reader)
-                {
-                    messages.push(format!("{what} version {}: {err}", index + 1));
-                }
-            }
-        }
-        messages
-    }
-}
-
-impl fmt::Display for Compatibility {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Compatibility {
-    type Err = RegistryError;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::NAMES
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(s))
-            .map(|(_, level)| *level)
-            .ok_or_else(|| RegistryError::InvalidCompatibility {
-                level: s.to_owned(),
-            })
+impl From<UnknownLevel> for RegistryError {
+    fn from(unknown: UnknownLevel) -> Self {
+        Self::InvalidCompatibility { level: unknown.0 }
     }
 }
 
@@ -355,47 +257,10 @@ mod tests {
     }
 
     #[test]
-    fn levels_check_the_directions_and_versions_they_name() {
-        let v1 = Arc::new(record(r#"{"name":"a","type":"int"}"#));
-        let v2 = Arc::new(record(
-            r#"{"name":"a","type":"int"},{"name":"b","type":"int","default":0}"#,
-        ));
-        let without_default = record(r#"{"name":"a","type":"int"},{"name":"c","type":"int"}"#);
-        let dropped_a = record(r#"{"name":"b","type":"int","default":0}"#);
-        let earlier = [v1.clone(), v2.clone()];
-        // A field without a default breaks reading old data: backward refuses, naming it.
-        let messages = Compatibility::Backward.check(&without_default, &earlier);
-        assert_eq!(messages.len(), 1, "{messages:?}");
-        assert!(messages[0].contains("'c'"), "{messages:?}");
-        assert!(Compatibility::Forward
-            .check(&without_default, &earlier)
-            .is_empty());
-        // Dropping `a` (no default in the old reader) breaks forward, against v2 and v1.
-        assert_eq!(Compatibility::Forward.check(&dropped_a, &earlier).len(), 1);
-        assert_eq!(
-            Compatibility::ForwardTransitive
-                .check(&dropped_a, &earlier)
-                .len(),
-            2
-        );
-        assert!(Compatibility::Backward
-            .check(&dropped_a, &earlier)
-            .is_empty());
-        assert_eq!(Compatibility::Full.check(&dropped_a, &earlier).len(), 1);
-        assert!(Compatibility::None
-            .check(&without_default, &earlier)
-            .is_empty());
-    }
-
-    #[test]
-    fn levels_parse_from_their_confluent_names() {
-        for (name, level) in Compatibility::NAMES {
-            assert_eq!(name.parse::<Compatibility>().unwrap(), level);
-            assert_eq!(level.to_string(), name);
-        }
+    fn an_unknown_level_is_an_invalid_compatibility() {
         assert!(matches!(
-            "SIDEWAYS".parse::<Compatibility>(),
-            Err(RegistryError::InvalidCompatibility { .. })
+            "SIDEWAYS".parse::<Compatibility>().map_err(RegistryError::from),
+            Err(RegistryError::InvalidCompatibility { level }) if level == "SIDEWAYS"
         ));
     }
 
