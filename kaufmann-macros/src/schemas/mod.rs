@@ -1,4 +1,4 @@
-//! `schemas!("dir")`, in four stages: args (`args`), load (every `.avsc` file of the folder, read
+//! `schemas!("dir")`, in five stages: args (`args`), load (every `.avsc` file of the folder, read
 //! and parsed by `kaufmann-schema-folder`), model (every name and every refusal, `model`), the
 //! check against the folder's `schemas.lock` (`lock`) and expand (tokens only, `codegen`).
 
