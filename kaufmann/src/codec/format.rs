@@ -121,7 +121,10 @@ pub(crate) trait WireCodec: Send + Sync {
         writer: &Schema,
         value: &[u8],
         known: &mut Metadata,
-    ) -> Result<Option<Value>, CodecError>;
+    ) -> Result<Option<Value>, CodecError> {
+        let _ = (key, writer, value, known);
+        Ok(None)
+    }
 
     /// The payload of a value written with `writer`, read as `reader` reads it (the test bus reads
     /// what a service published).
@@ -184,16 +187,6 @@ impl WireCodec for Confluent {
         value: &[u8],
     ) -> Result<WriterRef<'a>, CodecError> {
         wire::split(value).map(|(id, _)| WriterRef::Id(id))
-    }
-
-    fn read(
-        &self,
-        _: &str,
-        _: &Schema,
-        _: &[u8],
-        _: &mut Metadata,
-    ) -> Result<Option<Value>, CodecError> {
-        Ok(None)
     }
 
     #[cfg(feature = "testing")]
@@ -352,16 +345,6 @@ impl WireCodec for Json {
         json::read_value(schema, &parsed.payload)
             .map(Some)
             .map_err(CodecError::shape("decode", event, None))
-    }
-
-    fn read(
-        &self,
-        _: &str,
-        _: &Schema,
-        _: &[u8],
-        _: &mut Metadata,
-    ) -> Result<Option<Value>, CodecError> {
-        Ok(None)
     }
 
     #[cfg(feature = "testing")]
