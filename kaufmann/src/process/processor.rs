@@ -44,6 +44,39 @@ pub(crate) type Writer = (
     Option<apache_avro::types::Value>,
 );
 
+/// A [`TraceParent`] as each message's future holds it: aligned to 8 bytes (its `u128` trace id
+/// as two `u64`s) instead of 16. The 16-byte alignment padded that future, with the engine's
+/// state, from 1,016 to 1,040 bytes, past the 1,032 that glibc's per-thread cache serves; a larger
+/// block takes the allocator's slow path (and `malloc_consolidate`) for every message.
+#[derive(Debug, Clone, Copy)]
+struct HeldTrace {
+    trace_id: [u64; 2],
+    span_id: u64,
+    flags: u8,
+}
+
+impl From<TraceParent> for HeldTrace {
+    fn from(trace: TraceParent) -> Self {
+        #[allow(clippy::cast_possible_truncation)] // the two halves, on purpose
+        let trace_id = [(trace.trace_id >> 64) as u64, trace.trace_id as u64];
+        Self {
+            trace_id,
+            span_id: trace.span_id,
+            flags: trace.flags,
+        }
+    }
+}
+
+impl HeldTrace {
+    fn parent(self) -> TraceParent {
+        TraceParent {
+            trace_id: (u128::from(self.trace_id[0]) << 64) | u128::from(self.trace_id[1]),
+            span_id: self.span_id,
+            flags: self.flags,
+        }
+    }
+}
+
 /// Runs messages through decode, handler and error policy.
 pub(crate) struct Processor {
     pub(crate) metrics: Arc<Metrics>,
@@ -124,36 +157,42 @@ impl Processor {
     /// small.
     pub(crate) async fn process(&self, job: &Job) {
         // One pass over the headers: the metadata, and the `traceparent` on the way.
-        let mut trace = None;
+        let mut trace: Option<HeldTrace> = None;
         let mut meta =
             Metadata::from_byte_pairs(job.headers.byte_pairs().inspect(|(key, value)| {
                 if *key == TRACEPARENT.as_bytes() {
                     trace = value
                         .and_then(|v| std::str::from_utf8(v).ok())
-                        .and_then(TraceParent::parse);
+                        .and_then(TraceParent::parse)
+                        .map(HeldTrace::from);
                 }
             }));
-        let span = tracing::info_span!(
-            "message",
-            event = %meta.message_name,
-            topic = %job.origin.topic,
-            partition = job.origin.partition,
-            offset = job.origin.offset,
-            message_id = %meta.message_id,
-            trace_id = tracing::field::Empty,
-            attempt = 1_u32,
-        );
-        if let (Some(trace), false) = (trace, span.is_disabled()) {
-            span.record("trace_id", trace.trace_id_hex());
-            #[cfg(feature = "otel")]
-            crate::observe::otel::adopt(&span, (trace.trace_id, trace.span_id, trace.flags));
-        }
-        self.process_traced(job, &mut meta, trace.as_ref())
-            .instrument(span)
-            .await;
+        // The span lives in a block: it ends before the await, so this future does not keep a
+        // second place for it beside the one inside `Instrumented` (40 bytes of the per-message
+        // future; see `HeldTrace`).
+        let traced = {
+            let span = tracing::info_span!(
+                "message",
+                event = %meta.message_name,
+                topic = %job.origin.topic,
+                partition = job.origin.partition,
+                offset = job.origin.offset,
+                message_id = %meta.message_id,
+                trace_id = tracing::field::Empty,
+                attempt = 1_u32,
+            );
+            if let (Some(trace), false) = (trace.map(HeldTrace::parent), span.is_disabled()) {
+                span.record("trace_id", trace.trace_id_hex());
+                #[cfg(feature = "otel")]
+                crate::observe::otel::adopt(&span, (trace.trace_id, trace.span_id, trace.flags));
+            }
+            self.process_traced(job, &mut meta, trace.as_ref())
+                .instrument(span)
+        };
+        traced.await;
     }
 
-    async fn process_traced(&self, job: &Job, meta: &mut Metadata, trace: Option<&TraceParent>) {
+    async fn process_traced(&self, job: &Job, meta: &mut Metadata, trace: Option<&HeldTrace>) {
         self.metrics.record(&meta.message_name, Outcome::Consumed);
         let mut attempt = 0_u32;
         let mut outage_wait = Duration::from_millis(200);
@@ -231,7 +270,7 @@ impl Processor {
         &self,
         job: &Job,
         meta: &mut Metadata,
-        trace: Option<&TraceParent>,
+        trace: Option<&HeldTrace>,
         limit: Duration,
         publisher: &Publisher,
     ) -> Result<(), Failure> {
@@ -265,7 +304,7 @@ impl Processor {
         &self,
         job: &Job,
         known: &mut Metadata,
-        trace: Option<&TraceParent>,
+        trace: Option<&HeldTrace>,
         publisher: &Publisher,
     ) -> Result<(), Failure> {
         let value = job
@@ -302,7 +341,7 @@ impl Processor {
                 handler.event,
                 known,
                 job.origin.key.clone(),
-                trace.copied(),
+                trace.copied().map(HeldTrace::parent),
             );
             let incoming = Incoming {
                 resolve: !handler.reads_as_written(&writer.canonical),

@@ -681,3 +681,25 @@ fn record_field<'a>(value: &'a Value, name: &str) -> Option<&'a Value> {
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine boxes each message's `process` future together with its job, its pool slot and
+    /// an `Arc` of itself. That block has to stay within glibc's per-thread cache (requests up to
+    /// 1,032 bytes): a larger one takes the allocator's slow path, `malloc_consolidate`
+    /// included, for every message (measured: 3.98 against 3.21 µs of CPU per message).
+    #[test]
+    fn a_message_future_and_the_engine_state_fit_the_allocator_cache() {
+        let bus = TestBus::new();
+        let job = bus.job(None, None, RecordHeaders::default());
+        let future = bus.processor.process(&job);
+        let engine = size_of::<Job>()
+            + size_of::<tokio::sync::OwnedSemaphorePermit>()
+            + size_of::<Arc<()>>()
+            + 1;
+        let block = (size_of_val(&future) + engine).next_multiple_of(align_of_val(&future));
+        assert!(block <= 1032, "{block} bytes");
+    }
+}
