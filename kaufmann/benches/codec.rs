@@ -1,7 +1,6 @@
-//! Micro-benchmarks of the per-message work: wire header + Avro decode of a typical event, encode,
-//! a registry lookup that hits, and one event through the whole per-message path without Kafka
-//! (the test bus: encode and envelope, metadata, decode, dispatch to a no-op handler, metrics).
-//! `cargo bench -p kaufmann --bench codec`.
+//! Micro-benchmarks of the codec: wire header + Avro decode of a typical event, encode, and a
+//! registry lookup that hits. `cargo bench -p kaufmann --bench codec --features testing`; the
+//! whole per-message path is the `dispatch` benchmark.
 
 #![allow(missing_docs)]
 
@@ -9,19 +8,10 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use kaufmann::registry::{MemoryRegistry, SchemaRegistry};
-use kaufmann::testing::TestBus;
 use kaufmann::wire::{confluent, decode_body, encode_body};
-use kaufmann::{Event, EventSchema};
+use kaufmann::EventSchema;
 
 kaufmann::schemas!("../schemas");
-
-/// The handler the dispatch benchmark runs: it does nothing (handlers are async by contract).
-#[allow(clippy::unused_async)]
-#[kaufmann::given_event("command.user.create")]
-async fn noop(event: Event<CommandUserCreate>) -> kaufmann::Result<()> {
-    black_box(event);
-    Ok(())
-}
 
 fn command() -> CommandUserCreate {
     CommandUserCreate {
@@ -81,13 +71,6 @@ fn benches(c: &mut Criterion) {
     let id = runtime
         .block_on(registry.register("command.user.create-value", schema))
         .unwrap();
-    c.bench_function(
-        "dispatch: one event through the test bus (encode, envelope, decode, no-op handler)",
-        |b| {
-            let bus = TestBus::new();
-            b.iter(|| black_box(runtime.block_on(bus.given_event(command()))));
-        },
-    );
     c.bench_function("registry: schema by id (in-memory hit)", |b| {
         b.iter(|| {
             black_box(
