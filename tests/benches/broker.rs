@@ -3,7 +3,8 @@
 //! `scripts/with-kafka`); figures are printed and written to
 //! `bench/RESULTS.md`. Goals are goals for the figures, never assertions.
 //!
-//! Arguments: `--messages N` (default 200000), `--runs R` (default 3), `--out PATH`.
+//! Arguments: `--messages N` (default 1000000), `--runs R` (default 3), `--out PATH`, `--no-peers`,
+//! `--only-c`.
 
 #![allow(
     clippy::cast_precision_loss,
@@ -26,6 +27,7 @@ use apache_avro::Schema;
 use kaufmann::registry::{open_registry, subject_for};
 use kaufmann::wire::{confluent, encode_body};
 use kaufmann::{Event, EventSchema, Metadata};
+use kaufmann_cli::registry_server::LocalRegistry;
 use kaufmann_tests::{create_topics, unique};
 use rdkafka::config::ClientConfig;
 use rdkafka::message::Message;
@@ -246,6 +248,66 @@ async fn raw_consume(
     first.map_or(Duration::ZERO, |f| f.elapsed())
 }
 
+/// H: the hand-written consume -> publish loop F is measured against. A `StreamConsumer` over
+/// every partition decodes each event (apache-avro, as B), encodes it again the way Kaufmann
+/// publishes (Avro body, Confluent header, the metadata headers) and produces it to `output`
+/// without waiting for each delivery: at most 10,000 deliveries are outstanding, and the run ends
+/// when the last one is acknowledged. Returns the time from the first message to that.
+async fn relay_loop(
+    brokers: &str,
+    topic: &str,
+    output: &str,
+    registry_url: &str,
+    count: u64,
+) -> Duration {
+    let registry = open_registry(registry_url).unwrap();
+    let consumer = kaufmann_tests::reader(brokers, topic, PARTITIONS, "relay");
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("linger.ms", "5")
+        .create()
+        .unwrap();
+    let id = registry
+        .register(&subject_for(BenchEvent::EVENT_NAME), BenchEvent::schema())
+        .await
+        .unwrap();
+    let mut readers = HashMap::new();
+    let mut pending = std::collections::VecDeque::with_capacity(10_000);
+    let mut first = None;
+    for _ in 0..count {
+        let message = consumer.recv().await.unwrap();
+        first.get_or_insert_with(Instant::now);
+        let (writer, mut body) = confluent::split(message.payload().unwrap()).unwrap();
+        if let std::collections::hash_map::Entry::Vacant(slot) = readers.entry(writer) {
+            let schema: &'static Schema = Box::leak(Box::new(
+                (*registry.schema_by_id(writer).await.unwrap().schema).clone(),
+            ));
+            slot.insert(GenericDatumReader::builder(schema).build().unwrap());
+        }
+        let value = readers[&writer].read_value(&mut body).unwrap();
+        let event = <BenchEvent as kaufmann::AvroValue>::from_avro(value).unwrap();
+        let body = encode_body(BenchEvent::EVENT_NAME, BenchEvent::schema(), &event).unwrap();
+        let framed = confluent::frame(id, &body);
+        let meta = Metadata::new(BenchEvent::EVENT_NAME, "relay", "relay-1");
+        let mut record = FutureRecord::to(output)
+            .payload(&framed)
+            .headers(meta.to_headers());
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        pending.push_back(kaufmann_tests::send(&producer, record).await);
+        if pending.len() >= 10_000 {
+            if let Some(delivery) = pending.pop_front() {
+                delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+            }
+        }
+    }
+    for delivery in pending {
+        delivery.await.unwrap().map_err(|(e, _)| e).unwrap();
+    }
+    first.map_or(Duration::ZERO, |f| f.elapsed())
+}
+
 /// Runs a Kaufmann service over `topic` until `target` messages are handled; returns the time from
 /// the first handled message to the last, the service's in-flight peak and the process's peak RSS
 /// (read every 5 ms when `sample_rss`, which costs the service CPU time; 0 otherwise).
@@ -431,7 +493,8 @@ struct Peer {
     name: &'static str,
     goal: &'static str,
     program: std::path::PathBuf,
-    script: std::path::PathBuf,
+    /// The script the program runs, when it is an interpreter.
+    script: Option<std::path::PathBuf>,
     /// Arguments after the common ones (brokers, topic, count, schema).
     extra: Vec<&'static str>,
     env: Vec<(&'static str, std::path::PathBuf)>,
@@ -446,12 +509,13 @@ fn peers() -> Vec<Peer> {
     let modules = root.join(".tools/node/node_modules");
     let faust = root.join(".tools/faust/bin/python");
     let confluent = root.join(".tools/confluent/bin/python");
+    let ruststream = root.join("target/ruststream-peer/release/ruststream-peer");
     let kafkajs = |label, name, goal, mode| Peer {
         label,
         name,
         goal,
         program: "node".into(),
-        script: root.join("tests/benches/peers/kafkajs.js"),
+        script: Some(root.join("tests/benches/peers/kafkajs.js")),
         extra: vec![mode],
         env: vec![("NODE_PATH", modules.clone())],
         max_count: u64::MAX,
@@ -470,10 +534,23 @@ fn peers() -> Vec<Peer> {
                 "confluent-kafka is not installed (scripts/bench installs it under .tools/confluent)".to_owned()
             }),
             program: confluent,
-            script: root.join("tests/benches/peers/confluent_peer.py"),
+            script: Some(root.join("tests/benches/peers/confluent_peer.py")),
             extra: Vec::new(),
             env: Vec::new(),
             max_count: 500_000,
+        },
+        Peer {
+            label: "RustStream 0.7 (ruststream-rdkafka), registry Avro codec into a serde struct, no-op handler, Commit::Tracked",
+            name: "RustStream",
+            goal: ">= 1.5",
+            missing: (!ruststream.exists()).then(|| {
+                "the RustStream peer is not built (scripts/bench builds tests/benches/peers/ruststream)".to_owned()
+            }),
+            program: ruststream,
+            script: None,
+            extra: Vec::new(),
+            env: Vec::new(),
+            max_count: u64::MAX,
         },
         Peer {
             label: "Faust (faust-streaming) + fastavro, decode only",
@@ -482,7 +559,7 @@ fn peers() -> Vec<Peer> {
             missing: (!faust.exists())
                 .then(|| "faust-streaming is not installed (scripts/bench installs it under .tools/faust)".to_owned()),
             program: faust,
-            script: root.join("tests/benches/peers/faust_peer.py"),
+            script: Some(root.join("tests/benches/peers/faust_peer.py")),
             extra: Vec::new(),
             env: Vec::new(),
             max_count: 100_000,
@@ -505,7 +582,13 @@ struct PeerRuns {
 
 /// One run of `peer` over the first `count` messages of `topic` (at most its `max_count`): its
 /// rate in messages per second, and its CPU time per message in microseconds.
-fn run_peer(peer: &Peer, brokers: &str, topic: &str, count: u64) -> Result<(f64, f64), String> {
+fn run_peer(
+    peer: &Peer,
+    brokers: &str,
+    topic: &str,
+    count: u64,
+    registry_url: &str,
+) -> Result<(f64, f64), String> {
     if let Some(why) = &peer.missing {
         return Err(why.clone());
     }
@@ -517,8 +600,9 @@ fn run_peer(peer: &Peer, brokers: &str, topic: &str, count: u64) -> Result<(f64,
     std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
     let output = Command::new(&peer.program)
         .envs(peer.env.iter().map(|(k, v)| (k, v)))
+        .env("PEER_REGISTRY_URL", registry_url)
         .current_dir(&work)
-        .arg(&peer.script)
+        .args(&peer.script)
         .arg(brokers)
         .arg(topic)
         .arg(count.to_string())
@@ -560,6 +644,7 @@ fn main() {
         eprintln!("prefilling {n} events into {topic} ({PARTITIONS} partitions)");
         let size = prefill(&brokers, &topic, &registry, n, None, "5").await;
         if args.only_c {
+            eprintln!("prefilled; measuring C");
             for run in 1..=args.runs {
                 let cpu = cpu_seconds();
                 let run_c = rate(n, kaufmann_run(&brokers, &topic, &registry, n, 0, false).await.0);
@@ -570,6 +655,13 @@ fn main() {
             return;
         }
 
+        // Peers that read the events' schema ids from a registry over HTTP (RustStream) ask
+        // the benchmark's own, served by the local development stand-in.
+        let scope = kaufmann::registry::memory_scope(&registry).expect("the benchmark's registry");
+        let served = LocalRegistry::start("127.0.0.1:0", scope)
+            .await
+            .expect("serve the benchmark's registry");
+        let registry_url = served.url();
         let mut table: Vec<(String, f64, String)> = Vec::new();
         let say = |label: &str| eprintln!("measuring {label}");
         // A, B, C and the peers take turns, one run of each per round, so that a slow spell of
@@ -602,7 +694,7 @@ fn main() {
                 if peer.missing.is_some() && !note.is_empty() {
                     continue;
                 }
-                match run_peer(peer, &brokers, &topic, n) {
+                match run_peer(peer, &brokers, &topic, n, &registry_url) {
                     Ok((r, per_message)) => {
                         eprintln!("  round {round}: {} {r:.0} msg/s, {per_message:.2} us CPU per message (C / {} {:.2})", peer.name, peer.name, run_c / r);
                         runs.push(r);
@@ -644,30 +736,50 @@ fn main() {
         }
         let e = median(e);
 
-        say("F and G: Kaufmann, the handler publishes each event again, at least once (F) and exactly once (G), a run of each per round");
+        say("F, F at demand 1000, G and H: the handler publishes each event again, at least once (F) and exactly once (G), against a hand-written rdkafka loop (H), a run of each per round");
         let fg_count = n.min(50_000);
         let output = unique("bench-out");
-        create_topics(&brokers, &[(&output, PARTITIONS)]).await;
-        let (mut f, mut g, mut g_over_f, mut transactions) = (Vec::new(), Vec::new(), Vec::new(), 0_u64);
-        PUBLISH.store(true, Ordering::SeqCst);
+        let relayed = unique("bench-relay");
+        create_topics(&brokers, &[(&output, PARTITIONS), (&relayed, PARTITIONS)]).await;
+        let (mut f, mut f_wide, mut g, mut h) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut g_over_f, mut f_over_h, mut transactions) = (Vec::new(), Vec::new(), 0_u64);
         for round in 1..=args.runs {
-            let mut rates = [0.0; 2];
-            for (slot, processing) in [kaufmann::Processing::AtLeastOnce, kaufmann::Processing::ExactlyOnce].into_iter().enumerate() {
+            PUBLISH.store(true, Ordering::SeqCst);
+            let mut rates = [0.0; 3];
+            let runs = [
+                (kaufmann::Processing::AtLeastOnce, None),
+                (kaufmann::Processing::AtLeastOnce, Some(1000)),
+                (kaufmann::Processing::ExactlyOnce, None),
+            ];
+            for (slot, (processing, demand)) in runs.into_iter().enumerate() {
                 let mut config = service_config("bench-publish", &brokers, &topic, &registry);
                 config.default_topic.clone_from(&output);
                 config.processing = processing;
                 config.instance_id = unique("bench");
+                if let Some(demand) = demand {
+                    config.demand = demand;
+                }
                 let (took, _, _) = configured_run(config, fg_count, 0, false).await;
                 rates[slot] = rate(fg_count, took);
+                if processing == kaufmann::Processing::ExactlyOnce {
+                    transactions = transactions.max(LAST_TRANSACTIONS.load(Ordering::SeqCst));
+                }
             }
-            transactions = transactions.max(LAST_TRANSACTIONS.load(Ordering::SeqCst));
-            eprintln!("  round {round}: F {:.0}, G {:.0} msg/s (G / F {:.2})", rates[0], rates[1], rates[1] / rates[0]);
+            PUBLISH.store(false, Ordering::SeqCst);
+            let run_h = rate(fg_count, relay_loop(&brokers, &topic, &relayed, &registry, fg_count).await);
+            eprintln!(
+                "  round {round}: F {:.0}, F at demand 1000 {:.0}, G {:.0}, H {run_h:.0} msg/s (G / F {:.2}, F / H {:.2})",
+                rates[0], rates[1], rates[2], rates[2] / rates[0], rates[0] / run_h
+            );
             f.push(rates[0]);
-            g.push(rates[1]);
-            g_over_f.push(rates[1] / rates[0]);
+            f_wide.push(rates[1]);
+            g.push(rates[2]);
+            h.push(run_h);
+            g_over_f.push(rates[2] / rates[0]);
+            f_over_h.push(rates[0] / run_h);
         }
-        PUBLISH.store(false, Ordering::SeqCst);
-        let (f, g, g_over_f) = (median(f), median(g), median(g_over_f));
+        let (f, f_wide, g, h) = (median(f), median(f_wide), median(g), median(h));
+        let (g_over_f, f_over_h) = (median(g_over_f), median(f_over_h));
 
         say("latency at a fixed produce rate: 2,000 and 20,000 msg/s, librdkafka's defaults and the low-latency settings");
         // (rate, messages, low-latency settings) -> the medians of the runs' p50, p99 and max.
@@ -711,14 +823,16 @@ fn main() {
         };
         // The CPU time per message of each row, in the table's order ("-" where not measured).
         let mut cpu_cells: Vec<String> = cpu.iter().map(|c| format!("{c:.2}")).collect();
-        cpu_cells.extend(std::iter::repeat_n("-".to_owned(), 4));
+        cpu_cells.extend(std::iter::repeat_n("-".to_owned(), 6));
         table.push(("A. raw rdkafka StreamConsumer, counting".into(), a, "1.00".into()));
         table.push(("B. A + wire format + apache-avro decode".into(), b, ratio(b, a)));
         table.push(("C. Kaufmann, no-op handler (decode, dispatch, commit)".into(), c, ratio(c, a)));
         table.push((format!("D. Kaufmann, 5 ms handler, demand 50 ({d_count} msgs)"), d, ratio(d, a)));
-        table.push((format!("E. Kaufmann, 20 ms handler, demand 50 ({e_count} msgs)"), e, ratio(e, a)));
+        table.push((format!("E. Kaufmann, 20 ms handler, demand 50 ({e_count} msgs of a {n}-event backlog)"), e, ratio(e, a)));
         table.push((format!("F. Kaufmann, handler publishes each event, at least once ({fg_count} msgs)"), f, ratio(f, a)));
+        table.push((format!("F at demand 1000 ({fg_count} msgs)"), f_wide, ratio(f_wide, a)));
         table.push((format!("G. F exactly once (transactions every 100 ms or 1,000 messages; up to {transactions} in a run)"), g, ratio(g, a)));
+        table.push((format!("H. hand-written rdkafka loop: decode, encode, produce, 10,000 deliveries outstanding ({fg_count} msgs)"), h, ratio(h, a)));
         for (peer, value, finished, _, _, per_message) in &peer_results {
             if let Some(v) = value {
                 let count = n.min(peer.max_count);
@@ -750,6 +864,7 @@ fn main() {
         let _ = writeln!(md, "| E in-flight peak | {e_peak} | <= 50 |");
         let _ = writeln!(md, "| E peak RSS of the whole benchmark process (before E: {} MiB) | {} MiB | < 100 MB |", rss_before / 1024, e_rss / 1024);
         let _ = writeln!(md, "| G / F, exactly once against at least once on the same data (median of the rounds' ratios; ratio of the medians {:.2}) | {g_over_f:.2} | >= 0.5 |", g / f);
+        let _ = writeln!(md, "| F / H, consume -> publish against the hand-written loop (median of the rounds' ratios; ratio of the medians {:.2}; F at demand 1000 / H {:.2}) | {f_over_h:.2} | >= 0.8 |", f / h, f_wide / h);
         for (lat_rate, lat_count, low, [p50, p99, max]) in &latency_rows {
             let settings = if *low { "the low-latency settings (producer linger.ms 0, fetch.wait.max.ms 10)" } else { "librdkafka's defaults" };
             let goal = if *lat_rate == 2_000 && *low { "p50 <= 5 ms, p99 <= 25 ms" } else { "" };
