@@ -671,3 +671,19 @@ pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
             |m| format!("handler panicked: {m}"),
         )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_held_trace_gives_back_the_trace_parent_it_was_made_from() {
+        let trace = TraceParent {
+            trace_id: 0x0123_4567_89ab_cdef_fedc_ba98_7654_3210,
+            span_id: 0x1122_3344_5566_7788,
+            flags: 1,
+        };
+        assert_eq!(HeldTrace::from(trace).parent(), trace);
+        assert_eq!(align_of::<HeldTrace>(), 8);
+    }
+}
