@@ -44,14 +44,14 @@ fn fails_of(id: i64) -> i32 {
 
 /// What a topic holds, read to its end with one isolation level: the `message_name` header of
 /// every record, by key.
-struct Contents {
-    by_key: HashMap<String, Vec<String>>,
-    records: usize,
+pub(crate) struct Contents {
+    pub(crate) by_key: HashMap<String, Vec<String>>,
+    pub(crate) records: usize,
 }
 
 /// Reads every partition of `topic` from the beginning to its end (`read_committed`: to the last
 /// stable offset) with `isolation` (`read_committed` or `read_uncommitted`). Blocks.
-fn read_topic(brokers: &str, topic: &str, partitions: i32, isolation: &str) -> Contents {
+pub(crate) fn read_topic(brokers: &str, topic: &str, partitions: i32, isolation: &str) -> Contents {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("eos-reader"))

@@ -13,6 +13,7 @@ mod handlers;
 mod interop;
 mod observability;
 mod process;
+mod publish_confirm;
 mod registry;
 mod sample;
 mod sample_broker;

@@ -5,7 +5,7 @@
 
 use kaufmann::testing::TestBus;
 use kaufmann::wire::dead_letter;
-use kaufmann::{Processing, WireFormat};
+use kaufmann::{Processing, PublishConfirm, WireFormat};
 use kaufmann_tests::{
     batch_record, unique, TestBatch, TestCopied, TestCopy, TestPing, TestPong, TestRelay, TestShout,
 };
@@ -71,13 +71,19 @@ async fn feeding_back_runs_a_chain_to_its_end() {
 }
 
 /// The `test.copy` handler publishes, then fails its first attempt. At least once, the retry
-/// publishes again: two events. Exactly once, an attempt's events are published only when it
-/// returns `Ok`: one event; one that always fails publishes nothing but its error event.
+/// publishes again: two events. Exactly once, or with `publish_confirm = "before_commit"`, an
+/// attempt's events are published only when it returns `Ok`: one event; one that always fails
+/// publishes nothing but its error event.
 #[tokio::test]
 async fn exactly_once_publishes_only_what_successful_attempts_published() {
-    for (processing, expected) in [(Processing::AtLeastOnce, 2), (Processing::ExactlyOnce, 1)] {
+    for (processing, confirm, expected) in [
+        (Processing::AtLeastOnce, PublishConfirm::InHandler, 2),
+        (Processing::AtLeastOnce, PublishConfirm::BeforeCommit, 1),
+        (Processing::ExactlyOnce, PublishConfirm::InHandler, 1),
+    ] {
         let mut config = kaufmann::Config::new("copies");
         config.processing = processing;
+        config.publish_confirm = confirm;
         let bus = TestBus::with_config(config);
         let run = unique("bus-copy");
         bus.given_event(TestCopy {
@@ -91,21 +97,27 @@ async fn exactly_once_publishes_only_what_successful_attempts_published() {
             assert_eq!(bus.then_event::<TestCopied>().await.payload.id, 7);
         }
         bus.then_no_event().await;
-        assert_eq!(bus.stats().handled(), 1, "{processing:?}");
+        assert_eq!(bus.stats().handled(), 1, "{processing:?} {confirm:?}");
     }
-    let mut config = kaufmann::Config::new("copies");
-    config.processing = Processing::ExactlyOnce;
-    let bus = TestBus::with_config(config);
-    bus.given_event(TestCopy {
-        id: 8,
-        run: unique("bus-copy"),
-        sleep_ms: 0,
-        fails: -1,
-    })
-    .await;
-    let _ = bus.then_error_event("test.copy").await;
-    bus.then_dead_letter().await;
-    bus.then_no_event().await;
+    for (processing, confirm) in [
+        (Processing::ExactlyOnce, PublishConfirm::InHandler),
+        (Processing::AtLeastOnce, PublishConfirm::BeforeCommit),
+    ] {
+        let mut config = kaufmann::Config::new("copies");
+        config.processing = processing;
+        config.publish_confirm = confirm;
+        let bus = TestBus::with_config(config);
+        bus.given_event(TestCopy {
+            id: 8,
+            run: unique("bus-copy"),
+            sleep_ms: 0,
+            fails: -1,
+        })
+        .await;
+        let _ = bus.then_error_event("test.copy").await;
+        bus.then_dead_letter().await;
+        bus.then_no_event().await;
+    }
 }
 
 #[tokio::test]

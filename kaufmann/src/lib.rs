@@ -61,8 +61,8 @@ pub use codec::avro;
 pub use codec::avro::AvroValue;
 pub use codec::schema::EventSchema;
 pub use config::{
-    Config, ErrorPolicy, EventRoute, GroupProtocol, LogFormat, Ordering, Processing, RetryPolicy,
-    Unhandled, WireFormat,
+    Config, ErrorPolicy, EventRoute, GroupProtocol, LogFormat, Ordering, Processing,
+    PublishConfirm, RetryPolicy, Unhandled, WireFormat,
 };
 pub use consume::embedded::EmbeddedBroker;
 pub use envelope::{CallbackTopic, Event, Metadata, Origin};

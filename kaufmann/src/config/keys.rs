@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::{
     Config, ErrorPolicy, EventRoute, GroupProtocol, KafkaSecurity, LogFormat, Ordering, Processing,
-    Unhandled, WireFormat,
+    PublishConfirm, Unhandled, WireFormat,
 };
 use crate::error::ConfigError;
 use crate::registry::SubjectStrategy;
@@ -165,6 +165,14 @@ const KEYS: &[(&str, Set)] = &[
         Set::Config(|c, raw| {
             c.processing = Processing::parse(&string(raw)?)
                 .ok_or_else(|| invalid(&raw.origin, &display(raw), Processing::ACCEPTED))?;
+            Ok(())
+        }),
+    ),
+    (
+        "publish_confirm",
+        Set::Config(|c, raw| {
+            c.publish_confirm = PublishConfirm::parse(&string(raw)?)
+                .ok_or_else(|| invalid(&raw.origin, &display(raw), PublishConfirm::ACCEPTED))?;
             Ok(())
         }),
     ),

@@ -81,6 +81,37 @@ impl Processing {
     }
 }
 
+/// When what a handler publishes is confirmed by the broker (the `publish_confirm` key), at
+/// least once. Under `exactly_once` the transaction confirms it, and this key is not read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum PublishConfirm {
+    /// `ctx.publish(..).await` returns once the broker acknowledged the event: the handler sees a
+    /// failed delivery as its own error. A message holds its `demand` slot for one produce round
+    /// trip per event it publishes.
+    #[default]
+    InHandler,
+    /// `ctx.publish(..).await` returns once the event is encoded; the handler's events are handed
+    /// to the producer when it returns `Ok` (an attempt that fails leaves nothing behind) and the
+    /// message's slot is free at once. Its offset is committed only after every one of them is
+    /// acknowledged; a delivery that fails for good fails the message (error event, dead letter).
+    BeforeCommit,
+}
+
+impl PublishConfirm {
+    /// What the key accepts, for error messages.
+    pub(crate) const ACCEPTED: &'static str = "`in_handler` or `before_commit`";
+
+    /// Reads the key's value.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value {
+            "in_handler" => Some(Self::InHandler),
+            "before_commit" => Some(Self::BeforeCommit),
+            _ => None,
+        }
+    }
+}
+
 /// What happens to a message whose event has no handler in this service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -289,6 +320,9 @@ pub struct Config {
     pub commit_interval: Duration,
     /// At-least-once commits, or exactly-once transactions.
     pub processing: Processing,
+    /// When what handlers publish is confirmed, at least once: in the handler, or before the
+    /// consumed offset is committed.
+    pub publish_confirm: PublishConfirm,
     /// How often the open transaction is committed (exactly once).
     pub transaction_interval: Duration,
     /// After how many admitted messages the open transaction is committed (exactly once).
@@ -353,6 +387,7 @@ impl Config {
             ordering: Ordering::default(),
             commit_interval: Duration::from_secs(1),
             processing: Processing::default(),
+            publish_confirm: PublishConfirm::default(),
             transaction_interval: Duration::from_millis(100),
             transaction_max_messages: 1_000,
             instance_id: host_name(),
@@ -418,7 +453,8 @@ impl Config {
             .collect();
         format!(
             "brokers={:?} security={:?} group_id={} topics={:?} default_topic={} demand={} \
-             ordering={:?} commit_interval={:?} processing={:?} transaction_interval={:?} \
+             ordering={:?} commit_interval={:?} processing={:?} publish_confirm={:?} \
+             transaction_interval={:?} \
              transaction_max_messages={} instance_id={} shutdown_timeout={:?} errors={:?} \
              event_errors={:?} unhandled={:?} group_protocol={:?} max_message_bytes={} \
              max_nesting_depth={} registry_url={} registry_bearer_token={:?} registry_tls={:?} \
@@ -432,6 +468,7 @@ impl Config {
             self.ordering,
             self.commit_interval,
             self.processing,
+            self.publish_confirm,
             self.transaction_interval,
             self.transaction_max_messages,
             self.instance_id,
@@ -699,6 +736,30 @@ mod tests {
             let err = from(&[(key, value)]).unwrap_err().to_string();
             assert!(err.contains(key) && err.contains(says), "{err}");
         }
+    }
+
+    /// `publish_confirm`: `in_handler` by default, `before_commit` from a file or the
+    /// environment; another value names the key and what it takes.
+    #[test]
+    fn publish_confirm_parses_and_names_what_it_takes() {
+        assert_eq!(
+            from(&[]).unwrap().publish_confirm,
+            PublishConfirm::InHandler
+        );
+        let config =
+            Config::from_sources(Some(("k.toml", "publish_confirm = \"before_commit\"")), &[])
+                .unwrap();
+        assert_eq!(config.publish_confirm, PublishConfirm::BeforeCommit);
+        let config = from(&[("KAUFMANN_PUBLISH_CONFIRM", "in_handler")]).unwrap();
+        assert_eq!(config.publish_confirm, PublishConfirm::InHandler);
+        let err = from(&[("KAUFMANN_PUBLISH_CONFIRM", "later")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("KAUFMANN_PUBLISH_CONFIRM")
+                && err.contains("`in_handler` or `before_commit`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use crate::error::{Error, Result};
 use crate::observe::stats::Stats;
 use crate::process::handler::HandlerTable;
 use crate::process::message::{place, Job, RecordHeaders, Source};
-use crate::process::processor::Processor;
+use crate::process::processor::{Processor, Unconfirmed};
 use crate::process::retry_topic;
 use crate::process::state::States;
 use crate::publish::publisher::Publisher;
@@ -75,7 +75,15 @@ pub(crate) struct Engine {
     retry_topics: Vec<String>,
     /// The timers of records that wait until they are due (aborted at shutdown).
     delayed: std::sync::Mutex<tokio::task::JoinSet<()>>,
+    /// Under `publish_confirm = "before_commit"`: the messages whose handlers returned and whose
+    /// events are not acknowledged yet, at most [`UNCONFIRMED_PER_SLOT`] × `demand`.
+    unconfirmed: Arc<Semaphore>,
 }
+
+/// How many messages waiting for their events' acknowledgements (`publish_confirm =
+/// "before_commit"`) there may be per slot of the pool: a produce round trip is about a hundred
+/// handler runs of a handler that waits for nothing else.
+const UNCONFIRMED_PER_SLOT: usize = 100;
 
 /// How long a message's first steps may take on the poll loop before messages go straight to
 /// tasks of their own (see [`Inline`]).
@@ -186,6 +194,9 @@ impl Engine {
             lanes: Arc::default(),
             batches,
             retry_topics: config.retry_topics(),
+            unconfirmed: Arc::new(Semaphore::new(
+                config.demand.saturating_mul(UNCONFIRMED_PER_SLOT),
+            )),
             config,
             delayed: std::sync::Mutex::default(),
         }
@@ -726,7 +737,10 @@ impl Engine {
                 // (An async block, not an async fn: it keeps one copy of the job, not two.)
                 let engine = Arc::clone(&engine);
                 Box::pin(async move {
-                    engine.processor.process(&job).await;
+                    if let Some(unconfirmed) = engine.processor.process(&job).await {
+                        engine.confirm_later(job, unconfirmed, permit);
+                        return;
+                    }
                     let origin = &job.origin;
                     engine.shared.tracker().finished(
                         &origin.topic,
@@ -739,6 +753,32 @@ impl Engine {
             });
     }
 
+    /// A message whose events are not acknowledged yet: once there is room among those waiting
+    /// ([`UNCONFIRMED_PER_SLOT`]), its pool slot is freed (its lane went on already); once they
+    /// are acknowledged, its offset is finished.
+    fn confirm_later(
+        self: &Arc<Self>,
+        job: Job,
+        unconfirmed: Box<Unconfirmed>,
+        permit: OwnedSemaphorePermit,
+    ) {
+        let engine = Arc::clone(self);
+        tokio::spawn(async move {
+            let Ok(waiting) = engine.unconfirmed.clone().acquire_owned().await else {
+                return;
+            };
+            drop(permit);
+            engine.processor.confirm(&job, unconfirmed).await;
+            let origin = &job.origin;
+            engine
+                .shared
+                .tracker()
+                .finished(&origin.topic, origin.partition, origin.offset);
+            engine.shared.metrics.finished();
+            drop(waiting);
+        });
+    }
+
     /// Waits (bounded) for in-flight messages, commits what finished (exactly once: commits the
     /// open transaction, or aborts it when messages are still in flight; nothing when `fenced`)
     /// and leaves the group.
@@ -749,9 +789,15 @@ impl Engine {
             .abort_all();
         let limit = self.config.shutdown_timeout;
         let all = u32::try_from(self.config.demand).unwrap_or(u32::MAX);
-        let finished = tokio::time::timeout(limit, self.semaphore.acquire_many(all))
-            .await
-            .is_ok();
+        let unconfirmed = u32::try_from(self.config.demand.saturating_mul(UNCONFIRMED_PER_SLOT))
+            .unwrap_or(u32::MAX);
+        let finished = tokio::time::timeout(limit, async {
+            let pool = self.semaphore.acquire_many(all).await;
+            let waiting = self.unconfirmed.acquire_many(unconfirmed).await;
+            (pool, waiting)
+        })
+        .await
+        .is_ok();
         if !finished {
             tracing::warn!(
                 in_flight = self.shared.metrics.in_flight(),

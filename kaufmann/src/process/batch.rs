@@ -59,7 +59,9 @@ impl Processor {
                 self.run_batch(handler, jobs, members).await;
             }
             for index in alone {
-                self.process(&jobs[index]).await;
+                if let Some(unconfirmed) = self.process(&jobs[index]).await {
+                    self.confirm(&jobs[index], unconfirmed).await;
+                }
             }
         }
         .instrument(span)

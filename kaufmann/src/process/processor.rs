@@ -15,7 +15,7 @@ use tracing::Instrument;
 use crate::codec::error_event;
 use crate::codec::format::{WireCodec, WriterRef};
 use crate::codec::schema::KnownEvent;
-use crate::config::{Config, Processing, Unhandled};
+use crate::config::{Config, Processing, PublishConfirm, Unhandled};
 use crate::envelope::Metadata;
 use crate::error::{CodecError, Error, Result};
 use crate::fast_map::FastMap;
@@ -29,7 +29,7 @@ use crate::process::message::{place, Job};
 use crate::process::retry_topic::{retry_headers, Retried};
 use crate::process::state::States;
 use crate::publish::context::Context;
-use crate::publish::publisher::{Outgoing, Publisher, Route};
+use crate::publish::publisher::{Handed, Outgoing, Publisher, Route};
 use crate::publish::trace::{TraceParent, TRACEPARENT};
 use crate::registry::{RegisteredSchema, SchemaRegistry};
 
@@ -94,6 +94,19 @@ pub(crate) struct Processor {
     /// Under `exactly_once`: what a handler attempt publishes is produced only when it succeeds
     /// (a retried attempt's events are not in the transaction twice).
     pub(crate) stages: bool,
+    /// Under `publish_confirm = "before_commit"` (at least once): what a handler attempt
+    /// publishes is handed to the producer when it succeeds, and the message is finished when
+    /// the broker acknowledged all of it (see [`Processor::confirm`]).
+    defers: bool,
+}
+
+/// A message whose handler succeeded, waiting for the acknowledgements of what it published.
+pub(crate) struct Unconfirmed {
+    handed: Vec<Handed>,
+    /// The message's metadata, for the error event if a delivery fails for good.
+    meta: Metadata,
+    /// The attempts its handler took.
+    attempts: u32,
 }
 
 impl Processor {
@@ -121,6 +134,8 @@ impl Processor {
             publisher,
             codec,
             stages: config.processing == Processing::ExactlyOnce,
+            defers: config.processing == Processing::AtLeastOnce
+                && config.publish_confirm == PublishConfirm::BeforeCommit,
             config,
             states,
             unhandled_log: LogLimit::new(UNHANDLED_LOG),
@@ -150,12 +165,14 @@ impl Processor {
         self.decoder.registry()
     }
 
-    /// Runs one message through decode and handler with the error policy; never fails.
+    /// Runs one message through decode and handler with the error policy; never fails. Under
+    /// `publish_confirm = "before_commit"`, a message whose handler published events is not
+    /// finished yet: it is handed back, for [`Processor::confirm`].
     ///
     /// The futures below take their arguments by reference: a future keeps a copy of each
     /// argument it takes by value, and every message's future is allocated once, so it stays
     /// small.
-    pub(crate) async fn process(&self, job: &Job) {
+    pub(crate) async fn process(&self, job: &Job) -> Option<Box<Unconfirmed>> {
         // One pass over the headers: the metadata, and the `traceparent` on the way.
         let mut trace: Option<HeldTrace> = None;
         let mut meta =
@@ -189,10 +206,15 @@ impl Processor {
             self.process_traced(job, &mut meta, trace.as_ref())
                 .instrument(span)
         };
-        traced.await;
+        traced.await
     }
 
-    async fn process_traced(&self, job: &Job, meta: &mut Metadata, trace: Option<&HeldTrace>) {
+    async fn process_traced(
+        &self,
+        job: &Job,
+        meta: &mut Metadata,
+        trace: Option<&HeldTrace>,
+    ) -> Option<Box<Unconfirmed>> {
         self.metrics.record(&meta.message_name, Outcome::Consumed);
         let mut attempt = 0_u32;
         let mut outage_wait = Duration::from_millis(200);
@@ -203,19 +225,27 @@ impl Processor {
                 tracing::Span::current().record("attempt", attempt);
             }
             let policy = self.config.error_policy(&meta.message_name);
-            let staging = self.stages.then(|| self.publisher.staging());
+            let staging = (self.stages || self.defers).then(|| self.publisher.staging());
             let publisher = staging.as_ref().unwrap_or(&self.publisher);
             let mut outcome = self
                 .attempt(job, meta, trace, policy.handler_timeout, publisher)
                 .await;
             if let (Ok(()), Some(staging)) = (&outcome, &staging) {
-                outcome = staging.release().await.map_err(|err| self.classify(err));
+                if self.defers {
+                    // Boxed, like the rare paths: every message's future stays small.
+                    match Box::pin(staging.hand_over()).await {
+                        Ok(handed) => return self.unconfirmed(job, meta, attempt, handed),
+                        Err(err) => outcome = Err(self.classify(err)),
+                    }
+                } else {
+                    outcome = staging.release().await.map_err(|err| self.classify(err));
+                }
             }
             if outcome.is_err() {
                 self.restore(job, meta);
             }
             match outcome {
-                Ok(()) => return,
+                Ok(()) => return None,
                 Err(Failure::Permanent { kind, error }) => break (kind, error, false),
                 Err(Failure::Outage { of }) => {
                     // Not an attempt: the same one again when the dependency is back.
@@ -240,6 +270,71 @@ impl Processor {
         };
         // Boxed: the rare path stays out of every message's future.
         Box::pin(self.give_up(job, meta, attempt, failure)).await;
+        None
+    }
+
+    /// A message whose handler succeeded after `attempts` and handed `handed` to the producer:
+    /// unfinished until they are acknowledged (finished now when there are none).
+    fn unconfirmed(
+        &self,
+        job: &Job,
+        meta: &mut Metadata,
+        attempts: u32,
+        handed: Vec<Handed>,
+    ) -> Option<Box<Unconfirmed>> {
+        if handed.is_empty() {
+            return None;
+        }
+        self.restore(job, meta);
+        Some(Box::new(Unconfirmed {
+            handed,
+            meta: std::mem::take(meta),
+            attempts,
+        }))
+    }
+
+    /// Waits for the acknowledgements of what a message's handler published
+    /// (`publish_confirm = "before_commit"`). A record the broker did not take while it is down
+    /// is produced again when it answers, as often as it takes; one it refused for another reason
+    /// (too large, not authorised, no such topic) fails the message: retry topic, error event and
+    /// dead-letter topic, as a handler's error does after its retries. When this returns, the
+    /// message's offset may be committed.
+    pub(crate) async fn confirm(&self, job: &Job, unconfirmed: Box<Unconfirmed>) {
+        let Unconfirmed {
+            handed,
+            meta,
+            attempts,
+        } = *unconfirmed;
+        let mut failed = None;
+        for handed in handed {
+            let Err(mut unsent) = self.publisher.confirm(handed).await else {
+                continue;
+            };
+            let mut wait = Duration::from_millis(200);
+            while failed.is_none() {
+                let error = unsent.take_error();
+                let (error, retryable) = match self.classify(error) {
+                    Failure::Outage { of } => {
+                        tracing::warn!(at = %place(&job.origin), "{}: not taken while the broker is down; producing it again once it answers (up to {wait:?})", unsent.place());
+                        of.dependency(&self.metrics).wait_up(wait).await;
+                        wait = (wait * 2).min(OUTAGE_MAX_WAIT);
+                        match self.publisher.resend(&mut unsent).await {
+                            Ok(()) => break,
+                            Err(err) => {
+                                unsent.set_error(err);
+                                continue;
+                            }
+                        }
+                    }
+                    Failure::Transient { error, .. } => (error, true),
+                    Failure::Permanent { error, .. } => (error, false),
+                };
+                failed = Some(("publish", error, retryable));
+            }
+        }
+        if let Some(failure) = failed {
+            self.give_up(job, &meta, attempts, failure).await;
+        }
     }
 
     /// Reads the metadata again after an attempt gave it to the handler's event (Confluent

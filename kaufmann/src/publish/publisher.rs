@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use apache_avro::types::Value;
 use apache_avro::Schema;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Header;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use crate::codec::format::WireCodec;
 use crate::codec::schema::EventSchema;
@@ -26,12 +27,15 @@ use crate::registry::{SchemaRegistry, SubjectStrategy};
 /// The most writer schemas a publisher keeps.
 const MAX_CACHED: usize = 10_000;
 
+/// How long a record waits for room in the producer's queue, at most, between two tries.
+const QUEUE_FULL_WAIT: Duration = Duration::from_millis(10);
+
 /// Publishes typed events for a service. Cheap to clone.
 #[derive(Clone)]
 pub struct Publisher {
     inner: Arc<PublisherInner>,
-    /// Under `exactly_once`, the records of one handler attempt: produced (into the open
-    /// transaction) only when the attempt succeeds, dropped when it fails.
+    /// Under `exactly_once` or `publish_confirm = "before_commit"`, the records of one handler
+    /// attempt: produced only when the attempt succeeds, dropped when it fails.
     stage: Option<Arc<Stage>>,
 }
 
@@ -47,6 +51,50 @@ struct Staged {
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
     headers: rdkafka::message::OwnedHeaders,
+}
+
+/// A record handed to the producer whose acknowledgement is still to come
+/// (`publish_confirm = "before_commit"`).
+pub(crate) struct Handed {
+    record: Staged,
+    delivery: DeliveryFuture,
+    since: std::time::Instant,
+}
+
+/// A handed record the broker did not take, with the reason.
+pub(crate) struct Unsent {
+    record: Staged,
+    /// Why (taken by [`Unsent::take_error`]).
+    error: Option<Error>,
+}
+
+impl Unsent {
+    /// Why the record was not taken.
+    pub(crate) fn take_error(&mut self) -> Error {
+        self.error
+            .take()
+            .unwrap_or_else(|| Error::kafka(self.place(), KafkaError::Canceled))
+    }
+
+    /// Where the record went, for errors and logs.
+    pub(crate) fn place(&self) -> String {
+        self.record.place()
+    }
+
+    /// Why the record was not taken, this time.
+    pub(crate) fn set_error(&mut self, error: Error) {
+        self.error = Some(error);
+    }
+}
+
+impl Staged {
+    /// Where the record goes, for errors and logs.
+    fn place(&self) -> String {
+        match &self.event {
+            Some(event) => format!("publishing `{event}` to topic `{}`", self.topic),
+            None => format!("producing to topic `{}`", self.topic),
+        }
+    }
 }
 
 struct PublisherInner {
@@ -276,9 +324,7 @@ impl Publisher {
         });
         let results = futures::future::join_all(sends).await;
         for (record, result) in staged.iter().zip(results) {
-            result.map_err(|source| {
-                Error::kafka(format!("publishing to topic `{}`", record.topic), source)
-            })?;
+            result.map_err(|source| Error::kafka(record.place(), source))?;
             if let Some(event) = &record.event {
                 self.inner
                     .metrics
@@ -286,6 +332,121 @@ impl Publisher {
             }
         }
         Ok(())
+    }
+
+    /// Hands what this staging publisher kept to the producer, in order, without waiting for
+    /// the acknowledgements (nothing for a publisher that does not stage). The test bus keeps
+    /// the records at once and hands back nothing.
+    pub(crate) async fn hand_over(&self) -> Result<Vec<Handed>> {
+        let Some(stage) = &self.stage else {
+            return Ok(Vec::new());
+        };
+        let staged = std::mem::take(
+            &mut *stage
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let producer = match &self.inner.sink {
+            Sink::Kafka(producer) => producer,
+            #[cfg(feature = "testing")]
+            Sink::Memory(sink) => {
+                for r in &staged {
+                    sink.keep(
+                        &r.topic,
+                        r.partition,
+                        r.key.as_deref(),
+                        r.value.as_deref(),
+                        &r.headers,
+                    );
+                }
+                return Ok(Vec::new());
+            }
+        };
+        let mut handed = Vec::with_capacity(staged.len());
+        for record in staged {
+            let delivery = self
+                .enqueue(producer, &record)
+                .await
+                .map_err(|source| Error::kafka(record.place(), source))?;
+            handed.push(Handed {
+                record,
+                delivery,
+                since: std::time::Instant::now(),
+            });
+        }
+        Ok(handed)
+    }
+
+    /// Hands one record to the producer; while its queue is full, tries again for up to the
+    /// send timeout.
+    async fn enqueue(
+        &self,
+        producer: &FutureProducer,
+        r: &Staged,
+    ) -> std::result::Result<DeliveryFuture, KafkaError> {
+        let started = std::time::Instant::now();
+        loop {
+            let record = record_of(
+                &r.topic,
+                r.partition,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.headers.clone(),
+            );
+            match producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                    if started.elapsed() < self.inner.send_timeout =>
+                {
+                    // Boxed: the rare wait stays out of every message's future.
+                    Box::pin(tokio::time::sleep(QUEUE_FULL_WAIT)).await;
+                }
+                Err((err, _)) => return Err(err),
+            }
+        }
+    }
+
+    /// Waits for the broker's acknowledgement of a handed record; the record and the reason when
+    /// it was not taken (after the producer's own retries).
+    pub(crate) async fn confirm(&self, handed: Handed) -> std::result::Result<(), Unsent> {
+        let Handed {
+            record,
+            delivery,
+            since,
+        } = handed;
+        let error = match delivery.await {
+            Ok(Ok(_)) => {
+                if let Some(event) = &record.event {
+                    self.inner
+                        .metrics
+                        .record(event, Outcome::Published(since.elapsed()));
+                }
+                return Ok(());
+            }
+            Ok(Err((error, _))) => error,
+            Err(_) => KafkaError::Canceled,
+        };
+        Err(Unsent {
+            error: Some(Error::kafka(record.place(), error)),
+            record,
+        })
+    }
+
+    /// Produces a record the broker did not take once more, and waits for its acknowledgement;
+    /// the reason again when it fails.
+    pub(crate) async fn resend(&self, unsent: &mut Unsent) -> Result<()> {
+        let r = &unsent.record;
+        let sent = self
+            .deliver_now(
+                &r.topic,
+                r.partition,
+                r.key.as_deref(),
+                r.value.as_deref(),
+                r.headers.clone(),
+            )
+            .await;
+        sent.map_err(|source| Error::kafka(unsent.place(), source))
     }
 
     /// Publishes `value` to the default topic with fresh metadata; returns the metadata sent.
@@ -384,17 +545,7 @@ impl Publisher {
     ) -> std::result::Result<(), rdkafka::error::KafkaError> {
         match &self.inner.sink {
             Sink::Kafka(producer) => {
-                let mut record: FutureRecord<'_, [u8], [u8]> =
-                    FutureRecord::to(topic).headers(headers);
-                if let Some(key) = key {
-                    record = record.key(key);
-                }
-                if let Some(value) = value {
-                    record = record.payload(value);
-                }
-                if let Some(partition) = partition {
-                    record = record.partition(partition);
-                }
+                let record = record_of(topic, partition, key, value, headers);
                 producer
                     .send(record, self.inner.send_timeout)
                     .await
@@ -543,6 +694,27 @@ impl Publisher {
             .insert(key.into_owned(), (id, Arc::clone(&writer)));
         Ok((id, writer))
     }
+}
+
+/// The producer's record of one event.
+fn record_of<'a>(
+    topic: &'a str,
+    partition: Option<i32>,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: rdkafka::message::OwnedHeaders,
+) -> FutureRecord<'a, [u8], [u8]> {
+    let mut record: FutureRecord<'_, [u8], [u8]> = FutureRecord::to(topic).headers(headers);
+    if let Some(key) = key {
+        record = record.key(key);
+    }
+    if let Some(value) = value {
+        record = record.payload(value);
+    }
+    if let Some(partition) = partition {
+        record = record.partition(partition);
+    }
+    record
 }
 
 /// The Kafka key from a top-level field of the payload: a string as it is, a number in decimal.

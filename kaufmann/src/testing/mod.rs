@@ -352,7 +352,9 @@ impl TestBus {
     /// Processes `job`, a message of `event`, noting what its handler published undeclared.
     async fn process_one(&self, event: &str, job: &Job) {
         let before = self.sent_count();
-        self.processor.process(job).await;
+        if let Some(unconfirmed) = self.processor.process(job).await {
+            self.processor.confirm(job, unconfirmed).await;
+        }
         self.note_undeclared(event, before);
     }
 
