@@ -16,7 +16,7 @@ use futures::{FutureExt, StreamExt};
 use rdkafka::consumer::{CommitMode, Consumer, MessageStream};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::Offset;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Config;
 use crate::consume::batching::Batches;
@@ -78,7 +78,13 @@ pub(crate) struct Engine {
     /// Under `publish_confirm = "before_commit"`: the messages whose handlers returned and whose
     /// events are not acknowledged yet, at most [`UNCONFIRMED_PER_SLOT`] × `demand`.
     unconfirmed: Arc<Semaphore>,
+    /// Where those messages go, in the order their handlers returned, to the one task that
+    /// waits for their acknowledgements (started with the first; see [`Engine::confirm_later`]).
+    confirmer: std::sync::OnceLock<mpsc::UnboundedSender<Confirmation>>,
 }
+
+/// A message waiting for the acknowledgements of its events, with its room among those waiting.
+type Confirmation = (Job, Box<Unconfirmed>, OwnedSemaphorePermit);
 
 /// How many messages waiting for their events' acknowledgements (`publish_confirm =
 /// "before_commit"`) there may be per slot of the pool: a produce round trip is about a hundred
@@ -199,6 +205,7 @@ impl Engine {
             )),
             config,
             delayed: std::sync::Mutex::default(),
+            confirmer: std::sync::OnceLock::new(),
         }
     }
 
@@ -738,7 +745,8 @@ impl Engine {
                 let engine = Arc::clone(&engine);
                 Box::pin(async move {
                     if let Some(unconfirmed) = engine.processor.process(&job).await {
-                        engine.confirm_later(job, unconfirmed, permit);
+                        // Boxed, like the rare paths: every message's future stays small.
+                        Box::pin(engine.confirm_later(job, unconfirmed, permit)).await;
                         return;
                     }
                     let origin = &job.origin;
@@ -754,20 +762,40 @@ impl Engine {
     }
 
     /// A message whose events are not acknowledged yet: once there is room among those waiting
-    /// ([`UNCONFIRMED_PER_SLOT`]), its pool slot is freed (its lane went on already); once they
-    /// are acknowledged, its offset is finished.
-    fn confirm_later(
+    /// ([`UNCONFIRMED_PER_SLOT`] × `demand`; its lane waits for it), its pool slot is freed and it
+    /// goes to the confirming task, which finishes its offset once they are acknowledged.
+    async fn confirm_later(
         self: &Arc<Self>,
         job: Job,
         unconfirmed: Box<Unconfirmed>,
         permit: OwnedSemaphorePermit,
     ) {
-        let engine = Arc::clone(self);
-        tokio::spawn(async move {
-            let Ok(waiting) = engine.unconfirmed.clone().acquire_owned().await else {
+        let Ok(waiting) = Arc::clone(&self.unconfirmed).acquire_owned().await else {
+            return;
+        };
+        drop(permit);
+        let confirmer = self.confirmer.get_or_init(|| {
+            let (confirmer, confirmations) = mpsc::unbounded_channel();
+            tokio::spawn(Self::confirm_in_order(Arc::downgrade(self), confirmations));
+            confirmer
+        });
+        // The task ends only with the engine, which holds the sender: this send cannot fail.
+        let _ = confirmer.send((job, unconfirmed, waiting));
+    }
+
+    /// The confirming task: waits for each message's acknowledgements in the order the handlers
+    /// returned (the producer acknowledges a partition's records in order, so most are in by the
+    /// time it looks: one wake-up serves many), then finishes its offset. One task instead of one
+    /// per message: a task per message, woken from librdkafka's thread for each acknowledgement,
+    /// cost more than the rest of the message.
+    async fn confirm_in_order(
+        engine: std::sync::Weak<Self>,
+        mut confirmations: mpsc::UnboundedReceiver<Confirmation>,
+    ) {
+        while let Some((job, unconfirmed, waiting)) = confirmations.recv().await {
+            let Some(engine) = engine.upgrade() else {
                 return;
             };
-            drop(permit);
             engine.processor.confirm(&job, unconfirmed).await;
             let origin = &job.origin;
             engine
@@ -776,7 +804,7 @@ impl Engine {
                 .finished(&origin.topic, origin.partition, origin.offset);
             engine.shared.metrics.finished();
             drop(waiting);
-        });
+        }
     }
 
     /// Waits (bounded) for in-flight messages, commits what finished (exactly once: commits the

@@ -8,7 +8,7 @@ use std::time::Duration;
 use apache_avro::types::Value;
 use apache_avro::Schema;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::Header;
+use rdkafka::message::{Header, Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
 
 use crate::codec::format::WireCodec;
@@ -54,16 +54,23 @@ struct Staged {
 }
 
 /// A record handed to the producer whose acknowledgement is still to come
-/// (`publish_confirm = "before_commit"`).
+/// (`publish_confirm = "before_commit"`). The producer holds its bytes; a delivery that fails
+/// gives them back (see [`Unsent`]).
 pub(crate) struct Handed {
-    record: Staged,
+    event: Option<String>,
+    topic: String,
+    partition: Option<i32>,
     delivery: DeliveryFuture,
     since: std::time::Instant,
 }
 
 /// A handed record the broker did not take, with the reason.
 pub(crate) struct Unsent {
-    record: Staged,
+    event: Option<String>,
+    topic: String,
+    partition: Option<i32>,
+    /// The record as the producer gave it back (none when the producer itself went away).
+    message: Option<OwnedMessage>,
     /// Why (taken by [`Unsent::take_error`]).
     error: Option<Error>,
 }
@@ -78,7 +85,7 @@ impl Unsent {
 
     /// Where the record went, for errors and logs.
     pub(crate) fn place(&self) -> String {
-        self.record.place()
+        place(self.event.as_deref(), &self.topic)
     }
 
     /// Why the record was not taken, this time.
@@ -90,10 +97,15 @@ impl Unsent {
 impl Staged {
     /// Where the record goes, for errors and logs.
     fn place(&self) -> String {
-        match &self.event {
-            Some(event) => format!("publishing `{event}` to topic `{}`", self.topic),
-            None => format!("producing to topic `{}`", self.topic),
-        }
+        place(self.event.as_deref(), &self.topic)
+    }
+}
+
+/// Where a record goes, for errors and logs.
+fn place(event: Option<&str>, topic: &str) -> String {
+    match event {
+        Some(event) => format!("publishing `{event}` to topic `{topic}`"),
+        None => format!("producing to topic `{topic}`"),
     }
 }
 
@@ -365,12 +377,24 @@ impl Publisher {
         };
         let mut handed = Vec::with_capacity(staged.len());
         for record in staged {
+            let place = record.place();
+            let Staged {
+                event,
+                topic,
+                partition,
+                key,
+                value,
+                headers,
+            } = record;
+            let sending = record_of(&topic, partition, key.as_deref(), value.as_deref(), headers);
             let delivery = self
-                .enqueue(producer, &record)
+                .enqueue(producer, sending)
                 .await
-                .map_err(|source| Error::kafka(record.place(), source))?;
+                .map_err(|source| Error::kafka(place, source))?;
             handed.push(Handed {
-                record,
+                event,
+                topic,
+                partition,
                 delivery,
                 since: std::time::Instant::now(),
             });
@@ -383,22 +407,16 @@ impl Publisher {
     async fn enqueue(
         &self,
         producer: &FutureProducer,
-        r: &Staged,
+        mut record: FutureRecord<'_, [u8], [u8]>,
     ) -> std::result::Result<DeliveryFuture, KafkaError> {
         let started = std::time::Instant::now();
         loop {
-            let record = record_of(
-                &r.topic,
-                r.partition,
-                r.key.as_deref(),
-                r.value.as_deref(),
-                r.headers.clone(),
-            );
             match producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _))
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back))
                     if started.elapsed() < self.inner.send_timeout =>
                 {
+                    record = back;
                     // Boxed: the rare wait stays out of every message's future.
                     Box::pin(tokio::time::sleep(QUEUE_FULL_WAIT)).await;
                 }
@@ -411,39 +429,46 @@ impl Publisher {
     /// it was not taken (after the producer's own retries).
     pub(crate) async fn confirm(&self, handed: Handed) -> std::result::Result<(), Unsent> {
         let Handed {
-            record,
+            event,
+            topic,
+            partition,
             delivery,
             since,
         } = handed;
-        let error = match delivery.await {
+        let (error, message) = match delivery.await {
             Ok(Ok(_)) => {
-                if let Some(event) = &record.event {
+                if let Some(event) = &event {
                     self.inner
                         .metrics
                         .record(event, Outcome::Published(since.elapsed()));
                 }
                 return Ok(());
             }
-            Ok(Err((error, _))) => error,
-            Err(_) => KafkaError::Canceled,
+            Ok(Err((error, message))) => (error, Some(message)),
+            Err(_) => (KafkaError::Canceled, None),
         };
         Err(Unsent {
-            error: Some(Error::kafka(record.place(), error)),
-            record,
+            error: Some(Error::kafka(place(event.as_deref(), &topic), error)),
+            event,
+            topic,
+            partition,
+            message,
         })
     }
 
     /// Produces a record the broker did not take once more, and waits for its acknowledgement;
     /// the reason again when it fails.
     pub(crate) async fn resend(&self, unsent: &mut Unsent) -> Result<()> {
-        let r = &unsent.record;
+        let Some(message) = &unsent.message else {
+            return Err(Error::kafka(unsent.place(), KafkaError::Canceled));
+        };
         let sent = self
             .deliver_now(
-                &r.topic,
-                r.partition,
-                r.key.as_deref(),
-                r.value.as_deref(),
-                r.headers.clone(),
+                &unsent.topic,
+                unsent.partition,
+                message.key(),
+                message.payload(),
+                message.headers().cloned().unwrap_or_default(),
             )
             .await;
         sent.map_err(|source| Error::kafka(unsent.place(), source))
