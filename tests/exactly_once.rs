@@ -30,11 +30,11 @@ use crate::process::{
     registry_server, signal, wait_exit, wait_until, Service, Setup, LIMIT, ONE_AT_A_TIME,
 };
 
-const PARTITIONS: i32 = 4;
+pub(crate) const PARTITIONS: i32 = 4;
 
 /// Every 500th id fails every attempt (error event and dead letter); every 333rd other fails its
 /// first attempt after publishing (retried in place: under at-least-once it would publish twice).
-fn fails_of(id: i64) -> i32 {
+pub(crate) fn fails_of(id: i64) -> i32 {
     if id % 500 == 0 {
         -1
     } else {
@@ -96,7 +96,7 @@ pub(crate) fn read_topic(brokers: &str, topic: &str, partitions: i32, isolation:
 }
 
 /// The sum of the high watermarks of `topic`'s partitions (records and transaction markers).
-fn written(probe: &BaseConsumer, topic: &str) -> i64 {
+pub(crate) fn written(probe: &BaseConsumer, topic: &str) -> i64 {
     (0..PARTITIONS)
         .map(|p| {
             probe
@@ -171,7 +171,7 @@ fn eos_env<'a>(output: &'a str, registry: &'a str, instance: &'a str) -> Vec<(&'
 
 /// Creates the output topic and produces `count` `test.copy` inputs (keyed by id) through the
 /// local registry; returns the output topic and the inputs' end offsets.
-async fn prepare(
+pub(crate) async fn prepare(
     setup: &Setup,
     registry: &str,
     count: i64,
@@ -194,7 +194,7 @@ async fn prepare(
 }
 
 /// Waits until the service group committed every input, then stops `services` with SIGTERM.
-async fn finish(setup: &Setup, ends: &HashMap<i32, i64>, services: Vec<Service>) {
+pub(crate) async fn finish(setup: &Setup, ends: &HashMap<i32, i64>, services: Vec<Service>) {
     let committed = wait_for_commits(
         &setup.brokers,
         &setup.group,

@@ -15,10 +15,12 @@ use kaufmann_tests::{
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
+use rdkafka::consumer::BaseConsumer;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 
-use crate::exactly_once::read_topic;
+use crate::exactly_once::{self as eos, read_topic};
 use crate::process::LIMIT;
+use crate::process::{registry_server, wait_until, Setup, ONE_AT_A_TIME};
 
 const PARTITIONS: i32 = 2;
 
@@ -278,5 +280,80 @@ async fn nothing_is_committed_until_the_broker_takes_the_events() {
     println!(
         "before_commit: {COUNT} handled, committed {held:?} while produce requests were refused, \
          all {COUNT} committed once they were taken"
+    );
+}
+
+/// 10,000 inputs through a service process with `publish_confirm = "before_commit"`, killed with
+/// SIGKILL twice under load (with acknowledgements outstanding) and restarted: every input still
+/// has its output (`test.copied`, or the error event of an input that always fails), since no
+/// offset was committed before its events were acknowledged. Outputs repeat for what was handled
+/// but not committed when the process died (at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_twice_no_input_loses_its_output() {
+    const COUNT: i64 = 10_000;
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(setup) = Setup::new("confirm-kill", eos::PARTITIONS, Vec::new()).await else {
+        return;
+    };
+    let registry = registry_server().await;
+    let url = registry.url();
+    let (output, ends) = eos::prepare(&setup, &url, COUNT, 0).await;
+    let env = [
+        ("KAUFMANN_PUBLISH_CONFIRM", "before_commit"),
+        ("KAUFMANN_DEFAULT_TOPIC", output.as_str()),
+        ("KAUFMANN_REGISTRY_URL", url.as_str()),
+        ("KAUFMANN_MAX_RETRIES", "2"),
+        ("KAUFMANN_RETRY_BACKOFF_MS", "10"),
+    ];
+    let probe: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &setup.brokers)
+        .create()
+        .unwrap();
+    let mut kills = Vec::new();
+    for (round, more) in [1_500, 3_000].into_iter().enumerate() {
+        let service = setup.spawn(&format!("killed-{round}"), &env);
+        let target = eos::written(&probe, &output) + more;
+        wait_until("the service wrote up to the kill point", || {
+            eos::written(&probe, &output) >= target
+        })
+        .await;
+        let mut service = service;
+        service.0.kill().unwrap();
+        service.0.wait().unwrap();
+        kills.push(eos::written(&probe, &output));
+    }
+    let last = setup.spawn("last", &env);
+    eos::finish(&setup, &ends, vec![last]).await;
+    let out = tokio::task::spawn_blocking({
+        let (brokers, output) = (setup.brokers.clone(), output.clone());
+        move || read_topic(&brokers, &output, eos::PARTITIONS, "read_uncommitted")
+    })
+    .await
+    .unwrap();
+    let mut missing = Vec::new();
+    let mut repeated = 0;
+    for id in 0..COUNT {
+        let expected = if eos::fails_of(id) < 0 {
+            "event.error.test.copy"
+        } else {
+            "test.copied"
+        };
+        let found = out.by_key.get(&id.to_string()).cloned().unwrap_or_default();
+        if !found.iter().any(|name| name == expected) {
+            missing.push((id, found));
+        } else if found.len() > 1 {
+            repeated += 1;
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {COUNT} inputs lost their output, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    println!(
+        "before_commit kill test: killed at output offsets {kills:?}; {COUNT} inputs, none \
+         without its output, {repeated} with it more than once, {} records in all",
+        out.records
     );
 }
