@@ -106,28 +106,42 @@ pub(crate) fn written(probe: &BaseConsumer, topic: &str) -> i64 {
         .sum()
 }
 
+/// The one output of a `test.copy` input that fails `fails` times: its error event when it
+/// always fails (-1), else `test.copied`.
+pub(crate) fn output_of(fails: i32) -> &'static str {
+    if fails < 0 {
+        "event.error.test.copy"
+    } else {
+        "test.copied"
+    }
+}
+
+/// The inputs `0..count` (failing as `fails` says) whose outputs in `contents` are not exactly
+/// their one output, with what they have.
+pub(crate) fn not_one_output(
+    contents: &Contents,
+    count: i64,
+    fails: fn(i64) -> i32,
+) -> Vec<(i64, Vec<String>)> {
+    (0..count)
+        .filter_map(|id| {
+            let found = contents
+                .by_key
+                .get(&id.to_string())
+                .cloned()
+                .unwrap_or_default();
+            (found != [output_of(fails(id))]).then_some((id, found))
+        })
+        .collect()
+}
+
 /// Checks the outputs of `count` inputs, read committed: one `test.copied` per input, one error
 /// event (and nothing else) per input that always fails, one dead letter each; returns how many
 /// records only an uncommitted read sees (the aborted attempts').
 fn assert_exactly_once(setup: &Setup, output: &str, count: i64) -> usize {
     let committed = read_topic(&setup.brokers, output, PARTITIONS, "read_committed");
     let everything = read_topic(&setup.brokers, output, PARTITIONS, "read_uncommitted");
-    let mut wrong = Vec::new();
-    for id in 0..count {
-        let expected = if fails_of(id) < 0 {
-            "event.error.test.copy"
-        } else {
-            "test.copied"
-        };
-        let found = committed
-            .by_key
-            .get(&id.to_string())
-            .cloned()
-            .unwrap_or_default();
-        if found != [expected] {
-            wrong.push((id, found));
-        }
-    }
+    let wrong = not_one_output(&committed, count, fails_of);
     assert!(
         wrong.is_empty(),
         "{} of {count} inputs have not exactly one output, read committed, e.g. {:?}",

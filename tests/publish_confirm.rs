@@ -88,17 +88,7 @@ async fn each_successful_attempt_publishes_once_and_offsets_follow_the_acks() {
     })
     .await
     .unwrap();
-    let wrong: Vec<(i64, Vec<String>)> = (0..COUNT)
-        .filter_map(|id| {
-            let expected = if fails_of(id) < 0 {
-                "event.error.test.copy"
-            } else {
-                "test.copied"
-            };
-            let found = out.by_key.get(&id.to_string()).cloned().unwrap_or_default();
-            (found != [expected]).then_some((id, found))
-        })
-        .collect();
+    let wrong = eos::not_one_output(&out, COUNT, fails_of);
     assert!(
         wrong.is_empty(),
         "{} of {COUNT} inputs have not exactly one output, e.g. {:?}",
@@ -333,11 +323,7 @@ async fn killed_twice_no_input_loses_its_output() {
     let mut missing = Vec::new();
     let mut repeated = 0;
     for id in 0..COUNT {
-        let expected = if eos::fails_of(id) < 0 {
-            "event.error.test.copy"
-        } else {
-            "test.copied"
-        };
+        let expected = eos::output_of(eos::fails_of(id));
         let found = out.by_key.get(&id.to_string()).cloned().unwrap_or_default();
         if !found.iter().any(|name| name == expected) {
             missing.push((id, found));
