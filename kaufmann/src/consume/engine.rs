@@ -779,8 +779,11 @@ impl Engine {
             tokio::spawn(Self::confirm_in_order(Arc::downgrade(self), confirmations));
             confirmer
         });
-        // The task ends only with the engine, which holds the sender: this send cannot fail.
-        let _ = confirmer.send((job, unconfirmed, waiting));
+        // The task ends only with the engine, which holds the sender, or if it panicked: then
+        // the message is not committed, and is delivered again after a restart.
+        if confirmer.send((job, unconfirmed, waiting)).is_err() {
+            tracing::error!("the task confirming published events has stopped: messages are no longer committed; restart the service");
+        }
     }
 
     /// The confirming task: waits for each message's acknowledgements in the order the handlers

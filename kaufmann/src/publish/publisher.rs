@@ -359,6 +359,8 @@ impl Publisher {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
+        // Without the `testing` feature the sink has one kind only.
+        #[allow(clippy::infallible_destructuring_match)]
         let producer = match &self.inner.sink {
             Sink::Kafka(producer) => producer,
             #[cfg(feature = "testing")]
@@ -377,7 +379,6 @@ impl Publisher {
         };
         let mut handed = Vec::with_capacity(staged.len());
         for record in staged {
-            let place = record.place();
             let Staged {
                 event,
                 topic,
@@ -390,7 +391,7 @@ impl Publisher {
             let delivery = self
                 .enqueue(producer, sending)
                 .await
-                .map_err(|source| Error::kafka(place, source))?;
+                .map_err(|source| Error::kafka(place(event.as_deref(), &topic), source))?;
             handed.push(Handed {
                 event,
                 topic,
