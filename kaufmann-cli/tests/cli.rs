@@ -9,15 +9,8 @@ use std::sync::Arc;
 use kaufmann::registry::MemoryRegistry;
 use kaufmann_cli::registry_server::LocalRegistry;
 
-fn kaufmann(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kaufmann"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KAUFMANN_REGISTRY_URL")
-        .env_remove("KAUFMANN_CONFIG")
-        .output()
-        .unwrap()
-}
+mod common;
+use common::kaufmann;
 
 fn text(output: &Output) -> (String, String) {
     (

@@ -5,12 +5,14 @@
 //! changes nothing.
 
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 
 use kaufmann::registry::{Compatibility, MemoryRegistry, SchemaRegistry};
 use kaufmann_cli::registry_server::LocalRegistry;
 use kaufmann_schema_folder::lock::{form, Lock};
+
+mod common;
 
 const EVENT: &str = "event.user.created";
 
@@ -35,13 +37,7 @@ impl Scratch {
     }
 
     fn kaufmann(&self, args: &[&str]) -> (Option<i32>, String, String) {
-        let output: Output = Command::new(env!("CARGO_BIN_EXE_kaufmann"))
-            .args(args)
-            .current_dir(&self.0)
-            .env_remove("KAUFMANN_REGISTRY_URL")
-            .env_remove("KAUFMANN_CONFIG")
-            .output()
-            .unwrap();
+        let output = common::kaufmann(&self.0, args);
         (
             output.status.code(),
             String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -211,12 +207,7 @@ async fn migrate_registers_the_locked_history_in_order_and_is_idempotent() {
     let subject = format!("{EVENT}-value");
     let dir = scratch.0.clone();
     let migrate = move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_kaufmann"))
-            .args(["schemas", "migrate", "--registry", &url])
-            .current_dir(&dir)
-            .env_remove("KAUFMANN_CONFIG")
-            .output()
-            .unwrap();
+        let out = common::kaufmann(&dir, &["schemas", "migrate", "--registry", &url]);
         assert!(out.status.success(), "{out:?}");
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
