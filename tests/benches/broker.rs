@@ -114,10 +114,23 @@ struct Args {
     out: String,
     /// `--no-peers`: skip kafkajs and Faust (for quick before/after measurements).
     peers: bool,
-    /// `--only-c`: run C alone `--runs` times, print its rates and stop (for profiling).
-    only_c: bool,
-    /// `--only-publish`: run the consume -> publish rows alone, print them and stop.
-    only_publish: bool,
+    /// `--only-c`, `--only-publish`, `--only-e`: one part alone.
+    only: Only,
+    /// `--e-run TOPIC REGISTRY_URL COUNT`: this process is one run of E (see [`e_in_a_process`]).
+    e_run: Option<(String, String, u64)>,
+}
+
+/// The part of the benchmark a run measures.
+#[derive(PartialEq, Eq)]
+enum Only {
+    /// Everything.
+    All,
+    /// `--only-c`: C alone, `--runs` times, its rates printed (for profiling).
+    C,
+    /// `--only-publish`: the consume -> publish rows alone, their medians printed.
+    Publish,
+    /// `--only-e`: E alone, its runs printed.
+    E,
 }
 
 fn args() -> Args {
@@ -126,8 +139,8 @@ fn args() -> Args {
         runs: 3,
         out: "bench/RESULTS.md".to_owned(),
         peers: true,
-        only_c: false,
-        only_publish: false,
+        only: Only::All,
+        e_run: None,
     };
     let all: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -142,14 +155,22 @@ fn args() -> Args {
                 i += 1;
                 continue;
             }
-            "--only-c" => {
-                parsed.only_c = true;
+            only @ ("--only-c" | "--only-publish" | "--only-e") => {
+                parsed.only = match only {
+                    "--only-c" => Only::C,
+                    "--only-publish" => Only::Publish,
+                    _ => Only::E,
+                };
                 i += 1;
                 continue;
             }
-            "--only-publish" => {
-                parsed.only_publish = true;
-                i += 1;
+            "--e-run" => {
+                let count = all
+                    .get(i + 3)
+                    .and_then(|c| c.parse().ok())
+                    .expect("--e-run TOPIC REGISTRY_URL COUNT");
+                parsed.e_run = Some((value, all.get(i + 2).cloned().unwrap_or_default(), count));
+                i += 4;
                 continue;
             }
             _ => {
@@ -317,27 +338,20 @@ async fn relay_loop(
 }
 
 /// Runs a Kaufmann service over `topic` until `target` messages are handled; returns the time from
-/// the first handled message to the last, the service's in-flight peak and the process's peak RSS
-/// (read every 5 ms when `sample_rss`, which costs the service CPU time; 0 otherwise).
+/// the first handled message to the last and the service's in-flight peak.
 async fn kaufmann_run(
     brokers: &str,
     topic: &str,
     registry_url: &str,
     target: u64,
     sleep_ms: u64,
-    sample_rss: bool,
-) -> (Duration, usize, u64) {
+) -> (Duration, usize) {
     let config = service_config("bench", brokers, topic, registry_url);
-    configured_run(config, target, sleep_ms, sample_rss).await
+    configured_run(config, target, sleep_ms).await
 }
 
 /// [`kaufmann_run`] with the service's whole config.
-async fn configured_run(
-    config: kaufmann::Config,
-    target: u64,
-    sleep_ms: u64,
-    sample_rss: bool,
-) -> (Duration, usize, u64) {
+async fn configured_run(config: kaufmann::Config, target: u64, sleep_ms: u64) -> (Duration, usize) {
     HANDLED.store(0, Ordering::SeqCst);
     SLEPT_NANOS.store(0, Ordering::SeqCst);
     SLEEP_MS.store(sleep_ms, Ordering::SeqCst);
@@ -345,11 +359,7 @@ async fn configured_run(
     *first_at().lock().unwrap() = None;
     *done_at().lock().unwrap() = None;
     let service = kaufmann_tests::start(config).await.unwrap();
-    let mut peak_rss = 0;
     while done_at().lock().unwrap().is_none() {
-        if sample_rss {
-            peak_rss = peak_rss.max(rss_kib());
-        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = match (*first_at().lock().unwrap(), *done_at().lock().unwrap()) {
@@ -360,7 +370,7 @@ async fn configured_run(
     LAST_TRANSACTIONS.store(service.stats().transactions_committed(), Ordering::SeqCst);
     SLEEP_MS.store(0, Ordering::SeqCst);
     service.shutdown().await.unwrap();
-    (took, peak_in_flight, peak_rss)
+    (took, peak_in_flight)
 }
 
 /// The librdkafka settings tried for low latency: the producer sends at once (`linger.ms` 0
@@ -433,16 +443,64 @@ fn service_config(name: &str, brokers: &str, topic: &str, registry: &str) -> kau
     config
 }
 
-/// The resident set size of this process, KiB.
-fn rss_kib() -> u64 {
+/// The peak resident set size of this process so far, KiB.
+fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+/// A size field of `/proc/self/status`, KiB.
+fn status_kib(field: &str) -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
         })
         .unwrap_or(0)
+}
+
+/// One run of E in a process of its own (this benchmark, started with `--e-run`), so that its
+/// peak RSS is the service's, not that of the runs before it, the prefill and the served
+/// registry: reads `count` events of `topic` with a 20 ms handler at `demand` 50, decoding through
+/// the registry at `registry_url` (HTTP). Returns its rate, in-flight peak and peak RSS (KiB).
+fn e_in_a_process(topic: &str, registry_url: &str, count: u64) -> (f64, usize, u64) {
+    let out = Command::new(std::env::current_exe().expect("the benchmark's own path"))
+        .args(["--e-run", topic, registry_url, &count.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("start an E run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find_map(|l| l.strip_prefix("e_run "))
+        .unwrap_or_else(|| panic!("an E run printed no result: {text}"));
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    let rate = fields.first().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let peak = fields.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+    let rss = fields.get(2).and_then(|v| v.parse().ok()).unwrap_or(0);
+    (rate, peak, rss)
+}
+
+/// E's runs: each in a process of its own (see [`e_in_a_process`]); the median rate, the
+/// highest in-flight peak and the highest peak RSS (KiB).
+async fn e_runs(topic: &str, registry_url: &str, count: u64, runs: usize) -> (f64, usize, u64) {
+    let (mut e, mut e_peak, mut e_rss) = (Vec::new(), 0, 0);
+    for _ in 0..runs {
+        let (topic, url) = (topic.to_owned(), registry_url.to_owned());
+        let (rate, peak, rss) =
+            tokio::task::spawn_blocking(move || e_in_a_process(&topic, &url, count))
+                .await
+                .unwrap();
+        e.push(rate);
+        e_peak = e_peak.max(peak);
+        e_rss = e_rss.max(rss);
+        eprintln!(
+            "  E run: {rate:.0} msg/s, in-flight peak {peak}, peak RSS of its process {} MiB",
+            rss / 1024
+        );
+    }
+    (median(e), e_peak, e_rss)
 }
 
 /// The CPU time this process has used (user and system, all threads), in seconds, at the
@@ -704,8 +762,7 @@ async fn publish_rounds(
             } else {
                 fg_count
             };
-            let ((took, _, _), cpu) =
-                with_cpu(count, configured_run(config, count, 0, false)).await;
+            let ((took, _), cpu) = with_cpu(count, configured_run(config, count, 0)).await;
             rates[slot] = rate(count, took);
             if confirm == before_commit {
                 later_cpu.push(cpu);
@@ -762,24 +819,29 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async move {
+        if let Some((topic, registry_url, count)) = &args.e_run {
+            let (took, peak) = kaufmann_run(&brokers, topic, registry_url, *count, 20).await;
+            println!("e_run {:.0} {peak} {}", rate(*count, took), peak_rss_kib());
+            return;
+        }
         let n = args.messages;
         let topic = unique("bench");
         let registry = format!("mock://{}", unique("bench"));
         create_topics(&brokers, &[(&topic, PARTITIONS)]).await;
         eprintln!("prefilling {n} events into {topic} ({PARTITIONS} partitions)");
         let size = prefill(&brokers, &topic, &registry, n, None, "5").await;
-        if args.only_c {
+        if args.only == Only::C {
             eprintln!("prefilled; measuring C");
             for run in 1..=args.runs {
                 let cpu = cpu_seconds();
-                let run_c = rate(n, kaufmann_run(&brokers, &topic, &registry, n, 0, false).await.0);
+                let run_c = rate(n, kaufmann_run(&brokers, &topic, &registry, n, 0).await.0);
                 // From the service's start to its shutdown: less noisy than the rate on a busy VM.
                 let per_message = (cpu_seconds() - cpu) / n as f64 * 1e6;
                 eprintln!("  C run {run}: {run_c:.0} msg/s, {per_message:.2} us of this process's CPU per message");
             }
             return;
         }
-        if args.only_publish {
+        if args.only == Only::Publish {
             eprintln!("prefilled; measuring the consume -> publish rows");
             let p = publish_rounds(&brokers, &topic, &registry, n, args.runs).await;
             eprintln!(
@@ -796,6 +858,11 @@ fn main() {
             .await
             .expect("serve the benchmark's registry");
         let registry_url = served.url();
+        if args.only == Only::E {
+            let (e, peak, rss) = e_runs(&topic, &registry_url, n.min(10_000), args.runs).await;
+            eprintln!("E: median {e:.0} msg/s, in-flight peak {peak}, peak RSS of the service's process {} MiB", rss / 1024);
+            return;
+        }
         let mut table: Vec<(String, f64, String)> = Vec::new();
         let say = |label: &str| eprintln!("measuring {label}");
         // A, B, C and the peers take turns, one run of each per round, so that a slow spell of
@@ -811,7 +878,7 @@ fn main() {
         for round in 1..=args.runs {
             let (took_a, cpu_a) = with_cpu(n, raw_consume(&brokers, &topic, &registry, n, false)).await;
             let (took_b, cpu_b) = with_cpu(n, raw_consume(&brokers, &topic, &registry, n, true)).await;
-            let (took_c, cpu_c) = with_cpu(n, kaufmann_run(&brokers, &topic, &registry, n, 0, false)).await;
+            let (took_c, cpu_c) = with_cpu(n, kaufmann_run(&brokers, &topic, &registry, n, 0)).await;
             let (run_a, run_b, run_c) = (rate(n, took_a), rate(n, took_b), rate(n, took_c.0));
             eprintln!(
                 "  round {round}: A {run_a:.0}, B {run_b:.0}, C {run_c:.0} msg/s (C / B {:.2}); CPU per message A {cpu_a:.2}, B {cpu_b:.2}, C {cpu_c:.2} us",
@@ -849,7 +916,7 @@ fn main() {
         let d_count = n.min(30_000);
         let (mut d, mut ideal, mut d_peak) = (Vec::new(), Vec::new(), 0);
         for _ in 0..args.runs {
-            let (took, peak, _) = kaufmann_run(&brokers, &topic, &registry, d_count, 5, false).await;
+            let (took, peak) = kaufmann_run(&brokers, &topic, &registry, d_count, 5).await;
             let mean_sleep = SLEPT_NANOS.load(Ordering::SeqCst) as f64 / d_count as f64 / 1e9;
             d.push(rate(d_count, took));
             ideal.push(50.0 / mean_sleep.max(1e-9));
@@ -857,18 +924,9 @@ fn main() {
             eprintln!("  D run: {:.0} msg/s (ideal {:.0})", d[d.len() - 1], ideal[ideal.len() - 1]);
         }
         let (d, ideal) = (median(d), median(ideal));
-        say("E: Kaufmann, 20 ms handler, demand 50");
-        let rss_before = rss_kib();
+        say("E: Kaufmann, 20 ms handler, demand 50, each run in a process of its own");
         let e_count = n.min(10_000);
-        let (mut e, mut e_peak, mut e_rss) = (Vec::new(), 0, 0);
-        for _ in 0..args.runs {
-            let (took, peak, rss) = kaufmann_run(&brokers, &topic, &registry, e_count, 20, true).await;
-            e.push(rate(e_count, took));
-            e_peak = e_peak.max(peak);
-            e_rss = e_rss.max(rss);
-            eprintln!("  E run: {:.0} msg/s, in-flight peak {peak}, RSS peak {} MiB", e[e.len() - 1], rss / 1024);
-        }
-        let e = median(e);
+        let (e, e_peak, e_rss) = e_runs(&topic, &registry_url, e_count, args.runs).await;
 
         say("F, F at demand 1000, F with publish_confirm = before_commit, G and H: the handler publishes each event again, at least once (F) and exactly once (G), against a hand-written rdkafka loop (H), a run of each per round");
         let PublishFigures { fg_count, fast_count, f, f_wide, f_later, g, h, g_over_f, f_over_h, later_over_h, later_cpu, h_cpu, transactions } =
@@ -958,7 +1016,7 @@ fn main() {
         let _ = writeln!(md, "| D / (demand / measured mean handler time = {ideal:.0} msg/s) | {:.2} | >= 0.95 |", d / ideal);
         let _ = writeln!(md, "| D in-flight peak | {d_peak} | <= 50 |");
         let _ = writeln!(md, "| E in-flight peak | {e_peak} | <= 50 |");
-        let _ = writeln!(md, "| E peak RSS of the whole benchmark process (before E: {} MiB) | {} MiB | < 100 MB |", rss_before / 1024, e_rss / 1024);
+        let _ = writeln!(md, "| E peak RSS of the service's process (each run in a process of its own, VmHWM) | {} MiB | < 100 MB |", e_rss / 1024);
         let _ = writeln!(md, "| G / F, exactly once against at least once on the same data (median of the rounds' ratios; ratio of the medians {:.2}) | {g_over_f:.2} | >= 0.5 |", g / f);
         let _ = writeln!(md, "| F / H, consume -> publish against the hand-written loop, the default publish_confirm = in_handler (median of the rounds' ratios; ratio of the medians {:.2}; F at demand 1000 / H {:.2}) | {f_over_h:.2} | >= 0.8 |", f / h, f_wide / h);
         let _ = writeln!(md, "| F with publish_confirm = before_commit / H (median of the rounds' ratios; ratio of the medians {:.2}) | {later_over_h:.2} | >= 0.8 |", f_later / h);
