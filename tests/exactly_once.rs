@@ -296,7 +296,14 @@ async fn a_paused_instance_is_fenced_and_outputs_stay_exactly_once() {
         .set("bootstrap.servers", &setup.brokers)
         .create()
         .unwrap();
-    let first = setup.spawn("first", &eos_env(&output, &url, "first"));
+    let mut first_env = eos_env(&output, &url, "first");
+    // Longer than the pause (a session timeout, a rebalance and 1,500 outputs of the second: 6
+    // to 12 s here), so that the resumed instance meets the group's fencing and aborts. Past
+    // the coordinator's timeout its transaction is aborted for it and its producer fenced: it
+    // then stops with an error, which is right too but not what this test shows (a loaded
+    // machine once paused it 11.6 s against the 10 s of `eos_env`).
+    first_env.push(("KAUFMANN_LIBRDKAFKA_TRANSACTION_TIMEOUT_MS", "30000"));
+    let first = setup.spawn("first", &first_env);
     wait_until("the first instance wrote 1,000", || {
         written(&probe, &output) >= 1_000
     })
