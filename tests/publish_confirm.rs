@@ -100,14 +100,17 @@ async fn each_successful_attempt_publishes_once_and_offsets_follow_the_acks() {
     let dead = read_dead_letters(&brokers, &format!("{topic}.DLT"), failing).await;
     assert_eq!(dead.len(), failing);
     assert!(
-        stats.max_in_flight() > 4,
-        "messages waiting for acknowledgements count as in flight, beyond demand: peak {}",
-        stats.max_in_flight()
+        stats.max_in_flight() <= 4 && stats.max_unconfirmed() > 4,
+        "the pool holds at most demand messages, those waiting for acknowledgements are out of \
+         it: in-flight peak {}, unconfirmed peak {}",
+        stats.max_in_flight(),
+        stats.max_unconfirmed()
     );
     println!(
         "before_commit: {COUNT} inputs at demand 4, one output each, {failing} dead letters, \
-         in-flight peak {} (handled and unacknowledged)",
-        stats.max_in_flight()
+         in-flight peak {}, unconfirmed peak {}",
+        stats.max_in_flight(),
+        stats.max_unconfirmed()
     );
 }
 
@@ -179,7 +182,7 @@ enum Produce {
 
 /// On librdkafka's mock cluster (the shared broker cannot be told to hold acknowledgements for
 /// one topic), every produce request is answered `NotEnoughReplicas` while the handlers all
-/// return `Ok`: nothing is committed, and the messages stay in flight. Once produce requests are
+/// return `Ok`: nothing is committed, and the messages wait out of the pool. Once produce requests are
 /// taken again, the producer's retries go through and every offset is committed, each input with
 /// its one output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -242,9 +245,9 @@ async fn nothing_is_committed_until_the_broker_takes_the_events() {
         "nothing committed while no event is acknowledged: {held:?}"
     );
     assert_eq!(
-        stats.in_flight(),
-        COUNT as usize,
-        "all wait for acknowledgements"
+        (stats.in_flight(), stats.unconfirmed()),
+        (0, COUNT as usize),
+        "all wait for acknowledgements, out of the pool"
     );
     produce_tx.send(Produce::Take).unwrap();
     let committed = wait_for_commits(&servers, &group, &topic, 1, &ends, LIMIT).await;

@@ -7,7 +7,8 @@ use kaufmann::testing::TestBus;
 use kaufmann::wire::dead_letter;
 use kaufmann::{Processing, PublishConfirm, WireFormat};
 use kaufmann_tests::{
-    batch_record, unique, TestBatch, TestCopied, TestCopy, TestPing, TestPong, TestRelay, TestShout,
+    batch_record, unique, TestBatch, TestCopied, TestCopy, TestCopyBatch, TestPing, TestPong,
+    TestRelay, TestShout,
 };
 
 /// A batch given to a batch handler arrives whole; the one event it names as failed is retried
@@ -117,6 +118,41 @@ async fn exactly_once_publishes_only_what_successful_attempts_published() {
         let _ = bus.then_error_event("test.copy").await;
         bus.then_dead_letter().await;
         bus.then_no_event().await;
+    }
+}
+
+/// The `test.copy.batch` batch handler publishes an event for each of its 3, then fails its
+/// first attempt. With `in_handler` the retry publishes them again: 6 events. With the default
+/// `before_commit` (and exactly once) a batch's events go out when it returns `Ok`: 3.
+#[tokio::test]
+async fn a_batch_publishes_only_what_its_successful_attempt_published() {
+    for (processing, confirm, copies) in [
+        (Processing::AtLeastOnce, PublishConfirm::InHandler, 2),
+        (Processing::AtLeastOnce, PublishConfirm::BeforeCommit, 1),
+        (Processing::ExactlyOnce, PublishConfirm::InHandler, 1),
+    ] {
+        let mut config = kaufmann::Config::new("batch-copies");
+        config.processing = processing;
+        config.publish_confirm = confirm;
+        let bus = TestBus::with_config(config);
+        let run = unique("bus-copy-batch");
+        let inputs = (0..3)
+            .map(|id| TestCopyBatch {
+                id,
+                run: run.clone(),
+                fails: 1,
+            })
+            .collect();
+        bus.given_batch(inputs).await;
+        let mut ids = Vec::new();
+        for _ in 0..3 * copies {
+            ids.push(bus.then_event::<TestCopied>().await.payload.id);
+        }
+        bus.then_no_event().await;
+        ids.sort_unstable();
+        let expected: Vec<i64> = (0..3).flat_map(|id| vec![id; copies]).collect();
+        assert_eq!(ids, expected, "{processing:?} {confirm:?}");
+        assert_eq!(bus.stats().handled(), 3, "{processing:?} {confirm:?}");
     }
 }
 

@@ -491,6 +491,38 @@ pub async fn copy(event: Event<TestCopy>, ctx: kaufmann::Context) -> kaufmann::R
     Ok(())
 }
 
+/// Handles `test.copy.batch` in batches: publishes `test.copied` for each event, then fails the
+/// whole batch on its first `fails` attempts (the first event's count), so that what a failed
+/// attempt published can be told from what the successful one did.
+#[kaufmann::given_events("test.copy.batch", publishes = ["test.copied"])]
+pub async fn copy_batch(
+    events: Vec<Event<TestCopyBatch>>,
+    ctx: kaufmann::Context,
+) -> kaufmann::Result<()> {
+    for event in &events {
+        ctx.publish(TestCopied {
+            id: event.payload.id,
+        })
+        .await?;
+    }
+    let Some(first) = events.first().map(|e| &e.payload) else {
+        return Ok(());
+    };
+    let attempt = {
+        let mut all = copy_attempts().lock().unwrap();
+        let attempts = all.entry((first.run.clone(), first.id)).or_default();
+        *attempts += 1;
+        *attempts
+    };
+    if attempt <= first.fails {
+        return Err(kaufmann::Error::handler(format!(
+            "batch of {} fails on attempt {attempt}",
+            first.id
+        )));
+    }
+    Ok(())
+}
+
 /// What the `test.batch` handler saw of one run: the size of each batch, and the (key, seq) of
 /// each event it handled, in the order it handled them.
 #[derive(Debug, Clone, Default)]

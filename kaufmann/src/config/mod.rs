@@ -89,12 +89,14 @@ pub enum PublishConfirm {
     /// `ctx.publish(..).await` returns once the broker acknowledged the event: the handler sees a
     /// failed delivery as its own error. A message holds its `demand` slot for one produce round
     /// trip per event it publishes.
-    #[default]
     InHandler,
-    /// `ctx.publish(..).await` returns once the event is encoded; the handler's events are handed
-    /// to the producer when it returns `Ok` (an attempt that fails leaves nothing behind) and the
-    /// message's slot is free at once. Its offset is committed only after every one of them is
-    /// acknowledged; a delivery that fails for good fails the message (error event, dead letter).
+    /// The default. `ctx.publish(..).await` returns once the event is encoded; the handler's
+    /// events are handed to the producer when it returns `Ok` (an attempt that fails leaves
+    /// nothing behind) and the message's slot is free at once. Its offset is committed only
+    /// after every one of them is acknowledged; a delivery that fails for good fails the message
+    /// (error event, dead letter). A batch handler's events go when it returns, and the batch
+    /// finishes when they are acknowledged.
+    #[default]
     BeforeCommit,
 }
 
@@ -738,20 +740,20 @@ mod tests {
         }
     }
 
-    /// `publish_confirm`: `in_handler` by default, `before_commit` from a file or the
+    /// `publish_confirm`: `before_commit` by default, `in_handler` from a file or the
     /// environment; another value names the key and what it takes.
     #[test]
     fn publish_confirm_parses_and_names_what_it_takes() {
         assert_eq!(
             from(&[]).unwrap().publish_confirm,
-            PublishConfirm::InHandler
+            PublishConfirm::BeforeCommit
         );
         let config =
-            Config::from_sources(Some(("k.toml", "publish_confirm = \"before_commit\"")), &[])
+            Config::from_sources(Some(("k.toml", "publish_confirm = \"in_handler\"")), &[])
                 .unwrap();
-        assert_eq!(config.publish_confirm, PublishConfirm::BeforeCommit);
-        let config = from(&[("KAUFMANN_PUBLISH_CONFIRM", "in_handler")]).unwrap();
         assert_eq!(config.publish_confirm, PublishConfirm::InHandler);
+        let config = from(&[("KAUFMANN_PUBLISH_CONFIRM", "before_commit")]).unwrap();
+        assert_eq!(config.publish_confirm, PublishConfirm::BeforeCommit);
         let err = from(&[("KAUFMANN_PUBLISH_CONFIRM", "later")])
             .unwrap_err()
             .to_string();

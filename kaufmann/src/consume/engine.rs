@@ -774,6 +774,7 @@ impl Engine {
             return;
         };
         drop(permit);
+        self.shared.metrics.awaits_confirmation();
         let confirmer = self.confirmer.get_or_init(|| {
             let (confirmer, confirmations) = mpsc::unbounded_channel();
             tokio::spawn(Self::confirm_in_order(Arc::downgrade(self), confirmations));
@@ -805,7 +806,7 @@ impl Engine {
                 .shared
                 .tracker()
                 .finished(&origin.topic, origin.partition, origin.offset);
-            engine.shared.metrics.finished();
+            engine.shared.metrics.confirmed();
             drop(waiting);
         }
     }
@@ -832,6 +833,7 @@ impl Engine {
         if !finished {
             tracing::warn!(
                 in_flight = self.shared.metrics.in_flight(),
+                unconfirmed = self.shared.metrics.unconfirmed(),
                 "shutdown timeout ({limit:?}) passed with messages in flight; they are not committed and will be delivered again"
             );
         }

@@ -145,12 +145,18 @@ pub(crate) const COUNTERS: [CounterColumn; 8] = [
 ];
 
 /// The metrics with one value for the service.
-pub(crate) const SCALARS: [ScalarColumn; 8] = [
+pub(crate) const SCALARS: [ScalarColumn; 9] = [
     (
         "kaufmann_in_flight",
         "Messages in the pool now.",
         Kind::Gauge,
         |m| u64::try_from(m.in_flight()).unwrap_or(u64::MAX),
+    ),
+    (
+        "kaufmann_unconfirmed",
+        "Messages whose handlers returned, waiting for the broker to acknowledge their events.",
+        Kind::Gauge,
+        |m| u64::try_from(m.unconfirmed()).unwrap_or(u64::MAX),
     ),
     (
         "kaufmann_commits_total",
@@ -262,6 +268,9 @@ pub struct Metrics {
     commits: AtomicU64,
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
+    /// Messages out of the pool, waiting for their events' acknowledgements.
+    unconfirmed: AtomicUsize,
+    max_unconfirmed: AtomicUsize,
     unhandled: AtomicU64,
     rebalances: AtomicU64,
     /// Transactions of `exactly_once` processing.
@@ -361,6 +370,18 @@ impl Metrics {
         self.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 
+    /// A message left the pool to wait for its events' acknowledgements.
+    pub(crate) fn awaits_confirmation(&self) {
+        self.finished();
+        let now = self.unconfirmed.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_unconfirmed.fetch_max(now, Ordering::SeqCst);
+    }
+
+    /// A message's events were acknowledged (or it failed after the fact): it is finished.
+    pub(crate) fn confirmed(&self) {
+        self.unconfirmed.fetch_sub(1, Ordering::SeqCst);
+    }
+
     /// A partition assignment or revocation.
     pub(crate) fn rebalanced(&self) {
         self.rebalances.fetch_add(1, Ordering::SeqCst);
@@ -377,6 +398,14 @@ impl Metrics {
 
     pub(crate) fn max_in_flight(&self) -> usize {
         self.max_in_flight.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn unconfirmed(&self) -> usize {
+        self.unconfirmed.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn max_unconfirmed(&self) -> usize {
+        self.max_unconfirmed.load(Ordering::SeqCst)
     }
 
     pub(crate) fn unhandled(&self) -> u64 {
@@ -560,6 +589,8 @@ mod tests {
             "kaufmann_handler_duration_seconds_count{event=\"a.b\"} 1",
             "# TYPE kaufmann_in_flight gauge",
             "kaufmann_in_flight 0",
+            "# TYPE kaufmann_unconfirmed gauge",
+            "kaufmann_unconfirmed 0",
             "kaufmann_unhandled_total 0",
         ] {
             assert!(

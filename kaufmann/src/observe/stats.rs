@@ -26,6 +26,16 @@ impl Stats {
     pub fn max_in_flight(&self) -> usize {
         self.metrics.max_in_flight()
     }
+    /// Messages out of the pool whose handlers returned, waiting for the broker to acknowledge
+    /// their events before their offsets are committed (`publish_confirm = "before_commit"`),
+    /// now: at most 100 × `demand`.
+    pub fn unconfirmed(&self) -> usize {
+        self.metrics.unconfirmed()
+    }
+    /// The highest `unconfirmed` seen since start.
+    pub fn max_unconfirmed(&self) -> usize {
+        self.metrics.max_unconfirmed()
+    }
     /// Messages whose handler returned `Ok`.
     pub fn handled(&self) -> u64 {
         self.metrics.total(|c| c.handled)

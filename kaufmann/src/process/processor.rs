@@ -96,8 +96,9 @@ pub(crate) struct Processor {
     pub(crate) stages: bool,
     /// Under `publish_confirm = "before_commit"` (at least once): what a handler attempt
     /// publishes is handed to the producer when it succeeds, and the message is finished when
-    /// the broker acknowledged all of it (see [`Processor::confirm`]).
-    defers: bool,
+    /// the broker acknowledged all of it (see [`Processor::confirm`]); a batch handler's, when
+    /// it returns (see `run_batch`).
+    pub(crate) defers: bool,
 }
 
 /// A message whose handler succeeded, waiting for the acknowledgements of what it published.

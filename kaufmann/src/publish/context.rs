@@ -52,7 +52,10 @@ impl Context {
     }
 
     /// Publishes `value` to the default topic, keyed like the event being handled and carrying its
-    /// `message_id` as `callback_id`.
+    /// `message_id` as `callback_id`. By default (`publish_confirm = "before_commit"`) this
+    /// returns once the event is encoded: it goes to the broker when the handler returns `Ok`,
+    /// and the message's offset waits for the acknowledgement. With `"in_handler"` it returns once
+    /// the broker has it.
     pub async fn publish<T: EventSchema>(&self, value: T) -> Result<()> {
         self.publisher
             .publish_typed(&value, self.route())
