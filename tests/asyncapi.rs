@@ -168,7 +168,7 @@ fn a_document_of_two_topics_and_a_route_passes_the_parser() {
     assert!(!operations.contains_key("send.event.error.test.copy"));
     assert!(!operations
         .keys()
-        .any(|id| id.starts_with("dead-letter.test.copy.")));
+        .any(|id| id.starts_with("dead-letter.test.copy.from.")));
     let dead = &operations["dead-letter.test.work.from.queries"];
     assert_eq!(dead["channel"]["$ref"], "#/channels/queries.DLT");
     assert!(operations.contains_key("send.event.error.test.work"));

@@ -75,8 +75,9 @@ pub(crate) struct Engine {
     retry_topics: Vec<String>,
     /// The timers of records that wait until they are due (aborted at shutdown).
     delayed: std::sync::Mutex<tokio::task::JoinSet<()>>,
-    /// Under `publish_confirm = "before_commit"`: the messages whose handlers returned and whose
-    /// events are not acknowledged yet, at most [`UNCONFIRMED_PER_SLOT`] × `demand`.
+    /// Under `publish_confirm = "before_commit"` or exactly once: the messages whose handlers
+    /// returned and whose events are not acknowledged yet, at most [`UNCONFIRMED_PER_SLOT`] ×
+    /// `demand`.
     unconfirmed: Arc<Semaphore>,
     /// Where those messages go, in the order their handlers returned, to the one task that
     /// waits for their acknowledgements (started with the first; see [`Engine::confirm_later`]).
@@ -87,7 +88,7 @@ pub(crate) struct Engine {
 type Confirmation = (Job, Box<Unconfirmed>, OwnedSemaphorePermit);
 
 /// How many messages waiting for their events' acknowledgements (`publish_confirm =
-/// "before_commit"`) there may be per slot of the pool: a produce round trip is about a hundred
+/// "before_commit"`, exactly once) there may be per slot of the pool: a produce round trip is about a hundred
 /// handler runs of a handler that waits for nothing else.
 const UNCONFIRMED_PER_SLOT: usize = 100;
 
@@ -361,11 +362,19 @@ impl Engine {
         }
     }
 
-    /// Every slot of the pool: when this returns, no message is in flight, and none is admitted
-    /// until the permits are dropped.
-    async fn whole_pool(&self) -> Result<OwnedSemaphorePermit, tokio::sync::AcquireError> {
+    /// Every slot of the pool, then every place among the messages waiting for
+    /// acknowledgements: when this returns, no message is in flight or unconfirmed, and none is
+    /// admitted until the permits are dropped. (In this order: a message leaves the pool only
+    /// once it has its place among those waiting.)
+    async fn whole_pool(&self) -> Result<[OwnedSemaphorePermit; 2], tokio::sync::AcquireError> {
         let all = u32::try_from(self.config.demand).unwrap_or(u32::MAX);
-        self.semaphore.clone().acquire_many_owned(all).await
+        let pool = self.semaphore.clone().acquire_many_owned(all).await?;
+        let unconfirmed = u32::try_from(self.config.demand.saturating_mul(UNCONFIRMED_PER_SLOT))
+            .unwrap_or(u32::MAX);
+        let waiting = Arc::clone(&self.unconfirmed)
+            .acquire_many_owned(unconfirmed)
+            .await?;
+        Ok([pool, waiting])
     }
 
     /// Commits the open transaction: waits until no message is in flight (the poll loop takes
@@ -820,16 +829,7 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .abort_all();
         let limit = self.config.shutdown_timeout;
-        let all = u32::try_from(self.config.demand).unwrap_or(u32::MAX);
-        let unconfirmed = u32::try_from(self.config.demand.saturating_mul(UNCONFIRMED_PER_SLOT))
-            .unwrap_or(u32::MAX);
-        let finished = tokio::time::timeout(limit, async {
-            let pool = self.semaphore.acquire_many(all).await;
-            let waiting = self.unconfirmed.acquire_many(unconfirmed).await;
-            (pool, waiting)
-        })
-        .await
-        .is_ok();
+        let finished = tokio::time::timeout(limit, self.whole_pool()).await.is_ok();
         if !finished {
             tracing::warn!(
                 in_flight = self.shared.metrics.in_flight(),

@@ -132,7 +132,7 @@ impl Processor {
             // Exactly once, or `before_commit`: what the handler publishes is kept until it
             // returns, so a failed attempt leaves nothing behind and the batch waits for one
             // round trip for all its events.
-            let staging = (self.stages || self.defers).then(|| self.publisher.staging());
+            let staging = self.defers.then(|| self.publisher.staging());
             // A batch's context is no one event's: what it publishes carries no callback id.
             let context = Context::new(
                 staging.as_ref().unwrap_or(&self.publisher).clone(),

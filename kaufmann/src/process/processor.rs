@@ -91,14 +91,14 @@ pub(crate) struct Processor {
     unhandled_log: LogLimit,
     /// Under `json` (values that name no writer schema): the schema of each handled event.
     readers: FastMap<&'static str, Arc<RegisteredSchema>>,
-    /// Under `exactly_once`: what a handler attempt publishes is produced only when it succeeds
-    /// (a retried attempt's events are not in the transaction twice).
-    pub(crate) stages: bool,
-    /// Under `publish_confirm = "before_commit"` (at least once): what a handler attempt
-    /// publishes is handed to the producer when it succeeds, and the message is finished when
-    /// the broker acknowledged all of it (see [`Processor::confirm`]); a batch handler's, when
-    /// it returns (see `run_batch`).
+    /// Under `exactly_once` or `publish_confirm = "before_commit"`: what a handler attempt
+    /// publishes is handed to the producer only when it succeeds (a retried attempt's events are
+    /// not published twice), and the message is finished when the broker acknowledged all of it
+    /// (see [`Processor::confirm`]); a batch handler's, when it returns (see `run_batch`).
     pub(crate) defers: bool,
+    /// Under `exactly_once`: a delivery that fails dooms the open transaction (librdkafka makes
+    /// it abortable), which aborts, and the rewind reads the message again.
+    transactional: bool,
 }
 
 /// A message whose handler succeeded, waiting for the acknowledgements of what it published.
@@ -134,9 +134,9 @@ impl Processor {
             decoder: Decoder::new(registry, metrics),
             publisher,
             codec,
-            stages: config.processing == Processing::ExactlyOnce,
-            defers: config.processing == Processing::AtLeastOnce
-                && config.publish_confirm == PublishConfirm::BeforeCommit,
+            defers: config.processing == Processing::ExactlyOnce
+                || config.publish_confirm == PublishConfirm::BeforeCommit,
+            transactional: config.processing == Processing::ExactlyOnce,
             config,
             states,
             unhandled_log: LogLimit::new(UNHANDLED_LOG),
@@ -226,20 +226,16 @@ impl Processor {
                 tracing::Span::current().record("attempt", attempt);
             }
             let policy = self.config.error_policy(&meta.message_name);
-            let staging = (self.stages || self.defers).then(|| self.publisher.staging());
+            let staging = self.defers.then(|| self.publisher.staging());
             let publisher = staging.as_ref().unwrap_or(&self.publisher);
             let mut outcome = self
                 .attempt(job, meta, trace, policy.handler_timeout, publisher)
                 .await;
             if let (Ok(()), Some(staging)) = (&outcome, &staging) {
-                if self.defers {
-                    // Boxed, like the rare paths: every message's future stays small.
-                    match Box::pin(staging.hand_over()).await {
-                        Ok(handed) => return self.unconfirmed(job, meta, attempt, handed),
-                        Err(err) => outcome = Err(self.classify(err)),
-                    }
-                } else {
-                    outcome = staging.release().await.map_err(|err| self.classify(err));
+                // Boxed, like the rare paths: every message's future stays small.
+                match Box::pin(staging.hand_over()).await {
+                    Ok(handed) => return self.unconfirmed(job, meta, attempt, handed),
+                    Err(err) => outcome = Err(self.classify(err)),
                 }
             }
             if outcome.is_err() {
@@ -294,12 +290,12 @@ impl Processor {
         }))
     }
 
-    /// Waits for the acknowledgements of what a message's handler published
-    /// (`publish_confirm = "before_commit"`). A record the broker did not take while it is down
-    /// is produced again when it answers, as often as it takes; one it refused for another reason
-    /// (too large, not authorised, no such topic) fails the message: retry topic, error event and
-    /// dead-letter topic, as a handler's error does after its retries. When this returns, the
-    /// message's offset may be committed.
+    /// Waits for the acknowledgements of what a message's handler published. A record the
+    /// broker did not take while it is down is produced again when it answers, as often as it
+    /// takes; one it refused for another reason (too large, not authorised, no such topic) fails
+    /// the message: retry topic, error event and dead-letter topic, as a handler's error does
+    /// after its retries. When this returns, the message's offset may be committed. (Exactly
+    /// once, a failed delivery is the transaction's instead: see `transactional`.)
     pub(crate) async fn confirm(&self, job: &Job, unconfirmed: Box<Unconfirmed>) {
         let Unconfirmed {
             handed,
@@ -311,6 +307,10 @@ impl Processor {
             let Err(mut unsent) = self.publisher.confirm(handed).await else {
                 continue;
             };
+            if self.transactional {
+                tracing::warn!(at = %place(&job.origin), "{}: {}; the transaction aborts and the message is read again", unsent.place(), unsent.take_error());
+                continue;
+            }
             let mut wait = Duration::from_millis(200);
             while failed.is_none() {
                 let error = unsent.take_error();
