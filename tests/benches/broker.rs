@@ -35,6 +35,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 
 kaufmann::schemas!("benches/schemas");
 
+/// The allocator `kaufmann::run!()` installs (its default feature `mimalloc`), for the services
+/// measured here and the hand-written loops alike.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const PARTITIONS: i32 = 8;
 
 static SLEEP_MS: AtomicU64 = AtomicU64::new(0);
@@ -123,6 +128,8 @@ struct Args {
     only: Only,
     /// `--e-run TOPIC REGISTRY_URL COUNT`: this process is one run of E (see [`e_in_a_process`]).
     e_run: Option<(String, String, u64)>,
+    /// `--e-messages N`: the events a run of E reads (10,000 unless given; at most `messages`).
+    e_messages: u64,
 }
 
 /// The part of the benchmark a run measures.
@@ -148,6 +155,7 @@ fn args() -> Args {
         peers: true,
         only: Only::All,
         e_run: None,
+        e_messages: 10_000,
     };
     let all: Vec<String> = std::env::args().collect();
     let mut i = 1;
@@ -156,6 +164,9 @@ fn args() -> Args {
         match all[i].as_str() {
             "--messages" => parsed.messages = value.parse().expect("--messages takes a number"),
             "--runs" => parsed.runs = value.parse().expect("--runs takes a number"),
+            "--e-messages" => {
+                parsed.e_messages = value.parse().expect("--e-messages takes a number");
+            }
             "--out" => parsed.out = value,
             "--no-peers" => {
                 parsed.peers = false;
@@ -936,7 +947,7 @@ fn main() {
             .expect("serve the benchmark's registry");
         let registry_url = served.url();
         if args.only == Only::E {
-            let (e, peak, rss) = e_runs(&topic, &registry_url, n.min(10_000), args.runs).await;
+            let (e, peak, rss) = e_runs(&topic, &registry_url, n.min(args.e_messages), args.runs).await;
             eprintln!("E: median {e:.0} msg/s, in-flight peak {peak}, peak RSS of the service's process {} MiB", rss / 1024);
             return;
         }
@@ -1002,7 +1013,7 @@ fn main() {
         }
         let (d, ideal) = (median(d), median(ideal));
         say("E: Kaufmann, 20 ms handler, demand 50, each run in a process of its own");
-        let e_count = n.min(10_000);
+        let e_count = n.min(args.e_messages);
         let (e, e_peak, e_rss) = e_runs(&topic, &registry_url, e_count, args.runs).await;
 
         say("F, F with publish_confirm = in_handler (at the default demand and at 1000), G and H: the handler publishes each event again, at least once (F) and exactly once (G), against a hand-written rdkafka loop (H), a run of each per round");
