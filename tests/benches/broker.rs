@@ -1061,7 +1061,7 @@ fn main() {
         table.push((format!("F. Kaufmann, handler publishes each event, at least once, the default publish_confirm = before_commit ({fast_count} msgs)"), f, ratio(f, a)));
         table.push((format!("F with publish_confirm = in_handler ({slow_count} msgs)"), f_waiting, ratio(f_waiting, a)));
         table.push((format!("F with publish_confirm = in_handler at demand 1000 ({slow_count} msgs)"), f_waiting_wide, ratio(f_waiting_wide, a)));
-        table.push((format!("G. F exactly once (transactions every 100 ms or 1,000 messages; up to {transactions} in a run)"), g, ratio(g, a)));
+        table.push((format!("G. F exactly once (transactions every 100 ms or 10,000 messages; up to {transactions} in a run)"), g, ratio(g, a)));
         table.push((format!("H. hand-written rdkafka loop: decode, encode, produce, 10,000 deliveries outstanding ({fast_count} msgs)"), h, ratio(h, a)));
         for (peer, value, finished, _, _, per_message) in &peer_results {
             if let Some(v) = value {
