@@ -88,8 +88,8 @@ pub(crate) struct Engine {
 type Confirmation = (Job, Box<Unconfirmed>, OwnedSemaphorePermit);
 
 /// How many messages waiting for their events' acknowledgements (`publish_confirm =
-/// "before_commit"`, exactly once) there may be per slot of the pool: a produce round trip is about a hundred
-/// handler runs of a handler that waits for nothing else.
+/// "before_commit"`, exactly once) there may be per slot of the pool: a produce round trip is
+/// about a hundred handler runs of a handler that waits for nothing else.
 const UNCONFIRMED_PER_SLOT: usize = 100;
 
 /// How long a message's first steps may take on the poll loop before messages go straight to

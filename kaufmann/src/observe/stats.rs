@@ -27,8 +27,8 @@ impl Stats {
         self.metrics.max_in_flight()
     }
     /// Messages out of the pool whose handlers returned, waiting for the broker to acknowledge
-    /// their events before their offsets are committed (`publish_confirm = "before_commit"`),
-    /// now: at most 100 × `demand`.
+    /// their events before their offsets are committed (`publish_confirm = "before_commit"`, or
+    /// exactly once), now: at most 100 × `demand`.
     pub fn unconfirmed(&self) -> usize {
         self.metrics.unconfirmed()
     }

@@ -167,8 +167,8 @@ impl Processor {
     }
 
     /// Runs one message through decode and handler with the error policy; never fails. Under
-    /// `publish_confirm = "before_commit"`, a message whose handler published events is not
-    /// finished yet: it is handed back, for [`Processor::confirm`].
+    /// `publish_confirm = "before_commit"` or exactly once, a message whose handler published
+    /// events is not finished yet: it is handed back, for [`Processor::confirm`].
     ///
     /// The futures below take their arguments by reference: a future keeps a copy of each
     /// argument it takes by value, and every message's future is allocated once, so it stays
