@@ -182,9 +182,9 @@ enum Produce {
 
 /// On librdkafka's mock cluster (the shared broker cannot be told to hold acknowledgements for
 /// one topic), every produce request is answered `NotEnoughReplicas` while the handlers all
-/// return `Ok`: nothing is committed, and the messages wait out of the pool. Once produce requests are
-/// taken again, the producer's retries go through and every offset is committed, each input with
-/// its one output.
+/// return `Ok`: nothing is committed, and the messages wait out of the pool. Once produce
+/// requests are taken again, the producer's retries go through and every offset is committed,
+/// each input with its one output.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_is_committed_until_the_broker_takes_the_events() {
     const COUNT: i64 = 50;
@@ -278,9 +278,9 @@ async fn nothing_is_committed_until_the_broker_takes_the_events() {
 
 /// 10,000 inputs (20 ms handlers) through a service process with `publish_confirm =
 /// "before_commit"`, killed with SIGKILL twice under load (at 2,000 and 5,000 outputs written)
-/// and restarted: every input still has its output (`test.copied`, or the error event of an input that always fails), since no
-/// offset was committed before its events were acknowledged. Outputs repeat for what was handled
-/// but not committed when the process died (at least once).
+/// and restarted: every input still has its output (`test.copied`, or the error event of an
+/// input that always fails), since no offset was committed before its events were acknowledged.
+/// Outputs repeat for what was handled but not committed when the process died (at least once).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_twice_no_input_loses_its_output() {
     const COUNT: i64 = 10_000;

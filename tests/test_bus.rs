@@ -71,21 +71,31 @@ async fn feeding_back_runs_a_chain_to_its_end() {
     assert_eq!(without.stats().handled(), 1);
 }
 
+/// How often the events of a handler whose first attempt fails after publishing are published,
+/// by processing and `publish_confirm`: twice when `ctx.publish` hands them over at once, once
+/// when they wait for the attempt to return `Ok`.
+const PUBLISHED_PER_EVENT: [(Processing, PublishConfirm, usize); 3] = [
+    (Processing::AtLeastOnce, PublishConfirm::InHandler, 2),
+    (Processing::AtLeastOnce, PublishConfirm::BeforeCommit, 1),
+    (Processing::ExactlyOnce, PublishConfirm::InHandler, 1),
+];
+
+/// A test bus with this processing and `publish_confirm`.
+fn bus_with(processing: Processing, confirm: PublishConfirm) -> TestBus {
+    let mut config = kaufmann::Config::new("copies");
+    config.processing = processing;
+    config.publish_confirm = confirm;
+    TestBus::with_config(config)
+}
+
 /// The `test.copy` handler publishes, then fails its first attempt. At least once, the retry
 /// publishes again: two events. Exactly once, or with `publish_confirm = "before_commit"`, an
 /// attempt's events are published only when it returns `Ok`: one event; one that always fails
 /// publishes nothing but its error event.
 #[tokio::test]
 async fn exactly_once_publishes_only_what_successful_attempts_published() {
-    for (processing, confirm, expected) in [
-        (Processing::AtLeastOnce, PublishConfirm::InHandler, 2),
-        (Processing::AtLeastOnce, PublishConfirm::BeforeCommit, 1),
-        (Processing::ExactlyOnce, PublishConfirm::InHandler, 1),
-    ] {
-        let mut config = kaufmann::Config::new("copies");
-        config.processing = processing;
-        config.publish_confirm = confirm;
-        let bus = TestBus::with_config(config);
+    for (processing, confirm, expected) in PUBLISHED_PER_EVENT {
+        let bus = bus_with(processing, confirm);
         let run = unique("bus-copy");
         bus.given_event(TestCopy {
             id: 7,
@@ -104,10 +114,7 @@ async fn exactly_once_publishes_only_what_successful_attempts_published() {
         (Processing::ExactlyOnce, PublishConfirm::InHandler),
         (Processing::AtLeastOnce, PublishConfirm::BeforeCommit),
     ] {
-        let mut config = kaufmann::Config::new("copies");
-        config.processing = processing;
-        config.publish_confirm = confirm;
-        let bus = TestBus::with_config(config);
+        let bus = bus_with(processing, confirm);
         bus.given_event(TestCopy {
             id: 8,
             run: unique("bus-copy"),
@@ -126,15 +133,8 @@ async fn exactly_once_publishes_only_what_successful_attempts_published() {
 /// `before_commit` (and exactly once) a batch's events go out when it returns `Ok`: 3.
 #[tokio::test]
 async fn a_batch_publishes_only_what_its_successful_attempt_published() {
-    for (processing, confirm, copies) in [
-        (Processing::AtLeastOnce, PublishConfirm::InHandler, 2),
-        (Processing::AtLeastOnce, PublishConfirm::BeforeCommit, 1),
-        (Processing::ExactlyOnce, PublishConfirm::InHandler, 1),
-    ] {
-        let mut config = kaufmann::Config::new("batch-copies");
-        config.processing = processing;
-        config.publish_confirm = confirm;
-        let bus = TestBus::with_config(config);
+    for (processing, confirm, copies) in PUBLISHED_PER_EVENT {
+        let bus = bus_with(processing, confirm);
         let run = unique("bus-copy-batch");
         let inputs = (0..3)
             .map(|id| TestCopyBatch {

@@ -443,28 +443,21 @@ async fn latency_run(
     RECORD_FROM.store(i64::MAX, Ordering::SeqCst);
     service.shutdown().await.unwrap();
     let mut sent = latencies().lock().unwrap().clone();
-    if detail {
-        print_tail(&sent);
-    }
     sent.sort_unstable_by_key(|&(_, took)| took);
-    let lat: Vec<u64> = sent.into_iter().map(|(_, took)| took).collect();
+    // The latency at `p` (0 to 1), µs.
     let pct = |p: f64| {
-        lat.get(((lat.len() as f64 - 1.0) * p) as usize)
-            .copied()
-            .unwrap_or(0) as f64
-            / 1000.0
+        sent.get(((sent.len() as f64 - 1.0) * p) as usize)
+            .map_or(0, |&(_, took)| took)
     };
-    [pct(0.50), pct(0.99), pct(1.0)]
+    if detail {
+        print_tail(&sent, pct(0.99));
+    }
+    [pct(0.50), pct(0.99), pct(1.0)].map(|us| us as f64 / 1000.0)
 }
 
-/// Where a latency run's tail lies in time: the slowest hundredth of its events by the
-/// 100 ms window they were sent in (ms from the first send), the ten fullest windows.
-fn print_tail(sent: &[(i64, u64)]) {
-    let mut by_latency: Vec<u64> = sent.iter().map(|&(_, took)| took).collect();
-    by_latency.sort_unstable();
-    let Some(&p99) = by_latency.get(by_latency.len().saturating_sub(1) * 99 / 100) else {
-        return;
-    };
+/// Where a latency run's tail lies in time: its events at or above `p99` (µs) by the 100 ms
+/// window they were sent in (ms from the first send), the ten fullest windows.
+fn print_tail(sent: &[(i64, u64)], p99: u64) {
     let first = sent.iter().map(|&(at, _)| at).min().unwrap_or(0);
     let mut windows = std::collections::BTreeMap::<i64, (usize, u64)>::default();
     for &(at, took) in sent.iter().filter(|&&(_, took)| took >= p99) {
@@ -951,7 +944,7 @@ fn main() {
             eprintln!("E: median {e:.0} msg/s, in-flight peak {peak}, peak RSS of the service's process {} MiB", rss / 1024);
             return;
         }
-        let mut table: Vec<(String, f64, String)> = Vec::new();
+        let mut table: Vec<(String, f64, Option<f64>)> = Vec::new();
         let say = |label: &str| eprintln!("measuring {label}");
         // A, B, C and the peers take turns, one run of each per round, so that a slow spell of
         // the machine (this VM's rates move by half between runs) weighs on all alike; C / B and
@@ -1046,29 +1039,22 @@ fn main() {
             }
             cells
         };
-        // The CPU time per message of each row, in the table's order ("-" where not measured).
-        let mut cpu_cells: Vec<String> = cpu.iter().map(|c| format!("{c:.2}")).collect();
-        // D, E, F, F in_handler, F in_handler at demand 1000, G, H.
-        cpu_cells.extend(["-", "-"].map(str::to_owned));
-        cpu_cells.push(format!("{:.2}", publish.f_cpu));
-        cpu_cells.extend(["-", "-", "-"].map(str::to_owned));
-        cpu_cells.push(format!("{:.2}", publish.h_cpu));
-        table.push(("A. raw rdkafka StreamConsumer, counting".into(), a, "1.00".into()));
-        table.push(("B. A + wire format + apache-avro decode".into(), b, ratio(b, a)));
-        table.push(("C. Kaufmann, no-op handler (decode, dispatch, commit)".into(), c, ratio(c, a)));
-        table.push((format!("D. Kaufmann, 5 ms handler, demand 50 ({d_count} msgs)"), d, ratio(d, a)));
-        table.push((format!("E. Kaufmann, 20 ms handler, demand 50 ({e_count} msgs of a {n}-event backlog)"), e, ratio(e, a)));
-        table.push((format!("F. Kaufmann, handler publishes each event, at least once, the default publish_confirm = before_commit ({fast_count} msgs)"), f, ratio(f, a)));
-        table.push((format!("F with publish_confirm = in_handler ({slow_count} msgs)"), f_waiting, ratio(f_waiting, a)));
-        table.push((format!("F with publish_confirm = in_handler at demand 1000 ({slow_count} msgs)"), f_waiting_wide, ratio(f_waiting_wide, a)));
-        table.push((format!("G. F exactly once (transactions every 100 ms or 10,000 messages; up to {transactions} in a run)"), g, ratio(g, a)));
-        table.push((format!("H. hand-written rdkafka loop: decode, encode, produce, 10,000 deliveries outstanding ({fast_count} msgs)"), h, ratio(h, a)));
+        // Each row: its label, rate and the process's CPU time per message, when measured.
+        table.push(("A. raw rdkafka StreamConsumer, counting".into(), a, Some(cpu[0])));
+        table.push(("B. A + wire format + apache-avro decode".into(), b, Some(cpu[1])));
+        table.push(("C. Kaufmann, no-op handler (decode, dispatch, commit)".into(), c, Some(cpu[2])));
+        table.push((format!("D. Kaufmann, 5 ms handler, demand 50 ({d_count} msgs)"), d, None));
+        table.push((format!("E. Kaufmann, 20 ms handler, demand 50 ({e_count} msgs of a {n}-event backlog)"), e, None));
+        table.push((format!("F. Kaufmann, handler publishes each event, at least once, the default publish_confirm = before_commit ({fast_count} msgs)"), f, Some(publish.f_cpu)));
+        table.push((format!("F with publish_confirm = in_handler ({slow_count} msgs)"), f_waiting, None));
+        table.push((format!("F with publish_confirm = in_handler at demand 1000 ({slow_count} msgs)"), f_waiting_wide, None));
+        table.push((format!("G. F exactly once (transactions every 100 ms or 10,000 messages; up to {transactions} in a run)"), g, None));
+        table.push((format!("H. hand-written rdkafka loop: decode, encode, produce, 10,000 deliveries outstanding ({fast_count} msgs)"), h, Some(publish.h_cpu)));
         for (peer, value, finished, _, _, per_message) in &peer_results {
             if let Some(v) = value {
                 let count = n.min(peer.max_count);
                 let label = format!("{} ({count} msgs; {finished} of {} runs finished)", peer.label, args.runs);
-                table.push((label, *v, ratio(*v, a)));
-                cpu_cells.push(format!("{per_message:.2}"));
+                table.push((label, *v, Some(*per_message)));
             }
         }
 
@@ -1084,8 +1070,9 @@ fn main() {
         }
         let peer_rules: String = peer_results.iter().map(|_| "---:|").collect();
         let _ = writeln!(md, "| run | msgs/s | CPU µs/msg | ratio to A |{peer_heads}\n|---|---:|---:|---:|{peer_rules}");
-        for ((label, value, r), cpu) in table.iter().zip(&cpu_cells) {
-            let _ = writeln!(md, "| {label} | {value:.0} | {cpu} | {r} |{}", to_peers(*value));
+        for (label, value, cpu) in &table {
+            let cpu = cpu.map_or_else(|| "-".to_owned(), |c| format!("{c:.2}"));
+            let _ = writeln!(md, "| {label} | {value:.0} | {cpu} | {} |{}", ratio(*value, a), to_peers(*value));
         }
         let _ = writeln!(md, "\n| figure | value | goal |\n|---|---:|---|");
         let _ = writeln!(md, "| C / B (median of the rounds' ratios; ratio of the medians {:.2}) | {c_over_b:.2} | >= 1.0 |", c / b);

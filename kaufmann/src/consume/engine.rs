@@ -92,6 +92,11 @@ type Confirmation = (Job, Box<Unconfirmed>, OwnedSemaphorePermit);
 /// about a hundred handler runs of a handler that waits for nothing else.
 const UNCONFIRMED_PER_SLOT: usize = 100;
 
+/// How many messages may wait for acknowledgements at `demand`.
+fn unconfirmed_places(demand: usize) -> usize {
+    demand.saturating_mul(UNCONFIRMED_PER_SLOT)
+}
+
 /// How long a message's first steps may take on the poll loop before messages go straight to
 /// tasks of their own (see [`Inline`]).
 const INLINE_LIMIT: Duration = Duration::from_micros(200);
@@ -201,9 +206,7 @@ impl Engine {
             lanes: Arc::default(),
             batches,
             retry_topics: config.retry_topics(),
-            unconfirmed: Arc::new(Semaphore::new(
-                config.demand.saturating_mul(UNCONFIRMED_PER_SLOT),
-            )),
+            unconfirmed: Arc::new(Semaphore::new(unconfirmed_places(config.demand))),
             config,
             delayed: std::sync::Mutex::default(),
             confirmer: std::sync::OnceLock::new(),
@@ -367,12 +370,12 @@ impl Engine {
     /// admitted until the permits are dropped. (In this order: a message leaves the pool only
     /// once it has its place among those waiting.)
     async fn whole_pool(&self) -> Result<[OwnedSemaphorePermit; 2], tokio::sync::AcquireError> {
-        let all = u32::try_from(self.config.demand).unwrap_or(u32::MAX);
-        let pool = self.semaphore.clone().acquire_many_owned(all).await?;
-        let unconfirmed = u32::try_from(self.config.demand.saturating_mul(UNCONFIRMED_PER_SLOT))
-            .unwrap_or(u32::MAX);
+        let all = |places: usize| u32::try_from(places).unwrap_or(u32::MAX);
+        let pool = Arc::clone(&self.semaphore)
+            .acquire_many_owned(all(self.config.demand))
+            .await?;
         let waiting = Arc::clone(&self.unconfirmed)
-            .acquire_many_owned(unconfirmed)
+            .acquire_many_owned(all(unconfirmed_places(self.config.demand)))
             .await?;
         Ok([pool, waiting])
     }
