@@ -2,11 +2,13 @@
 //! once), add the envelope and the trace context, produce.
 
 use std::borrow::Cow;
+use std::future::ready;
 use std::sync::Arc;
 use std::time::Duration;
 
 use apache_avro::types::Value;
 use apache_avro::Schema;
+use futures::future::Either;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -529,37 +531,6 @@ impl Publisher {
             .map_err(|source| Error::kafka(format!("producing to topic `{topic}`"), source))
     }
 
-    /// Stages one record of `event` (a staging publisher), or produces it now; `true` when it was
-    /// staged.
-    async fn deliver(
-        &self,
-        event: Option<&str>,
-        topic: &str,
-        partition: Option<i32>,
-        key: Option<&[u8]>,
-        value: Option<&[u8]>,
-        headers: rdkafka::message::OwnedHeaders,
-    ) -> std::result::Result<bool, rdkafka::error::KafkaError> {
-        if let Some(stage) = &self.stage {
-            stage
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(Staged {
-                    event: event.map(str::to_owned),
-                    topic: topic.to_owned(),
-                    partition,
-                    key: key.map(<[u8]>::to_vec),
-                    value: value.map(<[u8]>::to_vec),
-                    headers,
-                });
-            return Ok(true);
-        }
-        self.deliver_now(topic, partition, key, value, headers)
-            .await
-            .map(|()| false)
-    }
-
     /// Produces one record (and waits for the broker's acknowledgement), or keeps it in memory.
     async fn deliver_now(
         &self,
@@ -599,30 +570,71 @@ impl Publisher {
         }
     }
 
-    /// Publishes a typed value along `route`.
-    pub(crate) async fn publish_typed<T: EventSchema>(
-        &self,
+    /// Publishes a typed value along `route` (see [`Publisher::publish_routed`]).
+    pub(crate) fn publish_typed<'a, T: EventSchema>(
+        &'a self,
         value: &T,
-        route: Route<'_>,
-    ) -> Result<Metadata> {
-        self.publish_routed(Outgoing::typed(value)?, route).await
+        route: Route<'a>,
+    ) -> Publishing<'a> {
+        match Outgoing::typed(value) {
+            Ok(outgoing) => self.publish_routed(outgoing, route),
+            Err(error) => Either::Left(ready(Err(error))),
+        }
     }
 
-    /// Encodes `outgoing` in the service's wire format and produces it; waits for the broker's
-    /// acknowledgement.
-    pub(crate) async fn publish_routed(
+    /// Encodes `outgoing` in the service's wire format and stages it (a staging publisher), or
+    /// produces it and waits for the broker's acknowledgement. A record staged with its writer
+    /// schema cached (most of them) is staged before this returns: only a registration or a
+    /// wait for the broker is a future, boxed, so that a handler's future that publishes stays
+    /// small (each message's future is moved into its box whole).
+    pub(crate) fn publish_routed<'a>(
+        &'a self,
+        outgoing: Outgoing<'a>,
+        route: Route<'a>,
+    ) -> Publishing<'a> {
+        let topic = self.topic_of(outgoing.event, route.topic);
+        match self.cached_writer(outgoing.event, topic) {
+            Some(writer) if self.stage.is_some() => Either::Left(ready(
+                self.encode(outgoing, route, topic, writer)
+                    .map(|record| self.stage(record)),
+            )),
+            cached => Either::Right(Box::pin(async move {
+                let writer = match cached {
+                    Some(writer) => writer,
+                    None => self.register_writer(&outgoing, topic).await?,
+                };
+                let record = self.encode(outgoing, route, topic, writer)?;
+                if self.stage.is_some() {
+                    return Ok(self.stage(record));
+                }
+                self.produce(record).await
+            })),
+        }
+    }
+
+    /// The topic of `event`: the route's, else the event's configured one, else the default.
+    fn topic_of<'a>(&'a self, event: &str, routed: Option<&'a str>) -> &'a str {
+        routed
+            .or_else(|| {
+                let configured = self.inner.routes.get(event)?;
+                configured.topic.as_deref()
+            })
+            .unwrap_or(&self.inner.default_topic)
+    }
+
+    /// The record of `outgoing` along `route` to `topic`: its metadata, encoded value, headers
+    /// and key.
+    fn encode<'a>(
         &self,
-        outgoing: Outgoing<'_>,
-        route: Route<'_>,
-    ) -> Result<Metadata> {
+        outgoing: Outgoing<'a>,
+        route: Route<'a>,
+        topic: &'a str,
+        (schema_id, writer): (u32, Arc<Schema>),
+    ) -> Result<Encoded<'a>> {
         let inner = &self.inner;
         let event = outgoing.event;
-        let configured = inner.routes.get(event);
-        let topic = route
-            .topic
-            .or_else(|| configured.and_then(|r| r.topic.as_deref()))
-            .unwrap_or(&inner.default_topic);
-        let field_key = match configured.and_then(|r| r.key_field.as_deref()) {
+        let key_field = inner.routes.get(event).and_then(|r| r.key_field.as_deref());
+        let field_key = match key_field {
             Some(field) if route.key.is_none() => {
                 Some(key_from_field(event, &outgoing.value, field)?)
             }
@@ -631,9 +643,6 @@ impl Publisher {
         let mut meta = Metadata::new(event, &inner.service, &inner.instance)
             .with_callback_id(route.callback_id);
         meta.callback_topic = route.callback_topic;
-        let (schema_id, writer) = self
-            .writer(event, outgoing.schema, outgoing.schema_json, topic)
-            .await?;
         let value = inner
             .codec
             .encode(event, schema_id, &writer, &meta, outgoing.value)?;
@@ -655,58 +664,105 @@ impl Publisher {
                 .codec
                 .default_key(event, field_key, route.inherited_key),
         };
-        let key = key.as_deref();
-        let started = std::time::Instant::now();
-        let staged = self
-            .deliver(
-                Some(event),
-                topic,
-                route.partition,
-                key,
-                Some(&value),
-                headers,
-            )
-            .await
-            .map_err(|source| {
-                Error::kafka(format!("publishing `{event}` to topic `{topic}`"), source)
-            })?;
-        if staged {
-            tracing::debug!(event, topic, message_id = %meta.message_id, "staged until the attempt succeeds");
-        } else {
-            inner
-                .metrics
-                .record(event, Outcome::Published(started.elapsed()));
-            tracing::debug!(event, topic, message_id = %meta.message_id, "published");
+        Ok(Encoded {
+            meta,
+            event,
+            topic,
+            partition: route.partition,
+            key,
+            value,
+            headers,
+        })
+    }
+
+    /// Stages `record` (a staging publisher): it is produced when the attempt succeeds.
+    fn stage(&self, record: Encoded<'_>) -> Metadata {
+        let Encoded {
+            meta,
+            event,
+            topic,
+            partition,
+            key,
+            value,
+            headers,
+        } = record;
+        if let Some(stage) = &self.stage {
+            stage
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(Staged {
+                    event: Some(event.to_owned()),
+                    topic: topic.to_owned(),
+                    partition,
+                    key: key.map(Cow::into_owned),
+                    value: Some(value),
+                    headers,
+                });
         }
+        tracing::debug!(event, topic, message_id = %meta.message_id, "staged until the attempt succeeds");
+        meta
+    }
+
+    /// Produces `record` and waits for the broker's acknowledgement.
+    async fn produce(&self, record: Encoded<'_>) -> Result<Metadata> {
+        let Encoded {
+            meta,
+            event,
+            topic,
+            partition,
+            key,
+            value,
+            headers,
+        } = record;
+        let started = std::time::Instant::now();
+        self.deliver_now(topic, partition, key.as_deref(), Some(&value), headers)
+            .await
+            .map_err(|source| Error::kafka(place(Some(event), topic), source))?;
+        self.inner
+            .metrics
+            .record(event, Outcome::Published(started.elapsed()));
+        tracing::debug!(event, topic, message_id = %meta.message_id, "published");
         Ok(meta)
     }
 
-    /// The writer schema of `event` for `topic` and its id: registered (or found) once under its
-    /// subject, then cached.
-    async fn writer(
-        &self,
-        event: &str,
-        schema: &Schema,
-        schema_json: &str,
-        topic: &str,
-    ) -> Result<(u32, Arc<Schema>)> {
+    /// The key of `event`'s writer schema for `topic` in the cache: under the event and record
+    /// strategies (and a format's own subject) the subject does not depend on the topic.
+    fn writer_key<'a>(&self, event: &'a str, topic: &str) -> Cow<'a, str> {
         let inner = &self.inner;
-        let own_subject = inner.codec.own_subject(event);
-        // Under the event and record strategies (and a format's own subject) the subject does
-        // not depend on the topic.
-        let key = if own_subject.is_some() || !inner.strategy.uses_topic() {
+        if inner.codec.own_subject(event).is_some() || !inner.strategy.uses_topic() {
             Cow::Borrowed(event)
         } else {
             Cow::Owned(format!("{event}\0{topic}"))
-        };
-        if let Some(found) = inner.writers.get(key.as_ref()) {
-            return Ok(found);
         }
+    }
+
+    /// The writer schema of `event` for `topic` and its id, when registered before.
+    fn cached_writer(&self, event: &str, topic: &str) -> Option<(u32, Arc<Schema>)> {
+        self.inner
+            .writers
+            .get(self.writer_key(event, topic).as_ref())
+    }
+
+    /// Registers (or finds) the writer schema of `outgoing` for `topic` under its subject, and
+    /// caches it with its id.
+    async fn register_writer(
+        &self,
+        outgoing: &Outgoing<'_>,
+        topic: &str,
+    ) -> Result<(u32, Arc<Schema>)> {
+        let inner = &self.inner;
+        let Outgoing {
+            event,
+            schema,
+            schema_json,
+            ..
+        } = *outgoing;
         let writer = Arc::new(match inner.codec.wire_schema(event, schema_json)? {
             Some(wire) => wire,
             None => schema.clone(),
         });
-        let subject = own_subject.map_or_else(
+        let subject = inner.codec.own_subject(event).map_or_else(
             || Cow::Owned(inner.strategy.subject(event, topic, schema)),
             Cow::Borrowed,
         );
@@ -715,11 +771,28 @@ impl Publisher {
         } else {
             0
         };
-        inner
-            .writers
-            .insert(key.into_owned(), (id, Arc::clone(&writer)));
+        inner.writers.insert(
+            self.writer_key(event, topic).into_owned(),
+            (id, Arc::clone(&writer)),
+        );
         Ok((id, writer))
     }
+}
+
+/// A publish under way: done already (the record staged, or failed before it was sent), or
+/// waiting for the registry or the broker.
+pub(crate) type Publishing<'a> =
+    Either<std::future::Ready<Result<Metadata>>, futures::future::BoxFuture<'a, Result<Metadata>>>;
+
+/// One event's record, encoded, before it is staged or produced.
+struct Encoded<'a> {
+    meta: Metadata,
+    event: &'a str,
+    topic: &'a str,
+    partition: Option<i32>,
+    key: Option<Cow<'a, [u8]>>,
+    value: Vec<u8>,
+    headers: rdkafka::message::OwnedHeaders,
 }
 
 /// The producer's record of one event.
