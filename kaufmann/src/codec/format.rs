@@ -164,12 +164,15 @@ impl WireCodec for Confluent {
         _: &Metadata,
         value: Value,
     ) -> Result<Vec<u8>, CodecError> {
-        let body = crate::codec::datum::write(writer, value).map_err(CodecError::avro(
+        // The body goes straight after the header (the room is a guess: most events are
+        // smaller).
+        let mut framed = wire::header(schema_id, 256);
+        crate::codec::datum::write_into(writer, value, &mut framed).map_err(CodecError::avro(
             "encode",
             event,
             Some(schema_id),
         ))?;
-        Ok(wire::frame(schema_id, &body))
+        Ok(framed)
     }
 
     fn default_key<'a>(

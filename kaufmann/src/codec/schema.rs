@@ -96,10 +96,16 @@ pub mod wire {
 
     /// Frames an Avro body with the header for `schema_id`.
     pub fn frame(schema_id: u32, body: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        let mut out = header(schema_id, body.len());
+        out.extend_from_slice(body);
+        out
+    }
+
+    /// The header for `schema_id`, with room for `body_len` bytes of body after it.
+    pub(crate) fn header(schema_id: u32, body_len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(HEADER_LEN + body_len);
         out.push(MAGIC);
         out.extend_from_slice(&schema_id.to_be_bytes());
-        out.extend_from_slice(body);
         out
     }
 }
