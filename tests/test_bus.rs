@@ -1,7 +1,10 @@
 //! The test bus beyond the sample: feeding published events back into the handlers (chains),
 //! the `kaufmann_ex` wire format, buses that share nothing while running in parallel, batches
 //! given to a batch handler, and `exactly_once` processing (what a failed attempt published is
-//! never seen), and the warning about events a handler publishes without declaring them.
+//! never seen), the warning about events a handler publishes without declaring them, and the
+//! per-message span's log level.
+
+use std::sync::{Arc, Mutex, PoisonError};
 
 use kaufmann::testing::TestBus;
 use kaufmann::wire::dead_letter;
@@ -261,4 +264,60 @@ async fn an_event_published_without_being_declared_is_reported() {
         "test.copy declares test.copied; its error event is the framework's: {:?}",
         declared.undeclared_publishes()
     );
+}
+
+/// Log lines written to memory, for a subscriber's `with_writer`.
+#[derive(Clone, Default)]
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Each message's span is at `debug` under the target `kaufmann::message`: with that target
+/// enabled, a line logged while a message is handled carries the message's fields; at the
+/// default `info` no span is made (it nearly doubled the instructions of a message's path).
+#[tokio::test]
+async fn the_message_span_is_opt_in_under_its_own_target() {
+    for (filter, spanned) in [("info", false), ("info,kaufmann::message=debug", true)] {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let guard = tracing::subscriber::set_default(subscriber);
+        let bus = TestBus::new();
+        bus.given_event(TestCopy {
+            id: 9,
+            run: unique("bus-span"),
+            sleep_ms: 0,
+            fails: -1,
+        })
+        .await;
+        let _ = bus.then_error_event("test.copy").await;
+        drop(guard);
+        let text = String::from_utf8_lossy(&lines.0.lock().unwrap_or_else(PoisonError::into_inner))
+            .into_owned();
+        let line = text
+            .lines()
+            .find(|line| line.contains("error event published"))
+            .unwrap_or_else(|| panic!("{filter}: no line of the error event in\n{text}"));
+        assert_eq!(
+            line.contains("message{event=test.copy"),
+            spanned,
+            "{filter}: {line}"
+        );
+    }
 }

@@ -5,7 +5,8 @@
 //! `cargo bench -p kaufmann --bench dispatch --features testing` measures time with criterion.
 //! `dispatch --instructions <case> <n>` runs one case `n` times and nothing else, for
 //! `valgrind --tool=callgrind`, whose instruction counts repeat from run to run where times on a
-//! shared machine do not: `bash scripts/bench-instructions` prints them per message.
+//! shared machine do not: `bash scripts/bench-instructions` prints them per message. With
+//! `DISPATCH_LOGGING` set, that run logs as `run!()` does by default (`init_logging`, `info`).
 
 #![allow(missing_docs)]
 
@@ -100,6 +101,9 @@ fn main() {
     if let [_, flag, case, n] = args.as_slice() {
         if flag == "--instructions" {
             let n: u64 = n.parse().expect("a count");
+            if std::env::var_os("DISPATCH_LOGGING").is_some() {
+                kaufmann::init_logging();
+            }
             let setup = setup();
             assert!(CASES.iter().any(|c| c.name == case), "unknown case {case}");
             for _ in 0..n {
