@@ -706,24 +706,23 @@ impl Publisher {
 
     /// Produces `record` and waits for the broker's acknowledgement.
     async fn produce(&self, record: Encoded<'_>) -> Result<Metadata> {
-        let Encoded {
-            meta,
-            event,
-            topic,
-            partition,
-            key,
-            value,
-            headers,
-        } = record;
+        let (event, topic) = (record.event, record.topic);
         let started = std::time::Instant::now();
-        self.deliver_now(topic, partition, key.as_deref(), Some(&value), headers)
-            .await
-            .map_err(|source| Error::kafka(place(Some(event), topic), source))?;
+        let key = record.key.as_deref();
+        self.deliver_now(
+            topic,
+            record.partition,
+            key,
+            Some(&record.value),
+            record.headers,
+        )
+        .await
+        .map_err(|source| Error::kafka(place(Some(event), topic), source))?;
         self.inner
             .metrics
             .record(event, Outcome::Published(started.elapsed()));
-        tracing::debug!(event, topic, message_id = %meta.message_id, "published");
-        Ok(meta)
+        tracing::debug!(event, topic, message_id = %record.meta.message_id, "published");
+        Ok(record.meta)
     }
 
     /// The key of `event`'s writer schema for `topic` in the cache: under the event and record
