@@ -45,6 +45,43 @@ pub struct Publisher {
 #[derive(Default)]
 pub(crate) struct Stage(std::sync::Mutex<Vec<Staged>>);
 
+impl Stage {
+    /// The staged records, locked (a panic elsewhere while they were locked leaves them usable).
+    fn records(&self) -> std::sync::MutexGuard<'_, Vec<Staged>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The records staged so far, in order; the stage is left empty.
+    fn take(&self) -> Vec<Staged> {
+        std::mem::take(&mut *self.records())
+    }
+
+    /// Stages `record`: it is produced when the attempt succeeds.
+    fn push(&self, record: Encoded<'_>) -> Metadata {
+        let Encoded {
+            meta,
+            event,
+            topic,
+            partition,
+            key,
+            value,
+            headers,
+        } = record;
+        self.records().push(Staged {
+            event: Some(event.to_owned()),
+            topic: topic.to_owned(),
+            partition,
+            key: key.map(Cow::into_owned),
+            value: Some(value),
+            headers,
+        });
+        tracing::debug!(event, topic, message_id = %meta.message_id, "staged until the attempt succeeds");
+        meta
+    }
+}
+
 /// One staged record.
 struct Staged {
     event: Option<String>,
@@ -318,12 +355,7 @@ impl Publisher {
         let Some(stage) = &self.stage else {
             return Ok(());
         };
-        let staged = std::mem::take(
-            &mut *stage
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let staged = stage.take();
         let started = std::time::Instant::now();
         // Every record is handed to the producer at the first poll, in order; then the
         // acknowledgements are awaited together.
@@ -355,12 +387,7 @@ impl Publisher {
         let Some(stage) = &self.stage else {
             return Ok(Vec::new());
         };
-        let staged = std::mem::take(
-            &mut *stage
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
+        let staged = stage.take();
         // Without the `testing` feature the sink has one kind only.
         #[allow(clippy::infallible_destructuring_match)]
         let producer = match &self.inner.sink {
@@ -592,48 +619,46 @@ impl Publisher {
         outgoing: Outgoing<'a>,
         route: Route<'a>,
     ) -> Publishing<'a> {
-        let topic = self.topic_of(outgoing.event, route.topic);
-        match self.cached_writer(outgoing.event, topic) {
-            Some(writer) if self.stage.is_some() => Either::Left(ready(
-                self.encode(outgoing, route, topic, writer)
-                    .map(|record| self.stage(record)),
+        let configured = self.inner.routes.get(outgoing.event);
+        let topic = route
+            .topic
+            .or_else(|| configured.and_then(|r| r.topic.as_deref()))
+            .unwrap_or(&self.inner.default_topic);
+        let key_field = configured.and_then(|r| r.key_field.as_deref());
+        match (
+            self.stage.as_deref(),
+            self.cached_writer(outgoing.event, topic),
+        ) {
+            (Some(stage), Some(writer)) => Either::Left(ready(
+                self.encode(outgoing, route, topic, key_field, writer)
+                    .map(|record| stage.push(record)),
             )),
-            cached => Either::Right(Box::pin(async move {
+            (stage, cached) => Either::Right(Box::pin(async move {
                 let writer = match cached {
                     Some(writer) => writer,
                     None => self.register_writer(&outgoing, topic).await?,
                 };
-                let record = self.encode(outgoing, route, topic, writer)?;
-                if self.stage.is_some() {
-                    return Ok(self.stage(record));
+                let record = self.encode(outgoing, route, topic, key_field, writer)?;
+                match stage {
+                    Some(stage) => Ok(stage.push(record)),
+                    None => self.produce(record).await,
                 }
-                self.produce(record).await
             })),
         }
     }
 
-    /// The topic of `event`: the route's, else the event's configured one, else the default.
-    fn topic_of<'a>(&'a self, event: &str, routed: Option<&'a str>) -> &'a str {
-        routed
-            .or_else(|| {
-                let configured = self.inner.routes.get(event)?;
-                configured.topic.as_deref()
-            })
-            .unwrap_or(&self.inner.default_topic)
-    }
-
     /// The record of `outgoing` along `route` to `topic`: its metadata, encoded value, headers
-    /// and key.
+    /// and key (from the event's configured `key_field`, when the route names none).
     fn encode<'a>(
         &self,
         outgoing: Outgoing<'a>,
         route: Route<'a>,
         topic: &'a str,
+        key_field: Option<&str>,
         (schema_id, writer): (u32, Arc<Schema>),
     ) -> Result<Encoded<'a>> {
         let inner = &self.inner;
         let event = outgoing.event;
-        let key_field = inner.routes.get(event).and_then(|r| r.key_field.as_deref());
         let field_key = match key_field {
             Some(field) if route.key.is_none() => {
                 Some(key_from_field(event, &outgoing.value, field)?)
@@ -673,35 +698,6 @@ impl Publisher {
             value,
             headers,
         })
-    }
-
-    /// Stages `record` (a staging publisher): it is produced when the attempt succeeds.
-    fn stage(&self, record: Encoded<'_>) -> Metadata {
-        let Encoded {
-            meta,
-            event,
-            topic,
-            partition,
-            key,
-            value,
-            headers,
-        } = record;
-        if let Some(stage) = &self.stage {
-            stage
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .push(Staged {
-                    event: Some(event.to_owned()),
-                    topic: topic.to_owned(),
-                    partition,
-                    key: key.map(Cow::into_owned),
-                    value: Some(value),
-                    headers,
-                });
-        }
-        tracing::debug!(event, topic, message_id = %meta.message_id, "staged until the attempt succeeds");
-        meta
     }
 
     /// Produces `record` and waits for the broker's acknowledgement.
