@@ -31,6 +31,26 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// events of 200 bytes, more than a fetch round trip's worth at the rates measured.
 const PREFETCH_KBYTES: &str = "4096";
 
+/// With the `mimalloc` feature on Linux (glibc), mimalloc is the process's `malloc`, librdkafka's
+/// included. Its memory came back in 2 MiB transparent huge pages (it asks for them), which stay
+/// resident while any part of them is in use: librdkafka's fetch buffers, freed on another
+/// thread, kept a service at 99 MiB peak RSS where glibc's `malloc` needed 29 MiB (the
+/// hostile-input test). With huge pages off for the process it peaks at 45 MiB, at the same CPU
+/// per message. An operator's `MIMALLOC_ALLOW_THP` (read by mimalloc itself) is left to decide.
+#[cfg(all(feature = "mimalloc", target_os = "linux", target_env = "gnu"))]
+fn keep_freed_memory_unresident() {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return;
+    }
+    if let Err(err) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!("transparent huge pages stay on: {err}");
+    }
+}
+
+/// Only mimalloc as the process's `malloc` (Linux, glibc) asks for huge pages.
+#[cfg(not(all(feature = "mimalloc", target_os = "linux", target_env = "gnu")))]
+fn keep_freed_memory_unresident() {}
+
 /// Entry point: start a service from a [`Config`].
 #[derive(Debug)]
 pub struct Service;
@@ -89,6 +109,7 @@ impl ServiceBuilder {
     /// location and the type.
     pub async fn start(self) -> Result<RunningService> {
         let Self { mut config, states } = self;
+        keep_freed_memory_unresident();
         let handlers = HandlerTable::collect()?;
         handlers.check_states(&states)?;
         let dead_letter_topics = dead_letter_topics(&config);
@@ -456,5 +477,26 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// With mimalloc as the process's `malloc`, a starting service turns transparent huge pages
+    /// off for the process (the kernel shows it in `/proc/self/status`), unless the operator set
+    /// `MIMALLOC_ALLOW_THP`.
+    #[cfg(all(feature = "mimalloc", target_os = "linux", target_env = "gnu"))]
+    #[test]
+    fn huge_pages_are_off_under_mimalloc_as_malloc() {
+        if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+            return;
+        }
+        super::keep_freed_memory_unresident();
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let line = status.lines().find(|l| l.starts_with("THP_enabled:"));
+        // (Kernels before 5.0 do not show the line.)
+        if let Some(line) = line {
+            assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
+        }
     }
 }
