@@ -3,7 +3,8 @@
 //! another takes its partitions. Read with `read_committed`, the output topic holds exactly one
 //! output per input (the `test.copy` handler publishes one `test.copied` before it may fail), the
 //! failing inputs one error event and one dead letter each; the aborted attempts' records are in
-//! the log, invisible. In process: key order and the `demand` bound hold under transactions.
+//! the log, invisible. In process: key order and the `demand` bound hold under transactions, and
+//! a message whose record the broker keeps refusing is given up after its attempts.
 
 #![allow(
     clippy::cast_possible_truncation,
@@ -15,12 +16,15 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use kaufmann::{Ordering, Processing};
+use kaufmann::wire::dead_letter;
+use kaufmann::{CallbackTopic, Ordering, Processing};
 use kaufmann_tests::{
     assert_each_key_in_order, assign_from_beginning, broker, create_topics, produce,
-    produce_events, test_config, topic_with_dead_letters, unique, wait_for_commits, work_records,
-    TestCopy,
+    produce_events, produce_requests, read_dead_letters, test_config, topic_with_dead_letters,
+    unique, wait_for_commits, work_records, TestCopy, TestPing,
 };
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
@@ -373,5 +377,97 @@ async fn key_order_and_demand_hold_under_transactions() {
         "exactly-once order test: 2,000 messages in {transactions} transactions, in-flight peak \
          {}, key order kept",
         stats.max_in_flight()
+    );
+}
+
+/// `len` characters that do not compress (the producer may compress a batch before the broker
+/// measures it).
+fn incompressible(len: usize) -> String {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            char::from(b'a' + (state % 26) as u8)
+        })
+        .collect()
+}
+
+/// Under `exactly_once`, a handler answers one request with a record larger than the answer
+/// topic's `max.message.bytes`: the broker refuses it, which aborts the transaction, and the rewind
+/// reads the request again. After its event's attempts (`max_retries` 1: two) it is given up:
+/// dead-lettered with the kind `publish` and the broker's error, committed with its offset; the
+/// requests after it are answered, each answer committed once. (Before, every transaction after
+/// the request aborted, forever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_the_broker_refuses_is_given_up_after_its_attempts() {
+    const COUNT: usize = 30;
+    const REFUSED: usize = 10;
+    let Some(brokers) = broker() else { return };
+    let topic = topic_with_dead_letters(&brokers, "eos-refused", 1).await;
+    // Partition 0 takes only the answer that is too large, so no other answer shares its batch.
+    let answers = unique("eos-answers");
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    let created = admin
+        .create_topics(
+            &[NewTopic::new(&answers, 2, TopicReplication::Fixed(1))
+                .set("max.message.bytes", "20000")],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
+        )
+        .await
+        .unwrap();
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    let registry = format!("mock://{}", unique("eos-refused"));
+    let requests = (0..COUNT).map(|i| {
+        let (text, partition) = if i == REFUSED {
+            (incompressible(100_000), 0)
+        } else {
+            (format!("ping {i}"), 1)
+        };
+        let callback = CallbackTopic {
+            topic: Some(answers.clone()),
+            partition: Some(partition),
+        };
+        (i.to_string(), TestPing { text }, Some(callback))
+    });
+    let ends = produce_requests(&brokers, &topic, &registry, requests).await;
+    let mut config = test_config(&brokers, &topic, &registry);
+    config.processing = Processing::ExactlyOnce;
+    config.instance_id = unique("refused");
+    config.errors.error_events = false;
+    config.errors.retry.max_retries = 1;
+    let group = config.group_id.clone();
+    let service = kaufmann_tests::start(config).await.unwrap();
+    let committed = wait_for_commits(&brokers, &group, &topic, 1, &ends, LIMIT).await;
+    let aborted = service.stats().transactions_aborted();
+    service.shutdown().await.unwrap();
+    assert_eq!(committed.get(&0), ends.get(&0), "every request committed");
+    let dead = read_dead_letters(&brokers, &format!("{topic}.DLT"), 1).await;
+    let headers = &dead[0].1;
+    assert_eq!(headers[dead_letter::ERROR_KIND], "publish");
+    assert_eq!(headers[dead_letter::SOURCE_OFFSET], REFUSED.to_string());
+    assert_eq!(headers[dead_letter::ATTEMPTS], "2");
+    assert!(
+        headers[dead_letter::ERROR].contains(&answers),
+        "the error names the answer topic: {headers:?}"
+    );
+    let answered = read_topic(&brokers, &answers, 2, "read_committed");
+    assert_eq!(answered.records, COUNT - 1, "one answer per other request");
+    assert!(
+        answered
+            .by_key
+            .values()
+            .flatten()
+            .all(|name| name == "test.pong"),
+        "only answers"
+    );
+    assert!(aborted >= 2, "{aborted} transactions aborted");
+    println!(
+        "refused record: given up after {aborted} aborted transactions: {}",
+        headers[dead_letter::ERROR]
     );
 }

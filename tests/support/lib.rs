@@ -698,6 +698,18 @@ pub async fn produce_events<T: EventSchema>(
     registry_url: &str,
     events: impl IntoIterator<Item = (String, T)>,
 ) -> HashMap<i32, i64> {
+    let events = events.into_iter().map(|(key, event)| (key, event, None));
+    produce_requests(brokers, topic, registry_url, events).await
+}
+
+/// [`produce_events`], each event with the callback topic its answers go to (`ctx.reply`), when
+/// it names one.
+pub async fn produce_requests<T: EventSchema>(
+    brokers: &str,
+    topic: &str,
+    registry_url: &str,
+    events: impl IntoIterator<Item = (String, T, Option<kaufmann::CallbackTopic>)>,
+) -> HashMap<i32, i64> {
     let registry = open_registry(registry_url).unwrap();
     let schema_id = registry
         .register(&subject_for(T::EVENT_NAME), T::schema())
@@ -708,9 +720,10 @@ pub async fn produce_events<T: EventSchema>(
         .set("linger.ms", "20")
         .create()
         .unwrap();
-    let records = events.into_iter().map(|(key, event)| {
+    let records = events.into_iter().map(|(key, event, callback_topic)| {
         let body = encode_body(T::EVENT_NAME, T::schema(), &event).unwrap();
-        let meta = Metadata::new(T::EVENT_NAME, "test", "test-1");
+        let mut meta = Metadata::new(T::EVENT_NAME, "test", "test-1");
+        meta.callback_topic = callback_topic;
         (
             key,
             confluent::frame(schema_id, &body),

@@ -26,10 +26,11 @@ use crate::process::decoder::Decoder;
 use crate::process::failure::{outage_of, permanent, Failure, OUTAGE_MAX_WAIT};
 use crate::process::handler::{BatchRun, Call, HandlerTable, Incoming};
 use crate::process::message::{place, Job};
+use crate::process::refusals::Refusals;
 use crate::process::retry_topic::{retry_headers, Retried};
 use crate::process::state::States;
 use crate::publish::context::Context;
-use crate::publish::publisher::{Handed, Outgoing, Publisher, Route};
+use crate::publish::publisher::{Handed, Outgoing, Publisher, Route, Unsent};
 use crate::publish::trace::{TraceParent, TRACEPARENT};
 use crate::registry::{RegisteredSchema, SchemaRegistry};
 
@@ -103,6 +104,9 @@ pub(crate) struct Processor {
     /// Under `exactly_once`: a delivery that fails dooms the open transaction (librdkafka makes
     /// it abortable), which aborts, and the rewind reads the message again.
     transactional: bool,
+    /// Under `exactly_once`: each message's refused records, so that one whose records the broker
+    /// keeps refusing is given up instead of aborting every transaction.
+    refusals: Refusals,
 }
 
 /// A message whose handler succeeded, waiting for the acknowledgements of what it published.
@@ -141,6 +145,7 @@ impl Processor {
             defers: config.processing == Processing::ExactlyOnce
                 || config.publish_confirm == PublishConfirm::BeforeCommit,
             transactional: config.processing == Processing::ExactlyOnce,
+            refusals: Refusals::default(),
             config,
             states,
             unhandled_log: LogLimit::new(UNHANDLED_LOG),
@@ -225,6 +230,18 @@ impl Processor {
         trace: Option<&HeldTrace>,
     ) -> Option<Box<Unconfirmed>> {
         self.metrics.record(&meta.message_name, Outcome::Consumed);
+        if self.transactional && self.refusals.remembers_any() {
+            let attempts = self
+                .config
+                .error_policy(&meta.message_name)
+                .retry
+                .attempts();
+            if let Some((refusals, error)) = self.refusals.spent(&job.origin, attempts) {
+                // Boxed: the rare path stays out of every message's future.
+                Box::pin(self.give_up(job, meta, refusals, ("publish", error, false))).await;
+                return None;
+            }
+        }
         let mut attempt = 0_u32;
         let mut outage_wait = Duration::from_millis(200);
         let failure = loop {
@@ -311,12 +328,14 @@ impl Processor {
             attempts,
         } = *unconfirmed;
         let mut failed = None;
+        let mut refused = false;
         for handed in handed {
             let Err(mut unsent) = self.publisher.confirm(handed).await else {
                 continue;
             };
             if self.transactional {
-                tracing::warn!(at = %place(&job.origin), "{}: {}; the transaction aborts and the message is read again", unsent.place(), unsent.take_error());
+                refused = true;
+                self.refused(job, &meta, &mut unsent);
                 continue;
             }
             let mut wait = Duration::from_millis(200);
@@ -343,6 +362,29 @@ impl Processor {
         }
         if let Some(failure) = failed {
             self.give_up(job, &meta, attempts, failure).await;
+        } else if self.transactional && !refused {
+            self.refusals.taken(&job.origin);
+        }
+    }
+
+    /// Under `exactly_once`: a record of `job`'s was not taken, so the transaction aborts and the
+    /// rewind reads `job` again. Unless the broker was down, the refusal counts toward giving
+    /// `job` up (see [`Refusals`]).
+    fn refused(&self, job: &Job, meta: &Metadata, unsent: &mut Unsent) {
+        let at = place(&job.origin);
+        match self.classify(unsent.take_error()) {
+            Failure::Outage { of } => {
+                tracing::warn!(at = %at, "{}: not taken while {of:?} is down; the transaction aborts and the message is read again", unsent.place());
+            }
+            Failure::Transient { error, .. } | Failure::Permanent { error, .. } => {
+                let attempts = self
+                    .config
+                    .error_policy(&meta.message_name)
+                    .retry
+                    .attempts();
+                let refusals = self.refusals.refused(&job.origin, error.clone());
+                tracing::warn!(at = %at, refusals, attempts, "{error}; the transaction aborts and the message is read again (once its records were refused as often as its event's attempts, it is given up: error event and dead letter)");
+            }
         }
     }
 
