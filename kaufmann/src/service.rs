@@ -35,8 +35,9 @@ const PREFETCH_KBYTES: &str = "4096";
 /// included. Its memory came back in 2 MiB transparent huge pages (it asks for them), which stay
 /// resident while any part of them is in use: librdkafka's fetch buffers, freed on another
 /// thread, kept a service at 99 MiB peak RSS where glibc's `malloc` needed 29 MiB (the
-/// hostile-input test). With huge pages off for the process it peaks at 45 MiB, at the same CPU
-/// per message. An operator's `MIMALLOC_ALLOW_THP` (read by mimalloc itself) is left to decide.
+/// hostile-input test). With huge pages off for the process it peaks at 47 to 51 MiB, at the same
+/// CPU per message. An operator's `MIMALLOC_ALLOW_THP` (read by mimalloc itself) is left to
+/// decide.
 #[cfg(all(feature = "mimalloc", target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory_unresident() {
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
@@ -106,7 +107,9 @@ impl ServiceBuilder {
 
     /// Starts the service (see [`Service::start`]). A handler that takes a `State<T>` this
     /// builder was not given stops it here, before it connects, with the handler's source
-    /// location and the type.
+    /// location and the type. With the `mimalloc` feature on Linux (glibc), where mimalloc is the
+    /// process's `malloc`, it first turns transparent huge pages off for the process (unless
+    /// `MIMALLOC_ALLOW_THP` is set): see the README's "A first handler".
     pub async fn start(self) -> Result<RunningService> {
         let Self { mut config, states } = self;
         keep_freed_memory_unresident();
