@@ -399,7 +399,10 @@ fn incompressible(len: usize) -> String {
 /// reads the request again. After its event's attempts (`max_retries` 1: two) it is given up:
 /// dead-lettered with the kind `publish` and the broker's error, committed with its offset; the
 /// requests after it are answered, each answer committed once. (Before, every transaction after
-/// the request aborted, forever.)
+/// the request aborted, forever.) Right after the request comes a `test.copy` that fails every
+/// attempt: its dead letter, tried while a refusal doomed the transaction (the producer takes no
+/// record then), waits for the next transaction. (Before, its tries held the transaction, which
+/// waited for them: the service hung.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_the_broker_refuses_is_given_up_after_its_attempts() {
     const COUNT: usize = 30;
@@ -422,7 +425,7 @@ async fn a_record_the_broker_refuses_is_given_up_after_its_attempts() {
         .unwrap();
     assert!(created.iter().all(Result::is_ok), "{created:?}");
     let registry = format!("mock://{}", unique("eos-refused"));
-    let requests = (0..COUNT).map(|i| {
+    let request = |i: usize| {
         let (text, partition) = if i == REFUSED {
             (incompressible(100_000), 0)
         } else {
@@ -433,8 +436,22 @@ async fn a_record_the_broker_refuses_is_given_up_after_its_attempts() {
             partition: Some(partition),
         };
         (i.to_string(), TestPing { text }, Some(callback))
-    });
-    let ends = produce_requests(&brokers, &topic, &registry, requests).await;
+    };
+    produce_requests(&brokers, &topic, &registry, (0..=REFUSED).map(request)).await;
+    let failing = TestCopy {
+        id: 1,
+        run: unique("run"),
+        sleep_ms: 300,
+        fails: -1,
+    };
+    produce_events(&brokers, &topic, &registry, [("copy".to_owned(), failing)]).await;
+    let ends = produce_requests(
+        &brokers,
+        &topic,
+        &registry,
+        (REFUSED + 1..COUNT).map(request),
+    )
+    .await;
     let mut config = test_config(&brokers, &topic, &registry);
     config.processing = Processing::ExactlyOnce;
     config.instance_id = unique("refused");
@@ -446,9 +463,19 @@ async fn a_record_the_broker_refuses_is_given_up_after_its_attempts() {
     let aborted = service.stats().transactions_aborted();
     service.shutdown().await.unwrap();
     assert_eq!(committed.get(&0), ends.get(&0), "every request committed");
-    let dead = read_dead_letters(&brokers, &format!("{topic}.DLT"), 1).await;
-    let headers = &dead[0].1;
-    assert_eq!(headers[dead_letter::ERROR_KIND], "publish");
+    let dead = read_dead_letters(&brokers, &format!("{topic}.DLT"), 2).await;
+    let kinds: Vec<&str> = dead
+        .iter()
+        .map(|(_, headers)| headers[dead_letter::ERROR_KIND].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"publish") && kinds.contains(&"handler"),
+        "the refused request's dead letter and the failing copy's: {kinds:?}"
+    );
+    let (_, headers) = dead
+        .iter()
+        .find(|(_, headers)| headers[dead_letter::ERROR_KIND] == "publish")
+        .unwrap();
     assert_eq!(headers[dead_letter::SOURCE_OFFSET], REFUSED.to_string());
     assert_eq!(headers[dead_letter::ATTEMPTS], "2");
     assert!(

@@ -656,7 +656,9 @@ impl Processor {
             .filter(|_| retryable)
         {
             let headers = retry_headers(job, &first, first.stage + 1, delay, attempts, &error);
-            self.send_until_sent(&topic, job, headers, &place).await;
+            if !self.send_until_sent(&topic, job, headers, &place).await {
+                return;
+            }
             self.metrics.record(event, Outcome::Retried);
             tracing::warn!(at = %place, event, attempts, retry_topic = %topic, "{kind}: {error}; sent to the retry topic, due in {delay:?}");
             return;
@@ -680,14 +682,25 @@ impl Processor {
             return;
         };
         let headers = dead_letter_headers(job, &first, event, attempts, kind, &error);
-        self.send_until_sent(&topic, job, headers, &place).await;
+        if !self.send_until_sent(&topic, job, headers, &place).await {
+            return;
+        }
         self.metrics.record(event, Outcome::DeadLettered);
         tracing::error!(at = %place, event, attempts, dead_letter_topic = %topic, "{kind}: {error}; sent to the dead-letter topic");
     }
 
     /// Sends the record of `job` (key and value as they are) with `headers` to `topic`, trying
-    /// again with backoff until the broker takes it: a failed message is never dropped.
-    async fn send_until_sent(&self, topic: &str, job: &Job, headers: OwnedHeaders, place: &str) {
+    /// again with backoff until the broker takes it: a failed message is never dropped. Under
+    /// `exactly_once`, a producer whose transaction takes no more records (a refused record made
+    /// it abortable) ends the tries with `false`: the transaction aborts (the engine waits for
+    /// this message first) and the rewind reads the message again.
+    async fn send_until_sent(
+        &self,
+        topic: &str,
+        job: &Job,
+        headers: OwnedHeaders,
+        place: &str,
+    ) -> bool {
         let mut wait = Duration::from_millis(100);
         while let Err(err) = self
             .publisher
@@ -699,10 +712,15 @@ impl Processor {
             )
             .await
         {
+            if self.transactional && transaction_takes_no_records(&err) {
+                tracing::warn!(at = %place, "could not write to `{topic}`: {err}; the transaction aborts and the message is read again");
+                return false;
+            }
             tracing::error!(at = %place, "could not write to `{topic}` (retrying in {wait:?}): {err}");
             tokio::time::sleep(wait).await;
             wait = (wait * 2).min(Duration::from_secs(10));
         }
+        true
     }
 
     /// Publishes `event.error.<event>` to the default topic and to the event's callback topic,
@@ -751,6 +769,20 @@ impl Processor {
             }
         }
     }
+}
+
+/// Whether a transactional producer refused a record because its transaction takes none
+/// (librdkafka's "erroneous state", as in an abortable transaction).
+fn transaction_takes_no_records(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Kafka {
+            source: rdkafka::error::KafkaError::MessageProduction(
+                rdkafka::types::RDKafkaErrorCode::State
+            ),
+            ..
+        }
+    )
 }
 
 /// The event of a message whose headers name none (a producer other than Kaufmann), in this order:
