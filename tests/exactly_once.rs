@@ -19,12 +19,10 @@ use std::time::{Duration, Instant};
 use kaufmann::wire::dead_letter;
 use kaufmann::{CallbackTopic, Ordering, Processing};
 use kaufmann_tests::{
-    assert_each_key_in_order, assign_from_beginning, broker, create_topics, produce,
-    produce_events, produce_requests, read_dead_letters, test_config, topic_with_dead_letters,
-    unique, wait_for_commits, work_records, TestCopy, TestPing,
+    assert_each_key_in_order, assign_from_beginning, broker, create_topic_with_max_bytes,
+    create_topics, produce, produce_events, produce_requests, read_dead_letters, test_config,
+    topic_with_dead_letters, unique, wait_for_commits, work_records, TestCopy, TestPing,
 };
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Headers;
@@ -411,19 +409,7 @@ async fn a_record_the_broker_refuses_is_given_up_after_its_attempts() {
     let topic = topic_with_dead_letters(&brokers, "eos-refused", 1).await;
     // Partition 0 takes only the answer that is too large, so no other answer shares its batch.
     let answers = unique("eos-answers");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&answers, 2, TopicReplication::Fixed(1))
-                .set("max.message.bytes", "20000")],
-            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(30))),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    create_topic_with_max_bytes(&brokers, &answers, 2, 20_000).await;
     let registry = format!("mock://{}", unique("eos-refused"));
     let request = |i: usize| {
         let (text, partition) = if i == REFUSED {

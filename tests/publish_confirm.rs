@@ -9,11 +9,9 @@ use std::collections::HashMap;
 
 use kaufmann::{EventRoute, PublishConfirm};
 use kaufmann_tests::{
-    broker, create_topics, produce_events, read_dead_letters, test_config, topic_with_dead_letters,
-    unique, wait_for_commits, TestCopy,
+    broker, create_topic_with_max_bytes, create_topics, produce_events, read_dead_letters,
+    test_config, topic_with_dead_letters, unique, wait_for_commits, TestCopy,
 };
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
@@ -123,18 +121,7 @@ async fn a_delivery_the_broker_refuses_sends_its_input_to_the_dead_letter_topic(
     let Some(brokers) = broker() else { return };
     let topic = topic_with_dead_letters(&brokers, "confirm-refused", 1).await;
     let small = unique("confirm-small");
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", &brokers)
-        .create()
-        .unwrap();
-    let created = admin
-        .create_topics(
-            &[NewTopic::new(&small, 1, TopicReplication::Fixed(1)).set("max.message.bytes", "64")],
-            &AdminOptions::new(),
-        )
-        .await
-        .unwrap();
-    assert!(created.iter().all(Result::is_ok), "{created:?}");
+    create_topic_with_max_bytes(&brokers, &small, 1, 64).await;
     // The error events go to a topic of their own, not back to the input.
     let errors = unique("confirm-errors");
     create_topics(&brokers, &[(&errors, 1)]).await;

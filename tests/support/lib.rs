@@ -178,6 +178,29 @@ pub async fn create_topics(brokers: &str, topics: &[(&str, i32)]) {
     }
 }
 
+/// Creates `topic` with `partitions` partitions whose records (batches, as the broker measures
+/// them) may be at most `max_bytes` long (`max.message.bytes`): larger ones are refused.
+pub async fn create_topic_with_max_bytes(
+    brokers: &str,
+    topic: &str,
+    partitions: i32,
+    max_bytes: usize,
+) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .expect("admin client");
+    let max_bytes = max_bytes.to_string();
+    let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(1))
+        .set("max.message.bytes", &max_bytes);
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let created = admin
+        .create_topics(&[new], &options)
+        .await
+        .expect("create topics");
+    assert!(created.iter().all(Result::is_ok), "{created:?}");
+}
+
 /// Creates `<prefix>-<random>` with `partitions` partitions and its dead-letter topic
 /// (`<topic>.DLT`, one partition); returns the topic's name.
 pub async fn topic_with_dead_letters(brokers: &str, prefix: &str, partitions: i32) -> String {
