@@ -4,7 +4,8 @@
 //! output per input (the `test.copy` handler publishes one `test.copied` before it may fail), the
 //! failing inputs one error event and one dead letter each; the aborted attempts' records are in
 //! the log, invisible. In process: key order and the `demand` bound hold under transactions, and
-//! a message whose record the broker keeps refusing is given up after its attempts.
+//! a message whose record the broker keeps refusing is given up after its attempts, from a
+//! single handler or a batch handler.
 
 #![allow(
     clippy::cast_possible_truncation,
@@ -16,12 +17,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use kaufmann::config::EventRoute;
 use kaufmann::wire::dead_letter;
 use kaufmann::{CallbackTopic, Ordering, Processing};
 use kaufmann_tests::{
     assert_each_key_in_order, assign_from_beginning, broker, create_topic_with_max_bytes,
     create_topics, produce, produce_events, produce_requests, read_dead_letters, test_config,
-    topic_with_dead_letters, unique, wait_for_commits, work_records, TestCopy, TestPing,
+    topic_with_dead_letters, unique, wait_for_commits, work_records, TestCopy, TestCopyBatch,
+    TestPing,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -483,4 +486,65 @@ async fn a_record_the_broker_refuses_is_given_up_after_its_attempts() {
         "refused record: given up after {aborted} aborted transactions: {}",
         headers[dead_letter::ERROR]
     );
+}
+
+/// Exactly once, the broker refuses every record a batch handler publishes (its topic takes
+/// none that large): each refused batch dooms its transaction and counts against each of its
+/// messages, and once a message was refused as often as its event's attempts it is given up the
+/// next time it is read (dead letter, kind `publish`) and committed. (Before, the batch was read
+/// again after every abort and refused again, forever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_the_broker_refuses_from_a_batch_handler_are_given_up_after_their_attempts() {
+    const COUNT: usize = 6;
+    let Some(brokers) = broker() else { return };
+    let topic = topic_with_dead_letters(&brokers, "eos-batch-refused", 1).await;
+    let copies = unique("eos-small-copies");
+    create_topic_with_max_bytes(&brokers, &copies, 1, 100).await;
+    let registry = format!("mock://{}", unique("eos-batch-refused"));
+    let run = unique("run");
+    let events = (0..COUNT).map(|id| {
+        let event = TestCopyBatch {
+            id: id as i64,
+            run: run.clone(),
+            fails: 0,
+        };
+        (id.to_string(), event)
+    });
+    let ends = produce_events(&brokers, &topic, &registry, events).await;
+    let mut config = test_config(&brokers, &topic, &registry);
+    config.processing = Processing::ExactlyOnce;
+    config.instance_id = unique("batch-refused");
+    config.errors.error_events = false;
+    config.errors.retry.max_retries = 1;
+    let mut route = EventRoute::default();
+    route.topic = Some(copies.clone());
+    config.event_routes.insert("test.copied".to_owned(), route);
+    let group = config.group_id.clone();
+    let service = kaufmann_tests::start(config).await.unwrap();
+    let committed = wait_for_commits(&brokers, &group, &topic, 1, &ends, LIMIT).await;
+    let aborted = service.stats().transactions_aborted();
+    service.shutdown().await.unwrap();
+    assert_eq!(committed.get(&0), ends.get(&0), "every event committed");
+    let dead = read_dead_letters(&brokers, &format!("{topic}.DLT"), COUNT).await;
+    let mut offsets: Vec<i64> = dead
+        .iter()
+        .map(|(_, headers)| {
+            assert_eq!(headers[dead_letter::ERROR_KIND], "publish", "{headers:?}");
+            assert_eq!(headers[dead_letter::ATTEMPTS], "2", "{headers:?}");
+            assert!(headers[dead_letter::ERROR].contains(&copies), "{headers:?}");
+            headers[dead_letter::SOURCE_OFFSET].parse().unwrap()
+        })
+        .collect();
+    offsets.sort_unstable();
+    assert_eq!(
+        offsets,
+        (0..COUNT as i64).collect::<Vec<_>>(),
+        "one dead letter each"
+    );
+    assert_eq!(
+        read_topic(&brokers, &copies, 1, "read_committed").records,
+        0
+    );
+    assert!(aborted >= 2, "{aborted} transactions aborted");
+    println!("refused batch: given up after {aborted} aborted transactions");
 }

@@ -17,6 +17,7 @@ use crate::process::handler::{BatchRun, Call, HandlerRegistration, Incoming};
 use crate::process::message::Job;
 use crate::process::processor::{Processor, Writer};
 use crate::publish::context::Context;
+use crate::publish::publisher::Publisher;
 
 /// A message of the batch: its index in the lane's jobs, its metadata, value and writer.
 struct Member {
@@ -46,6 +47,12 @@ impl Processor {
             let mut members = Vec::with_capacity(jobs.len());
             let mut alone = Vec::new();
             for (index, job) in jobs.iter().enumerate() {
+                if self.refusals.remembers_any() {
+                    let meta = Metadata::from_byte_pairs(job.headers.byte_pairs());
+                    if self.give_up_if_spent(job, &meta).await {
+                        continue;
+                    }
+                }
                 match self.member(index, job, handler).await {
                     Some((found, member)) => {
                         handler = Some(found);
@@ -154,8 +161,11 @@ impl Processor {
                 // it named (what it published is its word for the others).
                 let kept = matches!(ran, Ok(Ok(()) | Err(Error::BatchFailed(_))));
                 if let (true, Some(staging)) = (kept, &staging) {
-                    if let Err(err) = staging.release().await {
-                        ran = Err(self.classify(err));
+                    let members = || pending.iter().map(|m| &jobs[m.job]);
+                    match self.release(staging, handler.event, members).await {
+                        Some(Err(failure)) => ran = Err(failure),
+                        Some(Ok(())) => {}
+                        None => return,
                     }
                 }
                 self.failures_of(ran, &mut outcomes);
@@ -203,6 +213,34 @@ impl Processor {
                 outage_wait = (outage_wait * 2).min(OUTAGE_MAX_WAIT);
             } else if let Some(wait) = policy.retry.backoff(attempt + 1) {
                 tokio::time::sleep(wait).await;
+            }
+        }
+    }
+
+    /// Hands what a batch handler of `event` published (`staging`) to the producer and waits for
+    /// the acknowledgements. `None` under `exactly_once` when a record was not taken: the
+    /// refusal doomed the transaction, which aborts, and the rewind reads the batch again (no
+    /// attempt can succeed before that); which member's record it was is not known, so it counts
+    /// against each (see [`Processor::count_refusal`]).
+    async fn release<'a, M>(
+        &self,
+        staging: &Publisher,
+        event: &str,
+        members: impl Fn() -> M,
+    ) -> Option<Result<(), Failure>>
+    where
+        M: Iterator<Item = &'a Job>,
+    {
+        match staging.release().await {
+            Err(err) if self.transactional => {
+                let record = format!("a record of a batch of `{event}`");
+                self.count_refusal(members(), event, &record, err);
+                None
+            }
+            Err(err) => Some(Err(self.classify(err))),
+            Ok(()) => {
+                members().for_each(|job| self.taken(job));
+                Some(Ok(()))
             }
         }
     }

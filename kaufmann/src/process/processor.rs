@@ -103,10 +103,10 @@ pub(crate) struct Processor {
     pub(crate) defers: bool,
     /// Under `exactly_once`: a delivery that fails dooms the open transaction (librdkafka makes
     /// it abortable), which aborts, and the rewind reads the message again.
-    transactional: bool,
+    pub(crate) transactional: bool,
     /// Under `exactly_once`: each message's refused records, so that one whose records the broker
     /// keeps refusing is given up instead of aborting every transaction.
-    refusals: Refusals,
+    pub(crate) refusals: Refusals,
 }
 
 /// A message whose handler succeeded, waiting for the acknowledgements of what it published.
@@ -230,17 +230,8 @@ impl Processor {
         trace: Option<&HeldTrace>,
     ) -> Option<Box<Unconfirmed>> {
         self.metrics.record(&meta.message_name, Outcome::Consumed);
-        if self.transactional && self.refusals.remembers_any() {
-            let attempts = self
-                .config
-                .error_policy(&meta.message_name)
-                .retry
-                .attempts();
-            if let Some((refusals, error)) = self.refusals.spent(&job.origin, attempts) {
-                // Boxed: the rare path stays out of every message's future.
-                Box::pin(self.give_up(job, meta, refusals, ("publish", error, false))).await;
-                return None;
-            }
+        if self.refusals.remembers_any() && self.give_up_if_spent(job, meta).await {
+            return None;
         }
         let mut attempt = 0_u32;
         let mut outage_wait = Duration::from_millis(200);
@@ -362,8 +353,8 @@ impl Processor {
         }
         if let Some(failure) = failed {
             self.give_up(job, &meta, attempts, failure).await;
-        } else if self.transactional && !refused {
-            self.refusals.taken(&job.origin);
+        } else if !refused {
+            self.taken(job);
         }
     }
 
@@ -371,20 +362,67 @@ impl Processor {
     /// rewind reads `job` again. Unless the broker was down, the refusal counts toward giving
     /// `job` up (see [`Refusals`]).
     fn refused(&self, job: &Job, meta: &Metadata, unsent: &mut Unsent) {
-        let at = place(&job.origin);
-        match self.classify(unsent.take_error()) {
-            Failure::Outage { of } => {
-                tracing::warn!(at = %at, "{}: not taken while {of:?} is down; the transaction aborts and the message is read again", unsent.place());
+        let error = unsent.take_error();
+        self.count_refusal([job], &meta.message_name, &unsent.place(), error);
+    }
+
+    /// Under `exactly_once`: counts a refusal of a record `jobs` published (event `event`; one
+    /// message's, or a batch's), unless the broker was down or the transaction took no records
+    /// any more (another record had doomed it: the refusal was not theirs).
+    pub(crate) fn count_refusal<'a>(
+        &self,
+        jobs: impl IntoIterator<Item = &'a Job>,
+        event: &str,
+        record: &str,
+        error: Error,
+    ) {
+        let doomed = transaction_takes_no_records(&error);
+        let refused = match self.classify(error) {
+            Failure::Outage { of } => Err(format!("{record}: not taken while {of:?} is down")),
+            Failure::Transient { error, .. } | Failure::Permanent { error, .. } if doomed => {
+                Err(format!("{record}: {error}"))
             }
-            Failure::Transient { error, .. } | Failure::Permanent { error, .. } => {
-                let attempts = self
-                    .config
-                    .error_policy(&meta.message_name)
-                    .retry
-                    .attempts();
-                let refusals = self.refusals.refused(&job.origin, error.clone());
-                tracing::warn!(at = %at, refusals, attempts, "{error}; the transaction aborts and the message is read again (once its records were refused as often as its event's attempts, it is given up: error event and dead letter)");
+            Failure::Transient { error, .. } | Failure::Permanent { error, .. } => Ok(error),
+        };
+        let attempts = self.config.error_policy(event).retry.attempts();
+        for job in jobs {
+            let at = place(&job.origin);
+            match &refused {
+                Err(why) => {
+                    tracing::warn!(at = %at, "{why}; the transaction aborts and the message is read again");
+                }
+                Ok(error) => {
+                    let refusals = self.refusals.refused(&job.origin, error.clone());
+                    tracing::warn!(at = %at, refusals, attempts, "{error}; the transaction aborts and the message is read again (once its records were refused as often as its event's attempts, it is given up: error event and dead letter)");
+                }
             }
+        }
+    }
+
+    /// Under `exactly_once`: gives `job` up (error event and dead letter, kind `publish`, in the
+    /// open transaction) when the broker refused its records as often as its event's attempts;
+    /// whether it did.
+    pub(crate) async fn give_up_if_spent(&self, job: &Job, meta: &Metadata) -> bool {
+        if !self.transactional {
+            return false;
+        }
+        let attempts = self
+            .config
+            .error_policy(&meta.message_name)
+            .retry
+            .attempts();
+        let Some((refusals, error)) = self.refusals.spent(&job.origin, attempts) else {
+            return false;
+        };
+        // Boxed: the rare path stays out of every message's future.
+        Box::pin(self.give_up(job, meta, refusals, ("publish", error, false))).await;
+        true
+    }
+
+    /// Under `exactly_once`: forgets the refusals of `job`, whose records were taken.
+    pub(crate) fn taken(&self, job: &Job) {
+        if self.transactional {
+            self.refusals.taken(&job.origin);
         }
     }
 

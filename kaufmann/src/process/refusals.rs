@@ -4,7 +4,8 @@
 //! transaction after it, forever. So each refusal is counted, and once a message's refusals
 //! reach its event's attempts (`max_retries` + 1), it is given up the next time it is read: its
 //! error event and dead letter go into that transaction, with its offset (as a handler that
-//! failed every attempt). A message whose records are taken afterwards is forgotten.
+//! failed every attempt). A message whose records are taken afterwards is forgotten. A batch
+//! handler's refused record counts against every message of its batch.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
