@@ -71,6 +71,8 @@ pub(crate) struct Engine {
     config: Config,
     /// The messages of batch handlers, collected per partition; `None` without batch handlers.
     batches: Option<Arc<Batches<Lane, (Job, OwnedSemaphorePermit)>>>,
+    /// The events batch handlers serve (few: compared byte by byte with each message's).
+    batch_events: Vec<&'static str>,
     /// The retry topics consumed: their records wait until they are due.
     retry_topics: Vec<String>,
     /// The timers of records that wait until they are due (aborted at shutdown).
@@ -187,8 +189,8 @@ impl Engine {
         config: Config,
         states: States,
     ) -> Self {
-        let batches = handlers
-            .has_batches()
+        let batch_events = handlers.batch_events();
+        let batches = (!batch_events.is_empty())
             .then(|| Arc::new(Batches::new(config.batch_max, config.batch_linger)));
         let processor = Processor::new(
             shared.metrics.clone(),
@@ -205,6 +207,7 @@ impl Engine {
             semaphore: Arc::new(Semaphore::new(config.demand)),
             lanes: Arc::default(),
             batches,
+            batch_events,
             retry_topics: config.retry_topics(),
             unconfirmed: Arc::new(Semaphore::new(unconfirmed_places(config.demand))),
             config,
@@ -642,10 +645,10 @@ impl Engine {
     /// the header runs alone, as a batch of one, once its event is known).
     fn for_a_batch(&self, job: &Job) -> bool {
         job.headers
-            .iter()
-            .find(|(key, _)| *key == header::MESSAGE_NAME)
-            .and_then(|(_, value)| std::str::from_utf8(value?).ok())
-            .is_some_and(|event| self.processor.handlers.is_batch_event(event))
+            .byte_pairs()
+            .find(|(key, _)| *key == header::MESSAGE_NAME.as_bytes())
+            .and_then(|(_, value)| value)
+            .is_some_and(|event| self.batch_events.iter().any(|e| e.as_bytes() == event))
     }
 
     /// How long until a record of a retry topic is due, when it is not due yet.

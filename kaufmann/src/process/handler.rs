@@ -250,14 +250,13 @@ impl HandlerTable {
         )))
     }
 
-    /// Whether a batch handler serves `event`.
-    pub(crate) fn is_batch_event(&self, event: &str) -> bool {
-        self.get(event).is_some_and(HandlerRegistration::is_batch)
-    }
-
-    /// Whether any handler takes batches.
-    pub(crate) fn has_batches(&self) -> bool {
-        self.by_event.values().any(|h| h.is_batch())
+    /// The events batch handlers serve.
+    pub(crate) fn batch_events(&self) -> Vec<&'static str> {
+        self.by_event
+            .values()
+            .filter(|h| h.is_batch())
+            .map(|h| h.event)
+            .collect()
     }
 
     /// The handler for an event name, if there is one.
