@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::Consumer;
-use rdkafka::producer::FutureProducer;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -17,6 +16,7 @@ use crate::consume::embedded::EmbeddedBroker;
 use crate::consume::engine::Engine;
 use crate::consume::transactions::Transactions;
 use crate::error::{Error, Result};
+use crate::observe::client_logs::{KafkaProducer, ProducerLogging};
 use crate::observe::metrics::Metrics;
 use crate::observe::stats::Stats;
 use crate::process::handler::HandlerTable;
@@ -131,9 +131,9 @@ impl ServiceBuilder {
         let mut producer_config = ClientConfig::new();
         producer_config.set("enable.idempotence", "true");
         shared_settings(&mut producer_config, &config, &brokers);
-        let producer: FutureProducer = producer_config
+        let producer: KafkaProducer = producer_config
             .set("message.timeout.ms", "30000")
-            .create()
+            .create_with_context(ProducerLogging)
             .map_err(|e| Error::kafka("creating the producer", e))?;
         let metrics = Arc::new(Metrics::default());
         #[cfg(feature = "otel")]
@@ -228,7 +228,7 @@ impl ServiceBuilder {
 /// Under `exactly_once`, the producer handlers publish through, with this instance's
 /// transactional id (the service's publisher, for events from outside handlers, stays outside
 /// transactions).
-fn transactional_producer(config: &Config, brokers: &str) -> Result<Option<FutureProducer>> {
+fn transactional_producer(config: &Config, brokers: &str) -> Result<Option<KafkaProducer>> {
     if config.processing != Processing::ExactlyOnce {
         return Ok(None);
     }
@@ -237,7 +237,7 @@ fn transactional_producer(config: &Config, brokers: &str) -> Result<Option<Futur
     client
         .set("transactional.id", config.transactional_id())
         .set("enable.idempotence", "true")
-        .create()
+        .create_with_context(ProducerLogging)
         .map(Some)
         .map_err(|e| Error::kafka("creating the transactional producer", e))
 }

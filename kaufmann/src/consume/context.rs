@@ -191,6 +191,10 @@ pub(crate) struct EngineContext {
 }
 
 impl ClientContext for EngineContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::observe::client_logs::log(level, fac, message);
+    }
+
     /// librdkafka's client errors: logged (they name brokers and causes, never credentials) and
     /// the last one kept for the start-up error.
     fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {

@@ -14,12 +14,13 @@ use std::time::{Duration, Instant};
 
 use rdkafka::consumer::ConsumerGroupMetadata;
 use rdkafka::error::KafkaError;
-use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::config::Config;
 use crate::consume::offsets::TopicPartition;
 use crate::error::{Error, Result};
+use crate::observe::client_logs::KafkaProducer;
 use crate::observe::metrics::Metrics;
 
 /// The limit of one call into the transaction API.
@@ -50,7 +51,7 @@ struct Open {
 
 /// The transactional producer's state, shared by the poll loop and the rebalance callback.
 pub(crate) struct Transactions {
-    producer: FutureProducer,
+    producer: KafkaProducer,
     id: String,
     interval: Duration,
     max_messages: usize,
@@ -63,7 +64,7 @@ pub(crate) struct Transactions {
 }
 
 impl Transactions {
-    pub(crate) fn new(producer: FutureProducer, config: &Config, metrics: Arc<Metrics>) -> Self {
+    pub(crate) fn new(producer: KafkaProducer, config: &Config, metrics: Arc<Metrics>) -> Self {
         Self {
             producer,
             id: config.transactional_id(),

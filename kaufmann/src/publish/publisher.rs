@@ -11,7 +11,7 @@ use apache_avro::Schema;
 use futures::future::Either;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message, OwnedMessage};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::producer::{DeliveryFuture, FutureRecord, Producer};
 
 use crate::codec::format::WireCodec;
 use crate::codec::schema::EventSchema;
@@ -19,6 +19,7 @@ use crate::config::{Config, EventRoute};
 use crate::envelope::{CallbackTopic, Metadata};
 use crate::error::{CodecError, Error, Result};
 use crate::fast_map::FastMap;
+use crate::observe::client_logs::KafkaProducer;
 use crate::observe::metrics::{Metrics, Outcome};
 #[cfg(feature = "testing")]
 use crate::publish::memory_sink::MemorySink;
@@ -285,14 +286,14 @@ impl<'a> Outgoing<'a> {
 
 /// Where published records go: Kafka, or memory (the test bus).
 enum Sink {
-    Kafka(FutureProducer),
+    Kafka(KafkaProducer),
     #[cfg(feature = "testing")]
     Memory(Arc<MemorySink>),
 }
 
 impl Publisher {
     pub(crate) fn new(
-        producer: FutureProducer,
+        producer: KafkaProducer,
         registry: Arc<dyn SchemaRegistry>,
         metrics: Arc<Metrics>,
         config: &Config,
@@ -436,7 +437,7 @@ impl Publisher {
     /// send timeout.
     async fn enqueue(
         &self,
-        producer: &FutureProducer,
+        producer: &KafkaProducer,
         mut record: FutureRecord<'_, [u8], [u8]>,
     ) -> std::result::Result<DeliveryFuture, KafkaError> {
         let started = std::time::Instant::now();
