@@ -1,6 +1,6 @@
 //! The sample service, run as its users run it (`cargo run --example user_service`, no
 //! configuration): it starts the embedded broker, seeds demo commands, logs each handled and
-//! published event, and stops cleanly on SIGINT.
+//! published event, and stops cleanly on SIGINT (no warning or error while it stops).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -75,4 +75,25 @@ fn sample_handles_and_publishes_its_demo_commands_then_stops_on_sigint() {
     assert!(status.success());
     let exit = child.wait().unwrap();
     assert!(exit.success(), "the sample exited with {exit} after SIGINT");
+    // From the signal on: a clean stop, and no client complaining that the embedded broker went
+    // away before it did.
+    let printed: Vec<String> = lines.into_iter().chain(rx.iter()).collect();
+    let stopping: Vec<&String> = printed
+        .iter()
+        .skip_while(|l| !l.contains("shutdown signal received"))
+        .collect();
+    assert!(
+        stopping.iter().any(|l| l.contains("service stopped")),
+        "no stop after the signal:\n{}",
+        printed.join("\n")
+    );
+    let complaints: Vec<&&String> = stopping
+        .iter()
+        .filter(|l| l.contains(" WARN ") || l.contains(" ERROR "))
+        .collect();
+    assert!(
+        complaints.is_empty(),
+        "the sample complained while it stopped:\n{}",
+        printed.join("\n")
+    );
 }

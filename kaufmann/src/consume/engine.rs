@@ -37,6 +37,14 @@ use crate::registry::SchemaRegistry;
 /// Aborts its task when dropped.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
+impl AbortOnDrop {
+    /// Aborts the task and waits until it is gone, with what it holds.
+    async fn stop(mut self) {
+        self.0.abort();
+        let _ = (&mut self.0).await;
+    }
+}
+
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
@@ -313,7 +321,10 @@ impl Engine {
         }
         drop(state.slot);
         engine.drain(fenced.is_some()).await;
-        drop(probes);
+        // The probes hold the engine, and so the consumer and the producer: they end here, not
+        // later on another thread (the embedded broker stops once this returns, and clients
+        // still connected to it would log it as an outage).
+        probes.stop().await;
         fenced.map_or(Ok(()), Err)
     }
 
