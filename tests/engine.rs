@@ -371,3 +371,61 @@ async fn an_unknown_schema_id_is_asked_for_once_and_dead_lettered() {
         );
     }
 }
+
+/// `consumers = 2` with static membership: both consumers join the group (the second with its
+/// own `group.instance.id`) and split the partitions; every message is handled and committed,
+/// with never more than `demand` in flight for the two together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_consumers_split_the_partitions_and_share_the_demand() {
+    let Some(brokers) = broker() else { return };
+    let topic = topic_with_dead_letters(&brokers, "two", 4).await;
+    let registry = format!("mock://{}", unique("two"));
+    let mut config = test_config(&brokers, &topic, &registry);
+    config.ordering = Ordering::Unordered;
+    config.consumers = 2;
+    config.demand = 9;
+    for (key, value) in [
+        ("group.instance.id", unique("member")),
+        // The first consumer learns that the second joined within a fraction of a second.
+        ("heartbeat.interval.ms", "100".to_owned()),
+    ] {
+        config.librdkafka.insert(key.to_owned(), value);
+    }
+    let (demand, group) = (config.demand, config.group_id.clone());
+    let service = kaufmann_tests::start(config).await.unwrap();
+    let spread =
+        kaufmann_tests::eventually(LIMIT, || service.stats().assigned_partitions() == [2, 2]).await;
+    assert!(
+        spread,
+        "partitions held by each consumer: {:?}",
+        service.stats().assigned_partitions()
+    );
+
+    let ends = produce(&brokers, &topic, &registry, work_records(4_000, 400, 2)).await;
+    let mut peak = 0;
+    let done = kaufmann_tests::eventually(LIMIT, || {
+        peak = peak.max(service.stats().in_flight());
+        service.stats().handled() >= 4_000
+    })
+    .await;
+    assert!(done, "handled {} of 4000", service.stats().handled());
+    let committed = wait_for_commits(&brokers, &group, &topic, 4, &ends, LIMIT).await;
+    let stats_peak = service.stats().max_in_flight();
+    service.shutdown().await.unwrap();
+
+    let ids: HashSet<i64> = observed(&topic).iter().map(|o| o.id).collect();
+    assert_eq!(ids.len(), 4_000);
+    assert!(
+        peak <= demand && stats_peak <= demand,
+        "in flight {stats_peak} > demand {demand}"
+    );
+    // Each consumer has 4 or 5 of the 9 slots, and a 2 ms handler fills them.
+    assert!(
+        stats_peak > 5,
+        "one consumer's share at most: peak {stats_peak}"
+    );
+    let expected: HashMap<i32, i64> = (0..4)
+        .map(|p| (p, ends.get(&p).copied().unwrap_or(0)))
+        .collect();
+    assert_eq!(committed, expected);
+}

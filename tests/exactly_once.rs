@@ -237,7 +237,10 @@ pub(crate) async fn finish(setup: &Setup, ends: &HashMap<i32, i64>, services: Ve
 
 /// 20,000 inputs; the service is killed with SIGKILL at three random points under load and
 /// restarted (with the same instance id, so the restart fences the killed one's transaction):
-/// every input has exactly one output, read committed, and aborted outputs are in the log.
+/// every input has exactly one output, read committed, and aborted outputs are in the log. The
+/// instances run two consumers (`consumers = 2`: two transactional producers), but the second
+/// runs one: the open transaction of the killed instance's second consumer is fenced by no one,
+/// and the coordinator aborts it after its timeout (10 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killed_three_times_each_input_has_exactly_one_output() {
     let _serial = ONE_AT_A_TIME.lock().await;
@@ -256,7 +259,9 @@ async fn killed_three_times_each_input_has_exactly_one_output() {
     // Three kill points: 1,000 to 5,000 more output offsets written each time.
     let mut seed = u64::from_le_bytes(uuid::Uuid::new_v4().as_bytes()[..8].try_into().unwrap());
     let mut kills = Vec::new();
-    for round in 0..3 {
+    for (round, consumers) in ["2", "1", "2"].into_iter().enumerate() {
+        let mut env = env.clone();
+        env.push(("KAUFMANN_CONSUMERS", consumers));
         let service = setup.spawn(&format!("killed-{round}"), &env);
         seed ^= seed << 13;
         seed ^= seed >> 7;
@@ -271,15 +276,28 @@ async fn killed_three_times_each_input_has_exactly_one_output() {
         service.0.wait().unwrap();
         kills.push(target);
     }
+    let mut env = env;
+    env.push(("KAUFMANN_CONSUMERS", "2"));
     let last = setup.spawn("last", &env);
     finish(&setup, &ends, vec![last]).await;
+    let log = std::fs::read_to_string(setup.file("last.log")).unwrap();
+    for id in ["solo", "solo:1"] {
+        let started = log.lines().any(|line| {
+            line.contains("transactions started") && line.contains(&format!("-{id}\""))
+        });
+        assert!(
+            started,
+            "the last instance's consumers started transactions as `…-{id}`:\n{log}"
+        );
+    }
     let aborted = assert_exactly_once(&setup, &output, COUNT);
     assert!(
         aborted > 0,
         "the killed attempts' records are in the log, invisible to read_committed"
     );
     println!(
-        "exactly-once kill test: killed at output offsets {kills:?}; {COUNT} inputs, {COUNT} \
+        "exactly-once kill test (2, 1, 2 and 2 consumers): killed at output offsets {kills:?}; \
+         {COUNT} inputs, {COUNT} \
          outputs read committed (0 missing, 0 duplicates), {aborted} aborted records in the log"
     );
 }

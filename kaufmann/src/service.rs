@@ -115,6 +115,7 @@ impl ServiceBuilder {
         keep_freed_memory_unresident();
         let handlers = HandlerTable::collect()?;
         handlers.check_states(&states)?;
+        let demands = demand_shares(config.demand, config.consumers)?;
         let dead_letter_topics = dead_letter_topics(&config);
         let retry_topics = config.retry_topics();
         // Every topic the service reads or writes, for the embedded broker to create.
@@ -139,57 +140,32 @@ impl ServiceBuilder {
         #[cfg(feature = "otel")]
         crate::observe::otel::export_metrics(&metrics);
         let stats = Stats::new(metrics.clone());
-        let transactional = transactional_producer(&config, &brokers)?;
-        let transactions = transactional
-            .clone()
-            .map(|producer| Transactions::new(producer, &config, metrics.clone()));
-        let shared = Shared::new(metrics.clone(), config.shutdown_timeout, transactions);
-        // librdkafka prefetches while its consumer queue holds fewer than `queued.min.messages`
-        // messages and fewer than `queued.max.messages.kbytes` (64 MB by default). A group
-        // consumer forwards every assigned partition to that one queue, so both bounds count all
-        // partitions together. The byte bound keeps memory independent of the backlog:
-        // PREFETCH_KBYTES, plus what one fetch brings past it. A count bound near the pool's size
-        // starved the poll loop instead (1,000 messages: the queue ran dry within a fetch round
-        // trip, ~170k msg/s in the broker benchmark against ~250-350k without it). Past a bound
-        // librdkafka waits `fetch.queue.backoff.ms` (1 s by default) before it looks again,
-        // which would stall every resume after a pause.
-        let mut consumer_config = ClientConfig::new();
-        match config.group_protocol {
-            // A rebalance revokes only the partitions that move; the others keep running.
-            GroupProtocol::Classic => {
-                consumer_config.set("partition.assignment.strategy", "cooperative-sticky");
-            }
-            GroupProtocol::Consumer => {
-                consumer_config.set("group.protocol", "consumer");
-            }
+        let mut consumers = Vec::with_capacity(demands.len());
+        for consumer in 0..demands.len() {
+            let transactional = transactional_producer(&config, &brokers, consumer)?;
+            let transactions = transactional.clone().map(|producer| {
+                let id = config.transactional_id(consumer);
+                Transactions::new(producer, id, &config, metrics.clone())
+            });
+            let shared = Shared::new(
+                metrics.clone(),
+                consumer,
+                config.shutdown_timeout,
+                transactions,
+            );
+            let client = group_consumer(&config, &brokers, shared.clone())?;
+            consumers.push((client, shared, transactional));
         }
-        consumer_config.set("queued.max.messages.kbytes", PREFETCH_KBYTES);
-        consumer_config.set("fetch.queue.backoff.ms", "10");
-        // Records of aborted transactions are never handed out (librdkafka's default, said
-        // here: exactly-once processing depends on it).
-        consumer_config.set("isolation.level", "read_committed");
-        if config.metrics_addr.is_some() {
-            // The consumer lag gauge comes from librdkafka's statistics.
-            consumer_config.set("statistics.interval.ms", "5000");
-        }
-        shared_settings(&mut consumer_config, &config, &brokers);
-        let consumer: EngineConsumer = consumer_config
-            .set("group.id", &config.group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
-            .set("enable.partition.eof", "false")
-            .create_with_context(EngineContext {
-                shared: shared.clone(),
-            })
-            .map_err(|e| Error::kafka("creating the consumer", e))?;
-        let consumer = Arc::new(consumer);
         let mut required = config.topics.clone();
         required.extend(dead_letter_topics);
         required.extend(retry_topics.iter().cloned());
-        check_topics(&consumer, &shared, &brokers, &required).await?;
+        if let Some((first, shared, _)) = consumers.first() {
+            check_topics(first, shared, &brokers, &required).await?;
+        }
         metrics.health.broker.set_up();
-        subscribe(&consumer, &config.topics, &retry_topics)?;
+        for (client, ..) in &consumers {
+            subscribe(client, &config.topics, &retry_topics)?;
+        }
         if config.wire_format.codec().registers() {
             registry.ping().await?;
         }
@@ -200,20 +176,30 @@ impl ServiceBuilder {
             None => None,
         };
         let publisher = Publisher::new(producer, registry.clone(), metrics.clone(), &config);
-        let handlers_publisher = match transactional {
-            Some(producer) => Publisher::new(producer, registry.clone(), metrics, &config),
-            None => publisher.clone(),
-        };
-        let engine = Engine::new(
-            consumer,
-            shared,
-            handlers,
-            registry,
-            handlers_publisher,
-            config,
-            states,
-        );
-        let task = tokio::spawn(engine.run(shutdown_rx));
+        let engines = consumers
+            .into_iter()
+            .zip(demands)
+            .map(|((client, shared, transactional), demand)| {
+                let handlers_publisher = match transactional {
+                    Some(producer) => {
+                        Publisher::new(producer, registry.clone(), metrics.clone(), &config)
+                    }
+                    None => publisher.clone(),
+                };
+                let mut config = config.clone();
+                config.demand = demand;
+                Engine::new(
+                    client,
+                    shared,
+                    handlers.clone(),
+                    registry.clone(),
+                    handlers_publisher,
+                    config,
+                    states.clone(),
+                )
+            })
+            .collect();
+        let task = tokio::spawn(run_engines(engines, shutdown_rx, metrics));
         Ok(RunningService {
             publisher,
             stats,
@@ -225,17 +211,131 @@ impl ServiceBuilder {
     }
 }
 
-/// Under `exactly_once`, the producer handlers publish through, with this instance's
+/// The share of `demand` of each of `consumers` consumers (they differ by one at most); an
+/// error when there are none, or more than slots.
+fn demand_shares(demand: usize, consumers: usize) -> Result<Vec<usize>> {
+    if consumers == 0 || consumers > demand {
+        return Err(Error::Startup(format!(
+            "`consumers` is {consumers} with `demand` {demand}: each consumer needs at least one \
+             of the pool's slots; set `consumers` from 1 to `demand`"
+        )));
+    }
+    Ok((0..consumers)
+        .map(|consumer| demand / consumers + usize::from(consumer < demand % consumers))
+        .collect())
+}
+
+/// Runs the consumers' engines until shutdown. The first to stop (shutdown, a fenced producer,
+/// an error at start) stops the others; the service ends with the first error.
+async fn run_engines(
+    engines: Vec<Engine>,
+    mut shutdown: watch::Receiver<bool>,
+    metrics: Arc<Metrics>,
+) -> Result<()> {
+    let (stop, stopped) = watch::channel(false);
+    let mut running = tokio::task::JoinSet::new();
+    for engine in engines {
+        running.spawn(engine.run(stopped.clone()));
+    }
+    let mut ended = Ok(());
+    let mut asked = false;
+    loop {
+        tokio::select! {
+            // A dropped `RunningService` (an error here) stops the service too.
+            _ = shutdown.changed(), if !asked => {
+                asked = true;
+                let _ = stop.send(true);
+            }
+            joined = running.join_next() => {
+                let Some(joined) = joined else { break };
+                let _ = stop.send(true);
+                let result = joined
+                    .map_err(|e| Error::Startup(format!("a consumer's task failed: {e}")))
+                    .and_then(|result| result);
+                if let (Err(err), Ok(())) = (result, &ended) {
+                    ended = Err(err);
+                }
+            }
+        }
+    }
+    let stats = Stats::new(metrics);
+    tracing::info!(
+        handled = stats.handled(),
+        failed = stats.failed(),
+        dead_lettered = stats.dead_lettered(),
+        "service stopped"
+    );
+    ended
+}
+
+/// The consumer of the group with the service's settings; its client context holds `shared`.
+/// With `group.instance.id` in `[librdkafka]` (static membership), each consumer but the first
+/// adds `-<consumer>` to it (a member's id is unique in its group).
+fn group_consumer(
+    config: &Config,
+    brokers: &str,
+    shared: Arc<Shared>,
+) -> Result<Arc<EngineConsumer>> {
+    // librdkafka prefetches while its consumer queue holds fewer than `queued.min.messages`
+    // messages and fewer than `queued.max.messages.kbytes` (64 MB by default). A group
+    // consumer forwards every assigned partition to that one queue, so both bounds count all
+    // partitions together. The byte bound keeps memory independent of the backlog:
+    // PREFETCH_KBYTES, plus what one fetch brings past it. A count bound near the pool's size
+    // starved the poll loop instead (1,000 messages: the queue ran dry within a fetch round
+    // trip, ~170k msg/s in the broker benchmark against ~250-350k without it). Past a bound
+    // librdkafka waits `fetch.queue.backoff.ms` (1 s by default) before it looks again,
+    // which would stall every resume after a pause.
+    let mut consumer_config = ClientConfig::new();
+    match config.group_protocol {
+        // A rebalance revokes only the partitions that move; the others keep running.
+        GroupProtocol::Classic => {
+            consumer_config.set("partition.assignment.strategy", "cooperative-sticky");
+        }
+        GroupProtocol::Consumer => {
+            consumer_config.set("group.protocol", "consumer");
+        }
+    }
+    consumer_config.set("queued.max.messages.kbytes", PREFETCH_KBYTES);
+    consumer_config.set("fetch.queue.backoff.ms", "10");
+    // Records of aborted transactions are never handed out (librdkafka's default, said
+    // here: exactly-once processing depends on it).
+    consumer_config.set("isolation.level", "read_committed");
+    if config.metrics_addr.is_some() {
+        // The consumer lag gauge comes from librdkafka's statistics.
+        consumer_config.set("statistics.interval.ms", "5000");
+    }
+    shared_settings(&mut consumer_config, config, brokers);
+    if let (Some(id), consumer @ 1..) =
+        (config.librdkafka.get("group.instance.id"), shared.consumer)
+    {
+        consumer_config.set("group.instance.id", format!("{id}-{consumer}"));
+    }
+    let consumer: EngineConsumer = consumer_config
+        .set("group.id", &config.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        .create_with_context(EngineContext { shared })
+        .map_err(|e| Error::kafka("creating the consumer", e))?;
+    Ok(Arc::new(consumer))
+}
+
+/// Under `exactly_once`, the producer the handlers of `consumer` publish through, with its
 /// transactional id (the service's publisher, for events from outside handlers, stays outside
 /// transactions).
-fn transactional_producer(config: &Config, brokers: &str) -> Result<Option<KafkaProducer>> {
+fn transactional_producer(
+    config: &Config,
+    brokers: &str,
+    consumer: usize,
+) -> Result<Option<KafkaProducer>> {
     if config.processing != Processing::ExactlyOnce {
         return Ok(None);
     }
     let mut client = ClientConfig::new();
     shared_settings(&mut client, config, brokers);
     client
-        .set("transactional.id", config.transactional_id())
+        .set("transactional.id", config.transactional_id(consumer))
         .set("enable.idempotence", "true")
         .create_with_context(ProducerLogging)
         .map(Some)
@@ -485,6 +585,23 @@ async fn shutdown_signal() {
 
 #[cfg(test)]
 mod tests {
+    use super::demand_shares;
+
+    #[test]
+    fn consumers_share_the_demand_equally_and_each_needs_a_slot() {
+        assert_eq!(demand_shares(50, 1).unwrap(), [50]);
+        assert_eq!(demand_shares(9, 2).unwrap(), [5, 4]);
+        assert_eq!(demand_shares(10, 4).unwrap(), [3, 3, 2, 2]);
+        assert_eq!(demand_shares(3, 3).unwrap(), [1, 1, 1]);
+        for (demand, consumers) in [(3, 4), (5, 0)] {
+            let err = demand_shares(demand, consumers).unwrap_err().to_string();
+            assert!(
+                err.contains("`consumers` is") && err.contains("from 1 to `demand`"),
+                "{err}"
+            );
+        }
+    }
+
     /// With mimalloc as the process's `malloc`, a starting service turns transparent huge pages
     /// off for the process (the kernel shows it in `/proc/self/status`), unless the operator set
     /// `MIMALLOC_ALLOW_THP`.

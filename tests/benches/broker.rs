@@ -137,7 +137,7 @@ struct Args {
 enum Only {
     /// Everything.
     All,
-    /// `--only-c`: C alone, `--runs` times, its rates printed (for profiling).
+    /// `--only-c`: C and C2 alone, `--runs` times each, their rates printed (for profiling).
     C,
     /// `--only-publish`: the consume -> publish rows alone, their medians printed.
     Publish,
@@ -369,16 +369,67 @@ async fn kaufmann_run(
     configured_run(config, target, sleep_ms).await
 }
 
+/// C with two consumers (`consumers = 2`) over `topic` until `target` messages are handled: the
+/// rate from the moment both consumers hold partitions to the last message, and how long after
+/// the first message that was; `None` when the last message came first. The consumers send
+/// heartbeats every 100 ms (librdkafka's default: 3 s), so that the first learns within a
+/// fraction of a second that the second joined (a broker's default
+/// `group.initial.rebalance.delay.ms` of 3 s has both join the first generation; the test broker
+/// sets it to 0).
+async fn two_consumers_run(
+    brokers: &str,
+    topic: &str,
+    registry_url: &str,
+    target: u64,
+) -> Option<(f64, Duration)> {
+    let mut config = service_config("bench-c2", brokers, topic, registry_url);
+    config.consumers = 2;
+    config
+        .librdkafka
+        .insert("heartbeat.interval.ms".to_owned(), "100".to_owned());
+    let mut spread = None;
+    watched_run(config, target, 0, |service| {
+        let holding = service.stats().assigned_partitions();
+        if spread.is_none() && holding.iter().filter(|&&p| p > 0).count() == 2 {
+            spread = Some((Instant::now(), HANDLED.load(Ordering::SeqCst)));
+        }
+    })
+    .await;
+    let (at, handled) = spread?;
+    let first = (*first_at().lock().unwrap())?;
+    let done = (*done_at().lock().unwrap())?;
+    (handled < target && done > at).then(|| {
+        (
+            rate(target - handled, done - at),
+            at.saturating_duration_since(first),
+        )
+    })
+}
+
+/// How many times C's events C2 reads.
+const C2_TIMES: u64 = 3;
+
 /// [`kaufmann_run`] with the service's whole config.
 async fn configured_run(config: kaufmann::Config, target: u64, sleep_ms: u64) -> (Duration, usize) {
+    watched_run(config, target, sleep_ms, |_| {}).await
+}
+
+/// [`configured_run`], calling `watch` with the service every 5 ms until the last message.
+async fn watched_run(
+    config: kaufmann::Config,
+    target: u64,
+    sleep_ms: u64,
+    mut watch: impl FnMut(&kaufmann::RunningService),
+) -> (Duration, usize) {
     HANDLED.store(0, Ordering::SeqCst);
     SLEPT_NANOS.store(0, Ordering::SeqCst);
     SLEEP_MS.store(sleep_ms, Ordering::SeqCst);
     TARGET.store(target, Ordering::SeqCst);
     *first_at().lock().unwrap() = None;
     *done_at().lock().unwrap() = None;
-    let service = kaufmann_tests::start(config).await.unwrap();
+    let service = Box::pin(kaufmann_tests::start(config)).await.unwrap();
     while done_at().lock().unwrap().is_none() {
+        watch(&service);
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = match (*first_at().lock().unwrap(), *done_at().lock().unwrap()) {
@@ -947,6 +998,14 @@ fn main() {
         create_topics(&brokers, &[(&topic, PARTITIONS)]).await;
         eprintln!("prefilling {n} events into {topic} ({PARTITIONS} partitions)");
         let size = prefill(&brokers, &topic, &registry, n, None, "5").await;
+        // C2 on a topic of its own, three times as long: its rate counts from the moment both
+        // consumers hold partitions, up to a second after the first message on the test broker.
+        let (topic_c2, n_c2) = (unique("bench-c2"), n * C2_TIMES);
+        if matches!(args.only, Only::All | Only::C) {
+            create_topics(&brokers, &[(&topic_c2, PARTITIONS)]).await;
+            eprintln!("prefilling {n_c2} events into {topic_c2} for C2");
+            prefill(&brokers, &topic_c2, &registry, n_c2, None, "5").await;
+        }
         if args.only == Only::C {
             eprintln!("prefilled; measuring C");
             for run in 1..=args.runs {
@@ -955,6 +1014,10 @@ fn main() {
                 // From the service's start to its shutdown: less noisy than the rate on a busy VM.
                 let per_message = (cpu_seconds() - cpu) / n as f64 * 1e6;
                 eprintln!("  C run {run}: {run_c:.0} msg/s, {per_message:.2} us of this process's CPU per message");
+                match two_consumers_run(&brokers, &topic_c2, &registry, n_c2).await {
+                    Some((run_c2, after)) => eprintln!("  C2 run {run}: {run_c2:.0} msg/s (C2 / C {:.2}), both consumers held partitions {} ms after the first message", run_c2 / run_c, after.as_millis()),
+                    None => eprintln!("  C2 run {run}: the last message came before both consumers held partitions"),
+                }
             }
             return;
         }
@@ -987,6 +1050,8 @@ fn main() {
         // C / peer are the medians of the rounds' ratios.
         say("A (raw rdkafka), B (+ decode), C (Kaufmann, no-op handler) and the peers, a run of each per round");
         let (mut a, mut b, mut c, mut c_over_b) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        // C with two consumers: its rates, and its ratio to C, each round it spread in time.
+        let (mut c2, mut c2_over_c, mut c2_cpu) = (Vec::new(), Vec::new(), Vec::new());
         // CPU time per message of A, B and C, each run.
         let mut cpu: [Vec<f64>; 3] = Default::default();
         // The peers take their turn in each round too: (rates, C's ratios, why a run failed).
@@ -1001,6 +1066,15 @@ fn main() {
                 "  round {round}: A {run_a:.0}, B {run_b:.0}, C {run_c:.0} msg/s (C / B {:.2}); CPU per message A {cpu_a:.2}, B {cpu_b:.2}, C {cpu_c:.2} us",
                 run_c / run_b
             );
+            match with_cpu(n_c2, two_consumers_run(&brokers, &topic_c2, &registry, n_c2)).await {
+                (Some((run_c2, after)), cpu_c2) => {
+                    eprintln!("  round {round}: C2 {run_c2:.0} msg/s (C2 / C {:.2}), both consumers held partitions {} ms after the first message", run_c2 / run_c, after.as_millis());
+                    c2.push(run_c2);
+                    c2_over_c.push(run_c2 / run_c);
+                    c2_cpu.push(cpu_c2);
+                }
+                (None, _) => eprintln!("  round {round}: C2 not measured: the last message came before both consumers held partitions"),
+            }
             a.push(run_a);
             b.push(run_b);
             c.push(run_c);
@@ -1027,6 +1101,8 @@ fn main() {
             }
         }
         let (a, b, c, c_over_b) = (median(a), median(b), median(c), median(c_over_b));
+        let c2_rounds = c2.len();
+        let (c2, c2_over_c, c2_cpu) = (median(c2), median(c2_over_c), median(c2_cpu));
         // D, E and the latency: medians of the runs too; in-flight and RSS peaks are the
         // highest of the runs (they are limits, not typical values).
         say("D: Kaufmann, 5 ms handler, demand 50");
@@ -1079,6 +1155,9 @@ fn main() {
         table.push(("A. raw rdkafka StreamConsumer, counting".into(), a, Some(cpu[0])));
         table.push(("B. A + wire format + apache-avro decode".into(), b, Some(cpu[1])));
         table.push(("C. Kaufmann, no-op handler (decode, dispatch, commit)".into(), c, Some(cpu[2])));
+        if c2_rounds > 0 {
+            table.push((format!("C2. C with `consumers = 2` ({n_c2} msgs, the rate from the moment both consumers hold partitions; {c2_rounds} of {} rounds)", args.runs), c2, Some(c2_cpu)));
+        }
         table.push((format!("D. Kaufmann, 5 ms handler, demand 50 ({d_count} msgs)"), d, None));
         table.push((format!("E. Kaufmann, 20 ms handler, demand 50 ({e_count} msgs of a {n}-event backlog)"), e, None));
         table.push((format!("F. Kaufmann, handler publishes each event, at least once, the default publish_confirm = before_commit ({fast_count} msgs)"), f, Some(publish.f_cpu)));
@@ -1112,6 +1191,9 @@ fn main() {
         }
         let _ = writeln!(md, "\n| figure | value | goal |\n|---|---:|---|");
         let _ = writeln!(md, "| C / B (median of the rounds' ratios; ratio of the medians {:.2}) | {c_over_b:.2} | >= 1.0 |", c / b);
+        if c2_rounds > 0 {
+            let _ = writeln!(md, "| C2 / C, two consumers against one (median of the rounds' ratios; ratio of the medians {:.2}) | {c2_over_c:.2} | |", c2 / c);
+        }
         let _ = writeln!(md, "| D / (demand / measured mean handler time = {ideal:.0} msg/s) | {:.2} | >= 0.95 |", d / ideal);
         let _ = writeln!(md, "| D in-flight peak | {d_peak} | <= 50 |");
         let _ = writeln!(md, "| E in-flight peak | {e_peak} | <= 50 |");

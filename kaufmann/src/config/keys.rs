@@ -116,6 +116,13 @@ const KEYS: &[(&str, Set)] = &[
         }),
     ),
     (
+        "consumers",
+        Set::Config(|c, raw| {
+            c.consumers = usize::try_from(number(raw, 1, MAX_CONSUMERS)?).unwrap_or(usize::MAX);
+            Ok(())
+        }),
+    ),
+    (
         "batch_max",
         Set::Config(|c, raw| {
             c.batch_max = usize::try_from(number(raw, 1, MAX_BATCH)?).unwrap_or(usize::MAX);
@@ -686,6 +693,9 @@ fn delays(raw: &Raw) -> Result<Vec<Duration>, ConfigError> {
 
 /// The most messages in flight `demand` accepts.
 pub const MAX_DEMAND: u64 = 100_000;
+/// The most consumers `consumers` accepts (each is a member of the group with a thread's worth of
+/// polling; more than the partitions leaves some idle).
+pub const MAX_CONSUMERS: u64 = 64;
 /// The most retries `max_retries` accepts.
 const MAX_RETRIES: u64 = 1_000;
 const MINUTE_MS: u64 = 60_000;

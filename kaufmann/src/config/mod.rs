@@ -7,7 +7,7 @@
 mod keys;
 mod retry;
 
-pub use keys::MAX_DEMAND;
+pub use keys::{MAX_CONSUMERS, MAX_DEMAND};
 pub use retry::RetryPolicy;
 
 use std::collections::{BTreeMap, HashMap};
@@ -304,8 +304,15 @@ pub struct Config {
     pub topics: Vec<String>,
     /// The topic events are published to.
     pub default_topic: String,
-    /// The most messages in flight (fetched but not finished) at any time.
+    /// The most messages in flight (fetched but not finished) at any time, all consumers
+    /// together.
     pub demand: usize,
+    /// How many consumers (members of the group, each with its own poll loop) the service runs:
+    /// 1 to [`MAX_CONSUMERS`], at most `demand`. One poll loop takes about a core at a few
+    /// hundred thousand messages a second; a second one lets a service with cheap handlers use
+    /// another core. Each consumer gets an equal share of `demand` and its own partitions (a
+    /// consumer without partitions idles).
+    pub consumers: usize,
     /// The most messages one batch of a batch handler (`#[given_events]`) holds (1 to 10,000).
     pub batch_max: usize,
     /// How long a batch waits for more messages after its first arrived, before it runs anyway.
@@ -382,6 +389,7 @@ impl Config {
             topics: vec!["rapids".to_owned()],
             default_topic: "rapids".to_owned(),
             demand: 50,
+            consumers: 1,
             batch_max: 100,
             batch_linger: Duration::from_millis(10),
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
@@ -458,7 +466,7 @@ impl Config {
             .collect();
         format!(
             "brokers={:?} security={:?} group_id={} topics={:?} default_topic={} demand={} \
-             ordering={:?} commit_interval={:?} processing={:?} publish_confirm={:?} \
+             consumers={} ordering={:?} commit_interval={:?} processing={:?} publish_confirm={:?} \
              transaction_interval={:?} \
              transaction_max_messages={} instance_id={} shutdown_timeout={:?} errors={:?} \
              event_errors={:?} unhandled={:?} group_protocol={:?} max_message_bytes={} \
@@ -470,6 +478,7 @@ impl Config {
             self.topics,
             self.default_topic,
             self.demand,
+            self.consumers,
             self.ordering,
             self.commit_interval,
             self.processing,
@@ -507,11 +516,16 @@ impl Config {
         self.event_errors.get(event).unwrap_or(&self.errors)
     }
 
-    /// The transactional id of this instance's producer under `exactly_once`:
-    /// `kaufmann-<group_id>-<instance_id>`. Stable across restarts, a restarted instance fences
-    /// its killed predecessor's open transaction at once (aborted, its records never visible).
-    pub fn transactional_id(&self) -> String {
-        format!("kaufmann-{}-{}", self.group_id, self.instance_id)
+    /// The transactional id of the producer of this instance's `consumer` (from 0) under
+    /// `exactly_once`: `kaufmann-<group_id>-<instance_id>` for the first,
+    /// `kaufmann-<group_id>-<instance_id>:<consumer>` for the others (an instance id has no `:`).
+    /// Stable across restarts, a restarted instance fences its killed predecessor's open
+    /// transactions at once (aborted, their records never visible).
+    pub fn transactional_id(&self, consumer: usize) -> String {
+        match consumer {
+            0 => format!("kaufmann-{}-{}", self.group_id, self.instance_id),
+            _ => format!("kaufmann-{}-{}:{consumer}", self.group_id, self.instance_id),
+        }
     }
 
     /// Every retry topic of the consumed topics, under the service's policy and every event's:
@@ -597,6 +611,7 @@ mod tests {
             &env(&[
                 ("KAUFMANN_BROKERS", "127.0.0.1:9092"),
                 ("KAUFMANN_DEMAND", "9"),
+                ("KAUFMANN_CONSUMERS", "2"),
                 ("KAUFMANN_COMMIT_INTERVAL_MS", "250"),
                 ("KAUFMANN_LIBRDKAFKA_SOCKET_KEEPALIVE_ENABLE", "true"),
             ]),
@@ -606,6 +621,7 @@ mod tests {
         assert_eq!(config.topics, ["in", "other"]);
         assert_eq!(config.default_topic, "in");
         assert_eq!(config.demand, 9);
+        assert_eq!(config.consumers, 2);
         assert_eq!(config.ordering, Ordering::Partition);
         assert_eq!(config.group_protocol, GroupProtocol::Classic);
         assert_eq!(config.commit_interval, Duration::from_millis(250));
@@ -723,7 +739,8 @@ mod tests {
         assert_eq!(config.processing, Processing::ExactlyOnce);
         assert_eq!(config.transaction_interval, Duration::from_millis(250));
         assert_eq!(config.transaction_max_messages, 500);
-        assert_eq!(config.transactional_id(), "kaufmann-billing-pod-3");
+        assert_eq!(config.transactional_id(0), "kaufmann-billing-pod-3");
+        assert_eq!(config.transactional_id(2), "kaufmann-billing-pod-3:2");
         for (key, value, says) in [
             (
                 "KAUFMANN_PROCESSING",
@@ -772,6 +789,8 @@ mod tests {
         for (key, value, range) in [
             ("KAUFMANN_DEMAND", "0", "from 1 to 100000"),
             ("KAUFMANN_DEMAND", "4611686018427387904", "from 1 to 100000"),
+            ("KAUFMANN_CONSUMERS", "0", "from 1 to 64"),
+            ("KAUFMANN_CONSUMERS", "65", "from 1 to 64"),
             ("KAUFMANN_MAX_RETRIES", "1001", "from 0 to 1000"),
             ("KAUFMANN_HANDLER_TIMEOUT_MS", "0", "from 1 to 86400000"),
             (

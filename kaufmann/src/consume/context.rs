@@ -37,6 +37,8 @@ pub(crate) struct Shared {
     /// When a consumer error was last logged.
     pub(crate) consumer_error_log: LogLimit,
     pub(crate) metrics: Arc<Metrics>,
+    /// Which of the service's consumers this is (from 0).
+    pub(crate) consumer: usize,
     revoke_timeout: Duration,
     /// The transactional producer, under `exactly_once`.
     transactions: Option<Transactions>,
@@ -45,6 +47,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(
         metrics: Arc<Metrics>,
+        consumer: usize,
         revoke_timeout: Duration,
         transactions: Option<Transactions>,
     ) -> Arc<Self> {
@@ -55,6 +58,7 @@ impl Shared {
             delayed: Mutex::default(),
             consumer_error_log: LogLimit::new(CONSUMER_ERROR_LOG),
             metrics,
+            consumer,
             revoke_timeout,
             transactions,
         })
@@ -318,10 +322,10 @@ impl EngineContext {
                 })
                 .count()
         });
-        self.shared
-            .metrics
-            .health
-            .set_assigned(u64::try_from(kept).unwrap_or(u64::MAX));
+        self.shared.metrics.health.set_assigned(
+            self.shared.consumer,
+            u64::try_from(kept).unwrap_or(u64::MAX),
+        );
     }
 
     fn assigned(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -331,10 +335,10 @@ impl EngineContext {
             let assigned_now = consumer
                 .assignment()
                 .map_or(list.count(), |now| now.count());
-            self.shared
-                .metrics
-                .health
-                .set_assigned(u64::try_from(assigned_now).unwrap_or(u64::MAX));
+            self.shared.metrics.health.set_assigned(
+                self.shared.consumer,
+                u64::try_from(assigned_now).unwrap_or(u64::MAX),
+            );
             let assigned: Vec<String> = list
                 .elements()
                 .iter()

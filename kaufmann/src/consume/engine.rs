@@ -25,7 +25,6 @@ use crate::consume::ordering::{Lane, Lanes};
 use crate::consume::transactions::Transactions;
 use crate::envelope::header;
 use crate::error::{Error, Result};
-use crate::observe::stats::Stats;
 use crate::process::handler::HandlerTable;
 use crate::process::message::{place, Job, RecordHeaders, Source};
 use crate::process::processor::{Processor, Unconfirmed};
@@ -227,7 +226,9 @@ impl Engine {
     pub(crate) async fn run(self, mut shutdown: watch::Receiver<bool>) -> Result<()> {
         let engine = Arc::new(self);
         let transactional = engine.start_transactions().await?;
-        let probes = AbortOnDrop(tokio::spawn(Arc::clone(&engine).probe_dependencies()));
+        // The first consumer probes the dependencies for the whole service.
+        let probes = (engine.shared.consumer == 0)
+            .then(|| AbortOnDrop(tokio::spawn(Arc::clone(&engine).probe_dependencies())));
         // Under `exactly_once` the tick looks whether the open transaction is due.
         let tick = if transactional {
             engine.config.transaction_interval.min(TRANSACTION_TICK)
@@ -324,7 +325,9 @@ impl Engine {
         // The probes hold the engine, and so the consumer and the producer: they end here, not
         // later on another thread (the embedded broker stops once this returns, and clients
         // still connected to it would log it as an outage).
-        probes.stop().await;
+        if let Some(probes) = probes {
+            probes.stop().await;
+        }
         fenced.map_or(Ok(()), Err)
     }
 
@@ -869,13 +872,6 @@ impl Engine {
             .await;
         }
         self.consumer.unsubscribe();
-        let stats = Stats::new(self.shared.metrics.clone());
-        tracing::info!(
-            handled = stats.handled(),
-            failed = stats.failed(),
-            dead_lettered = stats.dead_lettered(),
-            "service stopped"
-        );
     }
 }
 

@@ -64,10 +64,16 @@ pub(crate) struct Transactions {
 }
 
 impl Transactions {
-    pub(crate) fn new(producer: KafkaProducer, config: &Config, metrics: Arc<Metrics>) -> Self {
+    /// The transactions of `producer`, whose transactional id is `id`.
+    pub(crate) fn new(
+        producer: KafkaProducer,
+        id: String,
+        config: &Config,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             producer,
-            id: config.transactional_id(),
+            id,
             interval: config.transaction_interval,
             max_messages: config.transaction_max_messages,
             open: Mutex::default(),

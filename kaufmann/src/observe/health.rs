@@ -118,7 +118,8 @@ struct ConsumerErrors {
 /// The health of a running service.
 #[derive(Debug)]
 pub struct Health {
-    assigned: AtomicU64,
+    /// The partitions each of the service's consumers holds, by consumer.
+    assigned: Mutex<Vec<u64>>,
     /// The schema registry.
     pub registry: Dependency,
     /// The Kafka cluster.
@@ -129,7 +130,7 @@ pub struct Health {
 impl Default for Health {
     fn default() -> Self {
         Self {
-            assigned: AtomicU64::new(0),
+            assigned: Mutex::default(),
             registry: Dependency::new("schema registry"),
             broker: Dependency::new("kafka broker"),
             consumer: ConsumerErrors::default(),
@@ -138,8 +139,21 @@ impl Default for Health {
 }
 
 impl Health {
-    pub(crate) fn set_assigned(&self, partitions: u64) {
-        self.assigned.store(partitions, Ordering::SeqCst);
+    /// Records how many partitions `consumer` (from 0) holds now.
+    pub(crate) fn set_assigned(&self, consumer: usize, partitions: u64) {
+        let mut assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
+        if assigned.len() <= consumer {
+            assigned.resize(consumer + 1, 0);
+        }
+        assigned[consumer] = partitions;
+    }
+
+    /// The partitions each consumer holds, by consumer (empty before the first assignment).
+    pub(crate) fn assigned(&self) -> Vec<u64> {
+        self.assigned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A consumer error in place of a message.
@@ -173,8 +187,8 @@ impl Health {
     /// Why the service is not ready, one reason a line; empty when it is ready.
     pub fn not_ready(&self) -> String {
         let mut reasons = String::new();
-        if self.assigned.load(Ordering::SeqCst) == 0 {
-            reasons.push_str("no partitions assigned to this member\n");
+        if self.assigned().iter().all(|&partitions| partitions == 0) {
+            reasons.push_str("no partitions assigned to this instance\n");
         }
         for dependency in [&self.registry, &self.broker] {
             if let Some(reason) = dependency.reason() {
@@ -210,7 +224,7 @@ mod tests {
 
     fn healthy() -> Health {
         let health = Health::default();
-        health.set_assigned(2);
+        health.set_assigned(0, 2);
         health.registry.set_up();
         health.broker.set_up();
         health
@@ -229,10 +243,15 @@ mod tests {
         }
         let health = healthy();
         assert!(health.ready(), "{}", health.not_ready());
-        health.set_assigned(0);
+        // With two consumers, one holding partitions is enough.
+        health.set_assigned(3, 1);
+        health.set_assigned(0, 0);
+        assert!(health.ready(), "{}", health.not_ready());
+        assert_eq!(health.assigned(), [0, 0, 0, 1]);
+        health.set_assigned(3, 0);
         assert_eq!(
             health.not_ready(),
-            "no partitions assigned to this member\n"
+            "no partitions assigned to this instance\n"
         );
     }
 

@@ -218,6 +218,12 @@ pub(crate) const LAG: (&str, &str) = (
     "Messages behind the end of the partition.",
 );
 
+/// The gauge of the partitions each consumer holds, by consumer.
+pub(crate) const ASSIGNED: (&str, &str) = (
+    "kaufmann_assigned_partitions",
+    "Partitions the consumer holds (one series per consumer of the instance).",
+);
+
 /// The per-event histograms.
 pub(crate) const HISTOGRAMS: [(&str, &str); 3] = [
     (
@@ -502,6 +508,11 @@ impl Metrics {
                 escape(&topic)
             );
         }
+        let (name, help) = ASSIGNED;
+        header(&mut out, name, help, "gauge");
+        for (consumer, partitions) in self.health.assigned().into_iter().enumerate() {
+            let _ = writeln!(out, "{name}{{consumer=\"{consumer}\"}} {partitions}");
+        }
         render_histograms(&mut out, &events);
         out
     }
@@ -569,6 +580,7 @@ mod tests {
         metrics.transaction(true, Duration::from_millis(30));
         metrics.transaction(false, Duration::from_millis(2));
         metrics.set_lag("t", 2, 17);
+        metrics.health.set_assigned(1, 3);
         let text = metrics.render();
         for line in [
             "kaufmann_messages_consumed_total{event=\"a.b\"} 2",
@@ -583,6 +595,9 @@ mod tests {
             "kaufmann_transaction_duration_seconds_count 1",
             "kaufmann_handler_duration_seconds_sum{event=\"a.b\"} 0.003",
             "kaufmann_consumer_lag{topic=\"t\",partition=\"2\"} 17",
+            "# TYPE kaufmann_assigned_partitions gauge",
+            "kaufmann_assigned_partitions{consumer=\"0\"} 0",
+            "kaufmann_assigned_partitions{consumer=\"1\"} 3",
             "kaufmann_handler_duration_seconds_bucket{event=\"a.b\",le=\"0.0025\"} 0",
             "kaufmann_handler_duration_seconds_bucket{event=\"a.b\",le=\"0.005\"} 1",
             "kaufmann_handler_duration_seconds_bucket{event=\"a.b\",le=\"+Inf\"} 1",

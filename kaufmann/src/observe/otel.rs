@@ -30,7 +30,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::Layer;
 
 use crate::observe::metrics::{
-    Kind, Metrics, TimeSink, BUCKETS, COUNTERS, HISTOGRAMS, LAG, SCALARS, TRANSACTIONS,
+    Kind, Metrics, TimeSink, ASSIGNED, BUCKETS, COUNTERS, HISTOGRAMS, LAG, SCALARS, TRANSACTIONS,
     TRANSACTION_DURATION,
 };
 
@@ -199,6 +199,20 @@ fn observe(meter: &Meter, metrics: &Arc<Metrics>) {
                         KeyValue::new("partition", i64::from(partition)),
                     ],
                 );
+            }
+        })
+        .build();
+    let weak = Arc::downgrade(metrics);
+    meter
+        .u64_observable_gauge(otlp_name(ASSIGNED.0))
+        .with_description(ASSIGNED.1)
+        .with_callback(move |observer| {
+            let Some(metrics) = weak.upgrade() else {
+                return;
+            };
+            for (consumer, partitions) in metrics.health.assigned().into_iter().enumerate() {
+                let consumer = i64::try_from(consumer).unwrap_or(i64::MAX);
+                observer.observe(partitions, &[KeyValue::new("consumer", consumer)]);
             }
         })
         .build();

@@ -56,6 +56,11 @@ impl Stats {
     pub fn unhandled(&self) -> u64 {
         self.metrics.unhandled()
     }
+    /// The partitions each of the service's consumers holds now, by consumer (see
+    /// [`Config::consumers`](crate::Config::consumers)); empty before the first assignment.
+    pub fn assigned_partitions(&self) -> Vec<u64> {
+        self.metrics.health.assigned()
+    }
     /// Partition revocations and assignments seen.
     pub fn rebalances(&self) -> u64 {
         self.metrics.rebalances()
