@@ -33,20 +33,35 @@ use crate::process::state::States;
 use crate::publish::publisher::Publisher;
 use crate::registry::SchemaRegistry;
 
-/// Aborts its task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// The task that probes the dependencies ([`Engine::probe_dependencies`]); aborted when dropped.
+struct Probes {
+    stop: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
 
-impl AbortOnDrop {
-    /// Aborts the task and waits until it is gone, with what it holds.
+impl Probes {
+    fn start(engine: Arc<Engine>) -> Self {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(engine.probe_dependencies(stopped));
+        Self { stop, task }
+    }
+
+    /// Stops the probes between two probes and waits until the task is gone, with what it
+    /// holds. An abort would not do: the broker's probe runs on a blocking thread, which goes on
+    /// holding the consumer until it returns (up to [`PROBE_TIMEOUT`]).
     async fn stop(mut self) {
-        self.0.abort();
-        let _ = (&mut self.0).await;
+        let _ = self.stop.send(true);
+        let limit = PROBE_TIMEOUT * 2 + PROBE_DOWN;
+        if tokio::time::timeout(limit, &mut self.task).await.is_err() {
+            self.task.abort();
+            let _ = (&mut self.task).await;
+        }
     }
 }
 
-impl Drop for AbortOnDrop {
+impl Drop for Probes {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 
@@ -227,8 +242,7 @@ impl Engine {
         let engine = Arc::new(self);
         let transactional = engine.start_transactions().await?;
         // The first consumer probes the dependencies for the whole service.
-        let probes = (engine.shared.consumer == 0)
-            .then(|| AbortOnDrop(tokio::spawn(Arc::clone(&engine).probe_dependencies())));
+        let probes = (engine.shared.consumer == 0).then(|| Probes::start(Arc::clone(&engine)));
         // Under `exactly_once` the tick looks whether the open transaction is due.
         let tick = if transactional {
             engine.config.transaction_interval.min(TRANSACTION_TICK)
@@ -322,9 +336,9 @@ impl Engine {
         }
         drop(state.slot);
         engine.drain(fenced.is_some()).await;
-        // The probes hold the engine, and so the consumer and the producer: they end here, not
-        // later on another thread (the embedded broker stops once this returns, and clients
-        // still connected to it would log it as an outage).
+        // The probes hold the engine, and so the consumer and the producer: they end here, a
+        // probe under way included, not later on another thread (the embedded broker stops once
+        // the service ends, and clients still connected to it would log it as an outage).
         if let Some(probes) = probes {
             probes.stop().await;
         }
@@ -482,12 +496,16 @@ impl Engine {
 
     /// Asks the registry and the broker whether they answer: every [`PROBE_UP`] while they do,
     /// every [`PROBE_DOWN`] while they do not, so readiness follows an outage even when no message
-    /// needs the dependency, and waiting messages go on as soon as it is back.
-    async fn probe_dependencies(self: Arc<Self>) {
+    /// needs the dependency, and waiting messages go on as soon as it is back. Returns when
+    /// `stop` changes, between two probes.
+    async fn probe_dependencies(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let health = &self.shared.metrics.health;
         let mut last = [Instant::now(); 2];
         loop {
-            tokio::time::sleep(PROBE_DOWN).await;
+            tokio::select! {
+                () = tokio::time::sleep(PROBE_DOWN) => {}
+                _ = stop.changed() => return,
+            }
             let due = |at: Instant, up: bool| !up || at.elapsed() >= PROBE_UP;
             if due(last[0], health.registry.is_up()) {
                 last[0] = Instant::now();
