@@ -142,11 +142,11 @@ impl ServiceBuilder {
         let stats = Stats::new(metrics.clone());
         let mut consumers = Vec::with_capacity(demands.len());
         for consumer in 0..demands.len() {
-            let transactional = transactional_producer(&config, &brokers, consumer)?;
-            let transactions = transactional.clone().map(|producer| {
-                let id = config.transactional_id(consumer);
-                Transactions::new(producer, id, &config, metrics.clone())
-            });
+            let id = config.transactional_id(consumer);
+            let transactional = transactional_producer(&config, &brokers, &id)?;
+            let transactions = transactional
+                .clone()
+                .map(|producer| Transactions::new(producer, id, &config, metrics.clone()));
             let shared = Shared::new(
                 metrics.clone(),
                 consumer,
@@ -321,13 +321,13 @@ fn group_consumer(
     Ok(Arc::new(consumer))
 }
 
-/// Under `exactly_once`, the producer the handlers of `consumer` publish through, with its
-/// transactional id (the service's publisher, for events from outside handlers, stays outside
-/// transactions).
+/// Under `exactly_once`, the producer a consumer's handlers publish through, with the
+/// consumer's transactional `id` (the service's publisher, for events from outside handlers,
+/// stays outside transactions).
 fn transactional_producer(
     config: &Config,
     brokers: &str,
-    consumer: usize,
+    id: &str,
 ) -> Result<Option<KafkaProducer>> {
     if config.processing != Processing::ExactlyOnce {
         return Ok(None);
@@ -335,7 +335,7 @@ fn transactional_producer(
     let mut client = ClientConfig::new();
     shared_settings(&mut client, config, brokers);
     client
-        .set("transactional.id", config.transactional_id(consumer))
+        .set("transactional.id", id)
         .set("enable.idempotence", "true")
         .create_with_context(ProducerLogging)
         .map(Some)

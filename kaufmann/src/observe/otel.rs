@@ -18,7 +18,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use opentelemetry::metrics::{Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{AsyncInstrument, Histogram, Meter, MeterProvider as _};
 use opentelemetry::trace::{
     SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
 };
@@ -129,30 +129,37 @@ fn otlp_name(name: &'static str) -> &'static str {
     name.strip_suffix("_seconds").unwrap_or(name)
 }
 
+/// An instrument's callback: `read` with the metrics and the observer, while the service's
+/// metrics are alive (the meter provider lives as long as the process).
+fn reading<T>(
+    metrics: &Arc<Metrics>,
+    read: impl Fn(&Metrics, &dyn AsyncInstrument<T>) + Send + Sync + 'static,
+) -> impl Fn(&dyn AsyncInstrument<T>) + Send + Sync + 'static {
+    let metrics = Arc::downgrade(metrics);
+    move |observer| {
+        if let Some(metrics) = metrics.upgrade() {
+            read(&metrics, observer);
+        }
+    }
+}
+
 /// The counters and gauges, each read from `metrics` at export.
 fn observe(meter: &Meter, metrics: &Arc<Metrics>) {
     for (name, help, read) in COUNTERS {
-        let metrics = Arc::downgrade(metrics);
         meter
             .u64_observable_counter(otlp_name(name))
             .with_description(help)
-            .with_callback(move |observer| {
-                let Some(metrics) = metrics.upgrade() else {
-                    return;
-                };
+            .with_callback(reading(metrics, move |metrics, observer| {
                 for (event, counters) in metrics.per_event() {
                     observer.observe(read(&counters), &[KeyValue::new("event", event)]);
                 }
-            })
+            }))
             .build();
     }
     for (name, help, kind, read) in SCALARS {
-        let metrics = Arc::downgrade(metrics);
-        let callback = move |observer: &dyn opentelemetry::metrics::AsyncInstrument<u64>| {
-            if let Some(metrics) = metrics.upgrade() {
-                observer.observe(read(&metrics), &[]);
-            }
-        };
+        let callback = reading(metrics, move |metrics, observer| {
+            observer.observe(read(metrics), &[]);
+        });
         match kind {
             Kind::Counter => {
                 meter
@@ -170,27 +177,19 @@ fn observe(meter: &Meter, metrics: &Arc<Metrics>) {
             }
         }
     }
-    let weak = Arc::downgrade(metrics);
     meter
         .u64_observable_counter(otlp_name(TRANSACTIONS.0))
         .with_description(TRANSACTIONS.1)
-        .with_callback(move |observer| {
-            let Some(metrics) = weak.upgrade() else {
-                return;
-            };
+        .with_callback(reading(metrics, |metrics, observer| {
             let (committed, aborted) = metrics.transactions();
             observer.observe(committed, &[KeyValue::new("outcome", "committed")]);
             observer.observe(aborted, &[KeyValue::new("outcome", "aborted")]);
-        })
+        }))
         .build();
-    let weak = Arc::downgrade(metrics);
     meter
         .i64_observable_gauge(otlp_name(LAG.0))
         .with_description(LAG.1)
-        .with_callback(move |observer| {
-            let Some(metrics) = weak.upgrade() else {
-                return;
-            };
+        .with_callback(reading(metrics, |metrics, observer| {
             for ((topic, partition), lag) in metrics.lags() {
                 observer.observe(
                     lag,
@@ -200,21 +199,17 @@ fn observe(meter: &Meter, metrics: &Arc<Metrics>) {
                     ],
                 );
             }
-        })
+        }))
         .build();
-    let weak = Arc::downgrade(metrics);
     meter
         .u64_observable_gauge(otlp_name(ASSIGNED.0))
         .with_description(ASSIGNED.1)
-        .with_callback(move |observer| {
-            let Some(metrics) = weak.upgrade() else {
-                return;
-            };
+        .with_callback(reading(metrics, |metrics, observer| {
             for (consumer, partitions) in metrics.health.assigned().into_iter().enumerate() {
                 let consumer = i64::try_from(consumer).unwrap_or(i64::MAX);
                 observer.observe(partitions, &[KeyValue::new("consumer", consumer)]);
             }
-        })
+        }))
         .build();
 }
 
