@@ -13,7 +13,7 @@ use kaufmann::TraceParent;
 use kaufmann::{EventSchema, Metadata};
 use kaufmann_examples::{CommandUserCreate, EventUserCreated};
 use kaufmann_tests::{
-    broker, create_topics, high_watermarks, unique, wait_for_commits, SecuredBroker,
+    all_committed, broker, create_topics, high_watermarks, unique, wait_for_commits, SecuredBroker,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
@@ -140,9 +140,7 @@ async fn users_end_to_end(brokers: &str, service_brokers: &str, security: KafkaS
     let service = kaufmann_tests::start(config).await.unwrap();
 
     read_and_check_events(&brokers, &output, &registry_url, &produced, started).await;
-    let expected: HashMap<i32, i64> = (0..PARTITIONS)
-        .map(|p| (p, produced.ends.get(&p).copied().unwrap_or(0)))
-        .collect();
+    let expected = all_committed(PARTITIONS, &produced.ends);
     let left = DEADLINE.saturating_sub(started.elapsed());
     let committed =
         wait_for_commits(&brokers, &group, &input, PARTITIONS, &produced.ends, left).await;

@@ -8,8 +8,8 @@ use kaufmann::wire::dead_letter;
 use kaufmann::Ordering;
 use kaufmann_cli::registry_server::LocalRegistry;
 use kaufmann_tests::{
-    assert_each_key_in_order, broker, high_watermarks, http_get, observed, peak_concurrency,
-    produce, produce_with, read_dead_letters, readiness_becomes, test_config,
+    all_committed, assert_each_key_in_order, broker, high_watermarks, http_get, observed,
+    peak_concurrency, produce, produce_with, read_dead_letters, readiness_becomes, test_config,
     topic_with_dead_letters, unique, wait_for_commits, work_items, work_records, Record,
 };
 
@@ -51,10 +51,7 @@ async fn backlog_is_handled_with_never_more_than_demand_in_flight() {
         stats_peak > demand / 2,
         "the pool never filled: peak {stats_peak}"
     );
-    let expected: HashMap<i32, i64> = (0..4)
-        .map(|p| (p, ends.get(&p).copied().unwrap_or(0)))
-        .collect();
-    assert_eq!(committed, expected);
+    assert_eq!(committed, all_committed(4, &ends));
 }
 
 /// `key` mode: each key's messages run in order, while several keys run at once.
@@ -424,8 +421,5 @@ async fn two_consumers_split_the_partitions_and_share_the_demand() {
         stats_peak > 5,
         "one consumer's share at most: peak {stats_peak}"
     );
-    let expected: HashMap<i32, i64> = (0..4)
-        .map(|p| (p, ends.get(&p).copied().unwrap_or(0)))
-        .collect();
-    assert_eq!(committed, expected);
+    assert_eq!(committed, all_committed(4, &ends));
 }

@@ -21,10 +21,10 @@ use kaufmann::config::EventRoute;
 use kaufmann::wire::dead_letter;
 use kaufmann::{CallbackTopic, Ordering, Processing};
 use kaufmann_tests::{
-    assert_each_key_in_order, assign_from_beginning, broker, create_topic_with_max_bytes,
-    create_topics, produce, produce_events, produce_requests, read_dead_letters, test_config,
-    topic_with_dead_letters, unique, wait_for_commits, work_records, TestCopy, TestCopyBatch,
-    TestPing,
+    all_committed, assert_each_key_in_order, assign_from_beginning, broker,
+    create_topic_with_max_bytes, create_topics, produce, produce_events, produce_requests,
+    read_dead_letters, test_config, topic_with_dead_letters, unique, wait_for_commits,
+    work_records, TestCopy, TestCopyBatch, TestPing,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -223,10 +223,11 @@ pub(crate) async fn finish(setup: &Setup, ends: &HashMap<i32, i64>, services: Ve
         LIMIT,
     )
     .await;
-    let expected: HashMap<i32, i64> = (0..PARTITIONS)
-        .map(|p| (p, ends.get(&p).copied().unwrap_or(0)))
-        .collect();
-    assert_eq!(committed, expected, "every input committed");
+    assert_eq!(
+        committed,
+        all_committed(PARTITIONS, ends),
+        "every input committed"
+    );
     for mut service in services {
         signal(&service, "TERM");
         assert!(wait_exit(&mut service, Duration::from_secs(60))
@@ -379,9 +380,7 @@ async fn key_order_and_demand_hold_under_transactions() {
     assert!(done, "not every message was handled");
     assert_eq!(
         committed,
-        (0..2)
-            .map(|p| (p, ends.get(&p).copied().unwrap_or(0)))
-            .collect(),
+        all_committed(2, &ends),
         "every offset committed in the transactions"
     );
     assert_each_key_in_order(&topic, 8, 250);

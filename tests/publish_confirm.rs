@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 use kaufmann::{EventRoute, PublishConfirm};
 use kaufmann_tests::{
-    broker, create_topic_with_max_bytes, create_topics, produce_events, read_dead_letters,
-    test_config, topic_with_dead_letters, unique, wait_for_commits, TestCopy,
+    all_committed, broker, create_topic_with_max_bytes, create_topics, produce_events,
+    read_dead_letters, test_config, topic_with_dead_letters, unique, wait_for_commits, TestCopy,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::BaseConsumer;
@@ -75,10 +75,11 @@ async fn each_successful_attempt_publishes_once_and_offsets_follow_the_acks() {
     let committed = wait_for_commits(&brokers, &group, &topic, PARTITIONS, &ends, LIMIT).await;
     let stats = service.stats().clone();
     service.shutdown().await.unwrap();
-    let expected: HashMap<i32, i64> = (0..PARTITIONS)
-        .map(|p| (p, ends.get(&p).copied().unwrap_or(0)))
-        .collect();
-    assert_eq!(committed, expected, "every input committed");
+    assert_eq!(
+        committed,
+        all_committed(PARTITIONS, &ends),
+        "every input committed"
+    );
 
     let out = tokio::task::spawn_blocking({
         let (brokers, output) = (brokers.clone(), output.clone());

@@ -838,6 +838,14 @@ pub fn high_watermarks(brokers: &str, topic: &str, partitions: i32) -> HashMap<i
         .collect()
 }
 
+/// The committed offsets of `partitions` partitions once everything up to `ends` is committed:
+/// each partition's end, 0 for a partition without messages.
+pub fn all_committed(partitions: i32, ends: &HashMap<i32, i64>) -> HashMap<i32, i64> {
+    (0..partitions)
+        .map(|p| (p, ends.get(&p).copied().unwrap_or(0)))
+        .collect()
+}
+
 /// Polls the committed offsets until they equal `ends` (partitions without messages: 0 or none)
 /// or `limit` passes; returns the last answer.
 pub async fn wait_for_commits(
@@ -848,9 +856,7 @@ pub async fn wait_for_commits(
     ends: &HashMap<i32, i64>,
     limit: Duration,
 ) -> HashMap<i32, i64> {
-    let expected: HashMap<i32, i64> = (0..partitions)
-        .map(|p| (p, ends.get(&p).copied().unwrap_or(0)))
-        .collect();
+    let expected = all_committed(partitions, ends);
     let started = Instant::now();
     loop {
         let (b, g, t) = (brokers.to_owned(), group.to_owned(), topic.to_owned());
