@@ -54,9 +54,14 @@ pub(crate) struct Contents {
     pub(crate) records: usize,
 }
 
-/// Reads every partition of `topic` from the beginning to its end (`read_committed`: to the last
-/// stable offset) with `isolation` (`read_committed` or `read_uncommitted`). Blocks.
+/// Reads every partition of `topic` from the beginning to its end with `isolation`
+/// (`read_committed` or `read_uncommitted`). Read committed, it first waits until no transaction
+/// is open on the topic: the end such a reader sees is the last stable offset, and a
+/// transaction whose markers are not written yet hides the records that follow it. Blocks.
 pub(crate) fn read_topic(brokers: &str, topic: &str, partitions: i32, isolation: &str) -> Contents {
+    if isolation == "read_committed" {
+        wait_until_stable(brokers, topic, partitions);
+    }
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", unique("eos-reader"))
@@ -98,6 +103,44 @@ pub(crate) fn read_topic(brokers: &str, topic: &str, partitions: i32, isolation:
         }
     }
     contents
+}
+
+/// Waits until each partition of `topic` has its last stable offset at its high watermark: every
+/// transaction on it ended and its markers are written. Blocks.
+fn wait_until_stable(brokers: &str, topic: &str, partitions: i32) {
+    // A client's watermark query asks with its isolation level: the end it gets back is the
+    // high watermark read uncommitted, the last stable offset read committed.
+    let client = |isolation: &str| -> BaseConsumer {
+        ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .set("isolation.level", isolation)
+            .create()
+            .unwrap()
+    };
+    let (committed, uncommitted) = (client("read_committed"), client("read_uncommitted"));
+    let ends = |client: &BaseConsumer| -> Vec<i64> {
+        (0..partitions)
+            .map(|p| {
+                let (_, end) = client
+                    .fetch_watermarks(topic, p, Duration::from_secs(10))
+                    .unwrap();
+                end
+            })
+            .collect()
+    };
+    let started = Instant::now();
+    loop {
+        let (stable, high) = (ends(&committed), ends(&uncommitted));
+        if stable == high {
+            return;
+        }
+        assert!(
+            started.elapsed() < LIMIT,
+            "{topic}: a transaction stayed open for {LIMIT:?}: last stable offsets {stable:?}, \
+             high watermarks {high:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The sum of the high watermarks of `topic`'s partitions (records and transaction markers).
@@ -230,9 +273,11 @@ pub(crate) async fn finish(setup: &Setup, ends: &HashMap<i32, i64>, services: Ve
     );
     for mut service in services {
         signal(&service, "TERM");
-        assert!(wait_exit(&mut service, Duration::from_secs(60))
-            .await
-            .success());
+        let status = wait_exit(&mut service, Duration::from_secs(60)).await;
+        assert!(
+            status.success(),
+            "a service stopped with SIGTERM exited with {status}"
+        );
     }
 }
 

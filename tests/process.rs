@@ -27,6 +27,24 @@ pub(crate) use kaufmann_tests::Running as Service;
 /// One line of a handled file: id, partition, offset.
 type Handled = (i64, i32, i64);
 
+thread_local! {
+    /// The last panic on this thread, with its location.
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Keeps each panic's message for [`Setup`]'s drop (once per process; the default hook still
+/// prints it, with the backtrace).
+fn remember_panics() {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            LAST_PANIC.with(|last| *last.borrow_mut() = Some(info.to_string()));
+            default(info);
+        }));
+    });
+}
+
 pub(crate) struct Setup {
     pub(crate) brokers: String,
     pub(crate) topic: String,
@@ -46,6 +64,7 @@ impl Setup {
             records,
         )
         .await;
+        remember_panics();
         let dir = std::env::temp_dir().join(unique("kaufmann-process"));
         std::fs::create_dir_all(&dir).unwrap();
         Some(Self {
@@ -102,7 +121,13 @@ impl Setup {
 impl Drop for Setup {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("the handled files are kept in {}", self.dir.display());
+            // Repeated after the backtrace, where a shortened log of the run still shows it.
+            let why = LAST_PANIC.with(|last| last.borrow_mut().take());
+            eprintln!(
+                "the handled files are kept in {}; the test failed: {}",
+                self.dir.display(),
+                why.as_deref().unwrap_or("(see above)")
+            );
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
