@@ -550,6 +550,17 @@ impl Values {
         if !top.contains_key("default_topic") {
             c.default_topic = c.topics[0].clone();
         }
+        // Each consumer takes an equal share of the pool's slots, at least one.
+        if let Some(raw) = top.get("consumers").filter(|_| c.consumers > c.demand) {
+            return Err(invalid(
+                &raw.origin,
+                &display(raw),
+                &format!(
+                    "at most `demand` ({}): each consumer needs a slot",
+                    c.demand
+                ),
+            ));
+        }
         c.errors = errors;
         for (event, keys) in &self.events {
             let mut policy = c.errors.clone();

@@ -809,6 +809,13 @@ mod tests {
             let err = from(&[(key, value)]).unwrap_err().to_string();
             assert!(err.contains(key) && err.contains(range), "{err}");
         }
+        let err = from(&[("KAUFMANN_DEMAND", "3"), ("KAUFMANN_CONSUMERS", "4")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("KAUFMANN_CONSUMERS") && err.contains("at most `demand` (3)"),
+            "{err}"
+        );
         let config = from(&[
             ("KAUFMANN_MAX_MESSAGE_BYTES", "2048"),
             ("KAUFMANN_MAX_NESTING_DEPTH", "12"),
