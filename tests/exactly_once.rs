@@ -22,9 +22,9 @@ use kaufmann::wire::dead_letter;
 use kaufmann::{CallbackTopic, Ordering, Processing};
 use kaufmann_tests::{
     all_committed, assert_each_key_in_order, assign_from_beginning, broker,
-    create_topic_with_max_bytes, create_topics, produce, produce_events, produce_requests,
-    read_dead_letters, test_config, topic_with_dead_letters, unique, wait_for_commits,
-    work_records, TestCopy, TestCopyBatch, TestPing,
+    create_topic_with_max_bytes, create_topics, partition_ends, produce, produce_events,
+    produce_requests, read_dead_letters, test_config, topic_with_dead_letters, unique,
+    wait_for_commits, work_records, TestCopy, TestCopyBatch, TestPing,
 };
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -108,8 +108,6 @@ pub(crate) fn read_topic(brokers: &str, topic: &str, partitions: i32, isolation:
 /// Waits until each partition of `topic` has its last stable offset at its high watermark: every
 /// transaction on it ended and its markers are written. Blocks.
 fn wait_until_stable(brokers: &str, topic: &str, partitions: i32) {
-    // A client's watermark query asks with its isolation level: the end it gets back is the
-    // high watermark read uncommitted, the last stable offset read committed.
     let client = |isolation: &str| -> BaseConsumer {
         ClientConfig::new()
             .set("bootstrap.servers", brokers)
@@ -118,19 +116,12 @@ fn wait_until_stable(brokers: &str, topic: &str, partitions: i32) {
             .unwrap()
     };
     let (committed, uncommitted) = (client("read_committed"), client("read_uncommitted"));
-    let ends = |client: &BaseConsumer| -> Vec<i64> {
-        (0..partitions)
-            .map(|p| {
-                let (_, end) = client
-                    .fetch_watermarks(topic, p, Duration::from_secs(10))
-                    .unwrap();
-                end
-            })
-            .collect()
-    };
     let started = Instant::now();
     loop {
-        let (stable, high) = (ends(&committed), ends(&uncommitted));
+        let (stable, high) = (
+            partition_ends(&committed, topic, partitions),
+            partition_ends(&uncommitted, topic, partitions),
+        );
         if stable == high {
             return;
         }

@@ -826,14 +826,22 @@ pub fn committed(brokers: &str, group: &str, topic: &str, partitions: i32) -> Ha
 pub fn high_watermarks(brokers: &str, topic: &str, partitions: i32) -> HashMap<i32, i64> {
     let probe: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
+        .set("isolation.level", "read_uncommitted")
         .create()
         .unwrap();
+    partition_ends(&probe, topic, partitions)
+}
+
+/// The end of each of partitions `0..partitions` of `topic` as `client` sees it: a watermark query
+/// asks with the client's isolation level, so the end is the high watermark read uncommitted and
+/// the last stable offset read committed (librdkafka's default).
+pub fn partition_ends(client: &BaseConsumer, topic: &str, partitions: i32) -> HashMap<i32, i64> {
     (0..partitions)
         .map(|p| {
-            let (_, high) = probe
+            let (_, end) = client
                 .fetch_watermarks(topic, p, Duration::from_secs(10))
                 .unwrap();
-            (p, high)
+            (p, end)
         })
         .collect()
 }

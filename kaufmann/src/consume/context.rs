@@ -322,10 +322,10 @@ impl EngineContext {
                 })
                 .count()
         });
-        self.shared.metrics.health.set_assigned(
-            self.shared.consumer,
-            u64::try_from(kept).unwrap_or(u64::MAX),
-        );
+        self.shared
+            .metrics
+            .health
+            .set_assigned(self.shared.consumer, kept);
     }
 
     fn assigned(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -335,10 +335,10 @@ impl EngineContext {
             let assigned_now = consumer
                 .assignment()
                 .map_or(list.count(), |now| now.count());
-            self.shared.metrics.health.set_assigned(
-                self.shared.consumer,
-                u64::try_from(assigned_now).unwrap_or(u64::MAX),
-            );
+            self.shared
+                .metrics
+                .health
+                .set_assigned(self.shared.consumer, assigned_now);
             let assigned: Vec<String> = list
                 .elements()
                 .iter()

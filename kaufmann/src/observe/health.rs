@@ -140,7 +140,8 @@ impl Default for Health {
 
 impl Health {
     /// Records how many partitions `consumer` (from 0) holds now.
-    pub(crate) fn set_assigned(&self, consumer: usize, partitions: u64) {
+    pub(crate) fn set_assigned(&self, consumer: usize, partitions: usize) {
+        let partitions = u64::try_from(partitions).unwrap_or(u64::MAX);
         let mut assigned = self.assigned.lock().unwrap_or_else(PoisonError::into_inner);
         if assigned.len() <= consumer {
             assigned.resize(consumer + 1, 0);
