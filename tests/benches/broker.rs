@@ -1178,7 +1178,7 @@ fn main() {
         let mut md = String::new();
         let _ = writeln!(md, "# Benchmark results\n\nMeasured {date} by `bash scripts/bench --messages {n} --runs {}` on {machine}.", args.runs);
         let kafka = std::env::var("TEST_KAFKA_VERSION").unwrap_or_else(|_| "(version unknown)".to_owned());
-        let _ = writeln!(md, "Broker: Apache Kafka {kafka} (single-node KRaft, `scripts/with-kafka`) on 127.0.0.1, librdkafka defaults (no fetch-wait override), one topic of {PARTITIONS} partitions, {n} Confluent-framed Avro events of {size} bytes on average (1,000 keys). Rates and latencies are the median of {} runs (rates from the first message to the last; A, B, C and the peers take turns, a run of each per round); in-flight and RSS peaks are the highest of the runs. Kaufmann runs in release mode with the default `key` ordering.\n", args.runs);
+        let _ = writeln!(md, "Broker: Apache Kafka {kafka} (single-node KRaft, `scripts/with-kafka`) on 127.0.0.1, librdkafka defaults (no fetch-wait override), one topic of {PARTITIONS} partitions, {n} Confluent-framed Avro events of {size} bytes on average (1,000 keys). Rates and latencies are the median of {} runs (rates from the first message to the last; A, B, C and the peers take turns, a run of each per round); in-flight and RSS peaks are the highest of the runs. Kaufmann runs with the default `key` ordering, built as the README recommends for a service (`lto = \"fat\"`, `codegen-units = 1`: the workspace's `[profile.bench]`; the other Rust rows share the binary, and RustStream builds the same way).\n", args.runs);
         let mut peer_heads = String::new();
         for (peer, _, _, _, _, _) in &peer_results {
             let _ = write!(peer_heads, " ratio to {} |", peer.name);
